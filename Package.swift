@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "mpq",
+    products: [
+        .library(name: "MPQ", targets: ["MPQ"]),
+        .executable(name: "mpq", targets: ["mpq"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
+    ],
+    targets: [
+        // oneDNN 2.6 C API (Debian libdnnl-dev) and the OpenMP runtime it is built against.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        // Generated from onnx.proto by scripts/generate-onnx-proto.sh; do not edit.
+        .target(
+            name: "ONNXProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .target(
+            name: "MPQ",
+            dependencies: [
+                "CDNNL", "ONNXProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .executableTarget(
+            name: "mpq",
+            dependencies: ["MPQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "MPQTests", dependencies: ["MPQ"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

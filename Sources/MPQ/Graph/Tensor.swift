@@ -1,0 +1,188 @@
+import Foundation
+
+/// Recycles tensor buffers by size so that a model run reuses the memory of
+/// values after their last use instead of returning it to the OS and faulting
+/// fresh pages in again (the same idea as ONNX Runtime's arena).
+public final class BufferPool: @unchecked Sendable {
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private let lock = NSLock()
+    /// Bytes currently parked in the pool.
+    public private(set) var pooledBytes = 0
+
+    public init() {}
+
+    func take(byteCount: Int) -> UnsafeMutableRawPointer? {
+        lock.lock(); defer { lock.unlock() }
+        guard var list = free[byteCount], let pointer = list.popLast() else { return nil }
+        free[byteCount] = list
+        pooledBytes -= byteCount
+        return pointer
+    }
+
+    func give(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
+        lock.lock(); defer { lock.unlock() }
+        free[byteCount, default: []].append(pointer)
+        pooledBytes += byteCount
+    }
+
+    /// Returns every parked buffer to the system allocator.
+    public func drain() {
+        lock.lock(); defer { lock.unlock() }
+        for list in free.values { list.forEach { Foundation.free($0) } }
+        free = [:]
+        pooledBytes = 0
+    }
+
+    deinit { drain() }
+}
+
+/// 64-byte aligned memory owned by one or more `Tensor`s (reshapes share it).
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let byteCount: Int
+    private let pool: BufferPool?
+
+    init(byteCount: Int, pool: BufferPool? = nil) {
+        let size = max(byteCount, 1)
+        if let pool, let recycled = pool.take(byteCount: size) {
+            pointer = recycled
+        } else {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, size) == 0, let raw else {
+                fatalError("mpq: out of memory allocating \(size) bytes")
+            }
+            pointer = raw
+        }
+        self.byteCount = size
+        self.pool = pool
+    }
+
+    deinit {
+        if let pool { pool.give(pointer, byteCount: byteCount) } else { free(pointer) }
+    }
+}
+
+/// A dense, row-major n-dimensional array of one element type.
+///
+/// Value semantics for shape and type; the bytes live in a shared `TensorStorage`
+/// so that reshapes and graph-level aliasing (Identity, Reshape) are free.
+public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+    public let dtype: DataType
+    public let shape: [Int]
+    public let storage: TensorStorage
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+    public var byteCount: Int { count * dtype.byteSize }
+    public var rawPointer: UnsafeMutableRawPointer { storage.pointer }
+
+    /// An uninitialised tensor (kernels fill every element).
+    public init(uninitialized dtype: DataType, shape: [Int], pool: BufferPool? = nil) {
+        self.dtype = dtype
+        self.shape = shape
+        self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize, pool: pool)
+    }
+
+    /// A tensor of zeros.
+    public init(zeros dtype: DataType, shape: [Int], pool: BufferPool? = nil) {
+        self.init(uninitialized: dtype, shape: shape, pool: pool)
+        memset(storage.pointer, 0, byteCount)
+    }
+
+    public init<T: TensorElement>(shape: [Int], scalars: [T]) {
+        precondition(shape.reduce(1, *) == scalars.count, "shape \(shape) does not hold \(scalars.count) elements")
+        self.init(uninitialized: T.dataType, shape: shape)
+        scalars.withUnsafeBytes { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    /// A rank-0 tensor.
+    public init<T: TensorElement>(scalar: T) { self.init(shape: [], scalars: [scalar]) }
+
+    /// A tensor copied from raw little-endian bytes.
+    public init(dtype: DataType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+        self.init(uninitialized: dtype, shape: shape)
+        precondition(bytes.count == byteCount)
+        if byteCount > 0 { storage.pointer.copyMemory(from: bytes.baseAddress!, byteCount: byteCount) }
+    }
+
+    init(dtype: DataType, shape: [Int], storage: TensorStorage) {
+        self.dtype = dtype
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// The same bytes seen with another shape of equal element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count)
+        return Tensor(dtype: dtype, shape: newShape, storage: storage)
+    }
+
+    public func withUnsafeBufferPointer<T: TensorElement, R>(
+        as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R
+    ) rethrows -> R {
+        precondition(T.dataType == dtype, "tensor holds \(dtype), not \(T.dataType)")
+        return try body(UnsafeBufferPointer(start: storage.pointer.assumingMemoryBound(to: T.self), count: count))
+    }
+
+    public func withUnsafeMutableBufferPointer<T: TensorElement, R>(
+        as type: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws -> R
+    ) rethrows -> R {
+        precondition(T.dataType == dtype, "tensor holds \(dtype), not \(T.dataType)")
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer.assumingMemoryBound(to: T.self), count: count))
+    }
+
+    /// Typed pointer to the first element (the caller keeps `self` alive).
+    public func pointer<T: TensorElement>(as type: T.Type) -> UnsafeMutablePointer<T> {
+        precondition(T.dataType == dtype, "tensor holds \(dtype), not \(T.dataType)")
+        return storage.pointer.assumingMemoryBound(to: T.self)
+    }
+
+    /// A copy of the elements.
+    public func scalars<T: TensorElement>(as type: T.Type) -> [T] {
+        withUnsafeBufferPointer(as: T.self) { Array($0) }
+    }
+
+    /// A deep copy with its own storage.
+    public func copy(pool: BufferPool? = nil) -> Tensor {
+        let result = Tensor(uninitialized: dtype, shape: shape, pool: pool)
+        if byteCount > 0 { result.storage.pointer.copyMemory(from: storage.pointer, byteCount: byteCount) }
+        return result
+    }
+
+    /// Elements widened to Int (for integer tensors holding shapes, axes, indices).
+    public func integers() -> [Int] {
+        switch dtype {
+        case .int64: return scalars(as: Int64.self).map { Int($0) }
+        case .int32: return scalars(as: Int32.self).map { Int($0) }
+        case .int16: return scalars(as: Int16.self).map { Int($0) }
+        case .int8: return scalars(as: Int8.self).map { Int($0) }
+        case .uint8: return scalars(as: UInt8.self).map { Int($0) }
+        case .uint16: return scalars(as: UInt16.self).map { Int($0) }
+        case .uint32: return scalars(as: UInt32.self).map { Int($0) }
+        case .uint64: return scalars(as: UInt64.self).map { Int(truncatingIfNeeded: $0) }
+        case .bool: return scalars(as: Bool.self).map { $0 ? 1 : 0 }
+        default: return converted(to: .float64).scalars(as: Double.self).map { Int($0) }
+        }
+    }
+
+    /// Elements as Double (any numeric type), for summaries and tests.
+    public func doubles() -> [Double] { converted(to: .float64).scalars(as: Double.self) }
+
+    /// Elements as Float (any numeric type).
+    public func floats() -> [Float] { converted(to: .float32).scalars(as: Float.self) }
+
+    public var description: String { "Tensor<\(dtype)>\(shape)" }
+}
+
+/// Row-major strides of a shape.
+@inlinable
+public func contiguousStrides(_ shape: [Int]) -> [Int] {
+    var strides = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+        strides[axis] = running
+        running *= shape[axis]
+    }
+    return strides
+}

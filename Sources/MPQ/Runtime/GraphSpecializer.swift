@@ -1,0 +1,60 @@
+/// A graph bound to concrete input shapes: constants folded, every value's
+/// type (and shape where it does not depend on run-time data) inferred.
+///
+/// Folding runs the operators themselves on constant inputs, so the
+/// Shape -> Gather -> Concat -> Reshape chains of transformer exports collapse
+/// into constants once the input shapes are known.
+public struct SpecializedGraph {
+    /// Nodes left to execute, in order, with their operators.
+    public var nodes: [(node: Node, op: Operator)]
+    /// Constants the remaining nodes read (initializers and folded values).
+    public var constants: [String: Tensor]
+    /// Type and shape of every value.
+    public var specs: [String: ValueSpec]
+
+    /// Specializes `graph` for inputs of the given specs.
+    ///
+    /// - Parameters:
+    ///   - operators: one operator per node of `graph`, in the same order.
+    ///   - keep: values that must stay computed at run time (hooked values);
+    ///     nodes producing them are not removed as dead.
+    public init(graph: Graph, operators: [Operator], inputs: [String: ValueSpec],
+                context: ExecutionContext) throws {
+        var specs = inputs
+        for (name, tensor) in graph.initializers { specs[name] = ValueSpec(tensor) }
+        var remaining: [(node: Node, op: Operator)] = []
+        for (node, op) in zip(graph.nodes, operators) {
+            let inputSpecs: [ValueSpec?] = node.inputs.map { $0.isEmpty ? nil : specs[$0] }
+            let outputs: [ValueSpec]
+            do {
+                if inputSpecs.allSatisfy({ $0 == nil || $0?.constant != nil }) {
+                    let values = try op.run(inputSpecs.map { $0?.constant }, context: context)
+                    outputs = values.map(ValueSpec.init)
+                } else {
+                    outputs = try op.inferOutputs(inputSpecs)
+                }
+            } catch let error as MPQError {
+                throw error.located(at: node)
+            }
+            guard outputs.count >= node.outputs.filter({ !$0.isEmpty }).count else {
+                throw MPQError.invalidModel("\(node.opType) node '\(node.name)' declares \(node.outputs.count) outputs, the operator yields \(outputs.count)")
+            }
+            for (name, spec) in zip(node.outputs, outputs) where !name.isEmpty { specs[name] = spec }
+            let folded = zip(node.outputs, outputs).allSatisfy { $0.0.isEmpty || $0.1.constant != nil }
+            if !folded { remaining.append((node, op)) }
+        }
+
+        // Drop nodes whose outputs nothing needs; keep only the constants still read.
+        var needed = Set(graph.outputs.map(\.name))
+        var live: [(node: Node, op: Operator)] = []
+        for entry in remaining.reversed() where entry.node.outputs.contains(where: needed.contains) {
+            live.append(entry)
+            needed.formUnion(entry.node.inputs)
+        }
+        nodes = live.reversed()
+        var constants: [String: Tensor] = [:]
+        for name in needed { if let c = specs[name]?.constant { constants[name] = c } }
+        self.constants = constants
+        self.specs = specs
+    }
+}

@@ -1,0 +1,2 @@
+/// Operators of this family, by op type.
+let reductionOperators: [String: OperatorFactory] = [:]

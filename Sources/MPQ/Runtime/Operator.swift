@@ -1,0 +1,154 @@
+import Foundation
+
+/// What shape inference knows about a value before it runs.
+public struct ValueSpec: Sendable {
+    public var dtype: DataType
+    /// nil when the shape depends on values not known until run time.
+    public var shape: [Int]?
+    /// The value itself, when it is a constant (initializer or folded).
+    public var constant: Tensor?
+
+    public init(dtype: DataType, shape: [Int]?, constant: Tensor? = nil) {
+        self.dtype = dtype
+        self.shape = shape
+        self.constant = constant
+    }
+
+    public init(_ tensor: Tensor) {
+        self.init(dtype: tensor.dtype, shape: tensor.shape, constant: tensor)
+    }
+}
+
+/// An executable ONNX operator bound to one node.
+///
+/// Instances are created once per node (validating attributes up front) and
+/// may cache prepared kernels, e.g. oneDNN primitives for a given input shape.
+public protocol Operator: AnyObject {
+    /// Output types and shapes from input specs (nil for omitted optional inputs).
+    func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec]
+    /// Computes the outputs (nil entries are omitted optional inputs).
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor]
+}
+
+/// Builds an operator for a node at the model's opset; throws for attribute
+/// values the implementation does not support.
+public typealias OperatorFactory = @Sendable (_ node: Node, _ opset: Int) throws -> Operator
+
+/// Per-run services for kernels: buffer pool and thread count.
+public final class ExecutionContext: @unchecked Sendable {
+    public let pool: BufferPool?
+    public let threads: Int
+
+    public init(pool: BufferPool? = nil, threads: Int) {
+        self.pool = pool
+        self.threads = max(1, threads)
+    }
+
+    /// An output buffer, recycled from the pool when one of that size is free.
+    @inline(__always)
+    public func allocate(_ dtype: DataType, _ shape: [Int]) -> Tensor {
+        Tensor(uninitialized: dtype, shape: shape, pool: pool)
+    }
+
+    /// Runs `body` over `0..<count` split into contiguous chunks on all threads,
+    /// when the work is large enough to pay for the hand-off.
+    @inline(__always)
+    public func parallelFor(_ count: Int, minimumChunk: Int = 32_768, _ body: (Range<Int>) -> Void) {
+        let chunks = min(threads, max(1, count / minimumChunk))
+        if chunks <= 1 {
+            body(0..<count)
+            return
+        }
+        let size = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let start = chunk * size
+            let end = min(count, start + size)
+            if start < end { body(start..<end) }
+        }
+    }
+}
+
+/// The operators mpq executes, by ONNX op type (default domain).
+public enum OperatorRegistry {
+    static let factories: [String: OperatorFactory] = {
+        var all: [String: OperatorFactory] = [:]
+        for family in [
+            elementwiseOperators, shapeOperators, reductionOperators, resizeOperators,
+            convolutionOperators, matrixOperators, poolingOperators, normalizationOperators,
+        ] {
+            all.merge(family) { first, _ in first }
+        }
+        return all
+    }()
+
+    /// Sorted names of every supported op type.
+    public static var supportedOpTypes: [String] { factories.keys.sorted() }
+
+    /// Creates the operator for `node`, or throws naming the op, node and opset.
+    public static func makeOperator(for node: Node, opset: Int) throws -> Operator {
+        guard node.domain.isEmpty || node.domain == "ai.onnx", let factory = factories[node.opType] else {
+            let domain = node.domain.isEmpty ? "" : " in domain '\(node.domain)'"
+            throw MPQError.unsupportedNodes([UnsupportedNode(
+                opType: node.opType, nodeName: node.name, opset: opset,
+                reason: "no kernel for this op type\(domain)")])
+        }
+        do {
+            return try factory(node, opset)
+        } catch MPQError.invalidAttribute(_, _, let message) {
+            throw MPQError.unsupportedNodes([UnsupportedNode(
+                opType: node.opType, nodeName: node.name, opset: opset, reason: message)])
+        }
+    }
+}
+
+/// Throws an attribute error for `node` (used by operator factories).
+func unsupported(_ node: Node, _ message: String) -> MPQError {
+    .invalidAttribute(node: node.name, opType: node.opType, message: message)
+}
+
+/// Numpy-style broadcast of two shapes.
+public func broadcastShapes(_ a: [Int], _ b: [Int]) throws -> [Int] {
+    let rank = max(a.count, b.count)
+    var result = [Int](repeating: 1, count: rank)
+    for i in 0..<rank {
+        let da = i < rank - a.count ? 1 : a[i - (rank - a.count)]
+        let db = i < rank - b.count ? 1 : b[i - (rank - b.count)]
+        guard da == db || da == 1 || db == 1 else {
+            throw MPQError.shapeMismatch("cannot broadcast \(a) with \(b)")
+        }
+        result[i] = da == 1 ? db : da
+    }
+    return result
+}
+
+/// Normalises a possibly negative axis for a tensor of `rank`.
+func normalizedAxis(_ axis: Int, rank: Int, node: Node? = nil) throws -> Int {
+    let a = axis < 0 ? axis + rank : axis
+    guard a >= 0 && a < max(rank, 1) else {
+        let place = node.map { " in \($0.opType) node '\($0.name)'" } ?? ""
+        throw MPQError.shapeMismatch("axis \(axis) is out of range for rank \(rank)\(place)")
+    }
+    return a
+}
+
+extension Array where Element == ValueSpec? {
+    /// The spec at `index`, or an error naming the missing input.
+    func required(_ index: Int, _ node: Node) throws -> ValueSpec {
+        guard index < count, let spec = self[index] else {
+            throw MPQError.invalidModel("\(node.opType) node '\(node.name)' is missing input \(index)")
+        }
+        return spec
+    }
+}
+
+extension Array where Element == Tensor? {
+    /// The tensor at `index`, or an error naming the missing input.
+    func required(_ index: Int, _ node: Node) throws -> Tensor {
+        guard index < count, let tensor = self[index] else {
+            throw MPQError.invalidModel("\(node.opType) node '\(node.name)' is missing input \(index)")
+        }
+        return tensor
+    }
+
+    func optional(_ index: Int) -> Tensor? { index < count ? self[index] : nil }
+}

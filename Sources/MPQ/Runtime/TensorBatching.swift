@@ -1,0 +1,42 @@
+extension Tensor {
+    /// Element `index` of the leading axis, keeping that axis with size 1.
+    public func sample(_ index: Int) -> Tensor {
+        guard let batch = shape.first, batch > 0 else { return self }
+        let rowBytes = byteCount / batch
+        let result = Tensor(uninitialized: dtype, shape: [1] + shape.dropFirst())
+        result.rawPointer.copyMemory(from: rawPointer + index * rowBytes, byteCount: rowBytes)
+        return result
+    }
+
+    /// Tensors of equal type joined along `axis` (same sizes on all other axes).
+    public static func concatenate(_ parts: [Tensor], axis: Int, pool: BufferPool? = nil) throws -> Tensor {
+        guard let first = parts.first else { throw MPQError.invalidInput("nothing to concatenate") }
+        let rank = first.rank
+        let axis = try normalizedAxis(axis, rank: rank)
+        for part in parts {
+            guard part.dtype == first.dtype else {
+                throw MPQError.typeMismatch("cannot concatenate \(first.dtype) with \(part.dtype)")
+            }
+            guard part.rank == rank,
+                  (0..<rank).allSatisfy({ $0 == axis || part.shape[$0] == first.shape[$0] }) else {
+                throw MPQError.shapeMismatch("cannot concatenate \(first.shape) with \(part.shape) on axis \(axis)")
+            }
+        }
+        var shape = first.shape
+        shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        let result = Tensor(uninitialized: first.dtype, shape: shape, pool: pool)
+        let outer = shape[..<axis].reduce(1, *)
+        let inner = shape[(axis + 1)...].reduce(1, *) * first.dtype.byteSize
+        let rowBytes = shape[axis] * inner
+        var offset = 0
+        for part in parts {
+            let partBytes = part.shape[axis] * inner
+            for o in 0..<outer {
+                (result.rawPointer + o * rowBytes + offset)
+                    .copyMemory(from: part.rawPointer + o * partBytes, byteCount: partBytes)
+            }
+            offset += partBytes
+        }
+        return result
+    }
+}

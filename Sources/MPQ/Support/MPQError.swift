@@ -1,0 +1,55 @@
+/// One node the runtime cannot execute, with what the user needs to find it.
+public struct UnsupportedNode: Sendable, Equatable, CustomStringConvertible {
+    public var opType: String
+    public var nodeName: String
+    public var opset: Int
+    public var reason: String?
+
+    public var description: String {
+        let base = "\(opType) (node '\(nodeName)', opset \(opset))"
+        return reason.map { "\(base): \($0)" } ?? base
+    }
+}
+
+/// Errors mpq reports to users: each says what is wrong and where, on one line.
+public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
+    case fileNotFound(String)
+    case invalidModel(String)
+    case unsupportedNodes([UnsupportedNode])
+    case invalidAttribute(node: String, opType: String, message: String)
+    case shapeMismatch(String)
+    case typeMismatch(String)
+    case invalidInput(String)
+    case invalidTensorFile(String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let path): return "file not found: \(path)"
+        case .invalidModel(let message): return "invalid model: \(message)"
+        case .unsupportedNodes(let nodes):
+            return "unsupported operators (\(nodes.count) node\(nodes.count == 1 ? "" : "s")): "
+                + nodes.map(\.description).joined(separator: "; ")
+        case .invalidAttribute(let node, let opType, let message):
+            return "\(opType) node '\(node)': \(message)"
+        case .shapeMismatch(let message): return "shape mismatch: \(message)"
+        case .typeMismatch(let message): return "type mismatch: \(message)"
+        case .invalidInput(let message): return "invalid input: \(message)"
+        case .invalidTensorFile(let message): return "invalid tensor file: \(message)"
+        case .io(let message): return "I/O error: \(message)"
+        }
+    }
+}
+
+extension MPQError {
+    /// The error with the node that raised it named, if it does not say already.
+    func located(at node: Node) -> MPQError {
+        let place = "\(node.opType) node '\(node.name)'"
+        switch self {
+        case .shapeMismatch(let m) where !m.contains(node.name): return .shapeMismatch("\(place): \(m)")
+        case .typeMismatch(let m) where !m.contains(node.name): return .typeMismatch("\(place): \(m)")
+        case .invalidInput(let m) where !m.contains(node.name): return .invalidInput("\(place): \(m)")
+        default: return self
+        }
+    }
+}

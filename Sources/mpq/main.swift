@@ -1,0 +1,2 @@
+import MPQ
+print(OperatorRegistry.supportedOpTypes)
