@@ -1,0 +1,49 @@
+import Foundation
+import ZIPFoundation
+
+/// numpy's `.npz` format: a zip archive of `.npy` files, one per named array
+/// (stored or deflated, as `numpy.savez` / `savez_compressed` write them).
+public enum NPZ {
+    /// Reads every array of a `.npz` file, by name (without the `.npy` suffix).
+    public static func read(contentsOf path: String) throws -> [String: Tensor] {
+        guard FileManager.default.fileExists(atPath: path) else { throw MPQError.fileNotFound(path) }
+        let archive: Archive
+        do {
+            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
+        } catch {
+            throw MPQError.invalidTensorFile("\(path): not a .npz (zip) archive")
+        }
+        var arrays: [String: Tensor] = [:]
+        for entry in archive where entry.type == .file {
+            var bytes = Data()
+            do {
+                _ = try archive.extract(entry) { bytes.append($0) }
+            } catch {
+                throw MPQError.invalidTensorFile("\(path): entry '\(entry.path)' is corrupt (\(error))")
+            }
+            let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
+            arrays[name] = try NPY.decode(bytes, source: "\(path)[\(name)]")
+        }
+        return arrays
+    }
+
+    /// Writes named arrays to a `.npz` file (stored, like `numpy.savez`), atomically.
+    public static func write(_ arrays: [String: Tensor], to path: String) throws {
+        let archive: Archive
+        do {
+            archive = try Archive(accessMode: .create)
+            for name in arrays.keys.sorted() {
+                let bytes = try NPY.encode(arrays[name]!)
+                try archive.addEntry(with: "\(name).npy", type: .file, uncompressedSize: Int64(bytes.count)) {
+                    position, size in bytes.subdata(in: Int(position)..<(Int(position) + size))
+                }
+            }
+        } catch let error as MPQError {
+            throw error
+        } catch {
+            throw MPQError.io("cannot build \(path): \(error)")
+        }
+        guard let data = archive.data else { throw MPQError.io("cannot build \(path)") }
+        try AtomicFile.write(data, to: path)
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+@testable import MPQ
+
+/// Root of the repository (for scripts and ../shared).
+let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// `../shared` beside the repository (real models and data).
+let sharedFolder = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+
+/// Deterministic SplitMix64 generator for reproducible test inputs.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Tensor {
+    /// Uniform random float32 values.
+    static func random(_ shape: [Int], in range: ClosedRange<Float> = -2...2,
+                       using rng: inout SeededGenerator) -> Tensor {
+        Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: range, using: &rng) })
+    }
+}
+
+/// A single-node model run by mpq and by ONNX Runtime.
+struct OperatorCase {
+    var name: String
+    var opType: String
+    var attributes: [String: Attribute] = [:]
+    /// Node inputs in order; nil is an omitted optional input.
+    var inputs: [Tensor?]
+    /// Indices of inputs stored as initializers rather than graph inputs.
+    var constantInputs: Set<Int> = []
+    var outputCount: Int = 1
+    var opset: Int = 17
+    /// Allowed max |mpq - ort| relative to max(1, max |ort|).
+    var tolerance: Double = 1e-5
+
+    func graph(outputTypes: [DataType]) -> Graph {
+        var initializers: [String: Tensor] = [:]
+        var graphInputs: [ValueInfo] = []
+        let names = inputs.indices.map { inputs[$0] == nil ? "" : "in\($0)" }
+        for (i, tensor) in inputs.enumerated() {
+            guard let tensor else { continue }
+            if constantInputs.contains(i) {
+                initializers[names[i]] = tensor
+            } else {
+                graphInputs.append(ValueInfo(name: names[i], dtype: tensor.dtype, shape: tensor.shape.map { .fixed($0) }))
+            }
+        }
+        let outputs = (0..<outputCount).map { "out\($0)" }
+        let node = Node(name: "\(opType)_node", opType: opType, inputs: names, outputs: outputs, attributes: attributes)
+        return Graph(name: name, nodes: [node], inputs: graphInputs,
+                     outputs: zip(outputs, outputTypes).map { ValueInfo(name: $0, dtype: $1, shape: nil) },
+                     initializers: initializers, opset: opset)
+    }
+
+    var feeds: [String: Tensor] {
+        var feeds: [String: Tensor] = [:]
+        for (i, tensor) in inputs.enumerated() where !constantInputs.contains(i) {
+            if let tensor { feeds["in\(i)"] = tensor }
+        }
+        return feeds
+    }
+}
+
+/// Runs all cases in mpq and in ONNX Runtime (one python3 process) and records
+/// an issue for every mismatch of dtype, shape or values.
+func expectMatchesOnnxRuntime(_ cases: [OperatorCase], sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-ort-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: root) }
+
+    var ours: [String: [Tensor]] = [:]
+    for (index, c) in cases.enumerated() {
+        let folder = root.appendingPathComponent(String(format: "%04d", index))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var outputTypes = [DataType](repeating: .float32, count: c.outputCount)
+        do {
+            let probe = c.graph(outputTypes: outputTypes)
+            let session = try InferenceSession(graph: probe, options: SessionOptions(threads: 2))
+            let results = try session.run(c.feeds)
+            let tensors = (0..<c.outputCount).map { results["out\($0)"]! }
+            outputTypes = tensors.map(\.dtype)
+            ours[c.name] = tensors
+        } catch {
+            Issue.record("\(c.name): mpq failed: \(error)", sourceLocation: sourceLocation)
+        }
+        try Model(graph: c.graph(outputTypes: outputTypes)).write(to: folder.appendingPathComponent("model.onnx").path)
+        try NPZ.write(c.feeds, to: folder.appendingPathComponent("inputs.npz").path)
+    }
+
+    try runPython(["Tests/Scripts/ort_reference.py", root.path])
+
+    for (index, c) in cases.enumerated() {
+        let folder = root.appendingPathComponent(String(format: "%04d", index))
+        if let error = try? String(contentsOf: folder.appendingPathComponent("error.txt"), encoding: .utf8) {
+            Issue.record("\(c.name): ONNX Runtime failed: \(error)", sourceLocation: sourceLocation)
+            continue
+        }
+        guard let mine = ours[c.name] else { continue }
+        for (i, actual) in mine.enumerated() {
+            let expected = try NPY.read(contentsOf: folder.appendingPathComponent("out_\(i).npy").path)
+            if let problem = compare(actual, expected, tolerance: c.tolerance) {
+                Issue.record("\(c.name) output \(i): \(problem)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+}
+
+/// nil when the tensors agree in dtype, shape and values (NaNs must match).
+func compare(_ actual: Tensor, _ expected: Tensor, tolerance: Double) -> String? {
+    guard actual.dtype == expected.dtype else { return "dtype \(actual.dtype), expected \(expected.dtype)" }
+    guard actual.shape == expected.shape else { return "shape \(actual.shape), expected \(expected.shape)" }
+    let a = actual.doubles(), e = expected.doubles()
+    let scale = max(1, e.filter(\.isFinite).map(abs).max() ?? 1)
+    var worst = 0.0, worstIndex = -1
+    for i in 0..<a.count {
+        if a[i].isNaN != e[i].isNaN { return "element \(i): \(a[i]) vs \(e[i])" }
+        if a[i].isInfinite || e[i].isInfinite {
+            if a[i] != e[i] { return "element \(i): \(a[i]) vs \(e[i])" }
+            continue
+        }
+        if a[i].isNaN { continue }
+        let d = abs(a[i] - e[i])
+        if d > worst { worst = d; worstIndex = i }
+    }
+    if worst > tolerance * scale {
+        return "max abs error \(worst) at element \(worstIndex) (\(a[worstIndex]) vs \(e[worstIndex])) exceeds \(tolerance) x \(scale)"
+    }
+    return nil
+}
+
+/// Runs python3 from the repository root; throws with its stderr on failure.
+@discardableResult
+func runPython(_ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3"] + arguments
+    process.currentDirectoryURL = repositoryRoot
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw MPQError.io("python3 \(arguments.joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self))")
+    }
+    return String(decoding: output, as: UTF8.self)
+}
