@@ -173,6 +173,9 @@ final class ExecutionPlan {
         let pinned = Set(outputSlots.map(\.1)).union(constants.map(\.0))
         var releaseAt = [[Int]](repeating: [], count: nodeSlots.count)
         for (s, index) in lastUse where !pinned.contains(s) { releaseAt[index].append(s) }
+        for entry in specialized.nodes {
+            entry.op.bindConstants(entry.node.inputs.map { specialized.constants[$0] })
+        }
         steps = zip(specialized.nodes, nodeSlots).enumerated().map { index, pair in
             Step(node: pair.0.node, op: pair.0.op, inputs: pair.1.0, outputs: pair.1.1, release: releaseAt[index])
         }

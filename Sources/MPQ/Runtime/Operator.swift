@@ -28,6 +28,13 @@ public protocol Operator: AnyObject {
     func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec]
     /// Computes the outputs (nil entries are omitted optional inputs).
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor]
+    /// Tells the operator which inputs are constants in this plan (nil where
+    /// the input varies), so it can prepare them once (e.g. reorder weights).
+    func bindConstants(_ constants: [Tensor?])
+}
+
+extension Operator {
+    public func bindConstants(_ constants: [Tensor?]) {}
 }
 
 /// Builds an operator for a node at the model's opset; throws for attribute

@@ -22,6 +22,7 @@ public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
     case invalidInput(String)
     case invalidTensorFile(String)
     case io(String)
+    case kernelFailure(String)
 
     public var description: String {
         switch self {
@@ -37,6 +38,7 @@ public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
         case .invalidInput(let message): return "invalid input: \(message)"
         case .invalidTensorFile(let message): return "invalid tensor file: \(message)"
         case .io(let message): return "I/O error: \(message)"
+        case .kernelFailure(let message): return "kernel failure: \(message)"
         }
     }
 }

@@ -1,0 +1,206 @@
+import CDNNL
+
+/// Thin Swift layer over oneDNN's C API: engine and stream, memory
+/// descriptors, and primitives that keep one memory object per argument so
+/// a run only swaps data pointers.
+enum DNNL {
+    static let argSource: Int32 = 1
+    static let argDestination: Int32 = 17
+    static let argWeights: Int32 = 33
+    static let argBias: Int32 = 41
+    static let argScale: Int32 = 51
+    static let argShift: Int32 = 52
+    static let argMean: Int32 = 49
+    static let argVariance: Int32 = 50
+
+    nonisolated(unsafe) static let engine: dnnl_engine_t = {
+        var engine: dnnl_engine_t?
+        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else {
+            fatalError("mpq: oneDNN has no CPU engine")
+        }
+        return engine
+    }()
+
+    nonisolated(unsafe) static let stream: dnnl_stream_t = {
+        var stream: dnnl_stream_t?
+        guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
+            fatalError("mpq: cannot create a oneDNN stream")
+        }
+        return stream
+    }()
+
+    static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) throws {
+        guard status == dnnl_success else {
+            throw MPQError.kernelFailure("oneDNN \(what()) failed with status \(status.rawValue)")
+        }
+    }
+
+    /// Plain row-major tag for a rank.
+    static func plainTag(rank: Int) -> dnnl_format_tag_t {
+        [dnnl_a, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde, dnnl_abcdef][min(rank, 6)]
+    }
+}
+
+/// A oneDNN memory descriptor (shape, type, layout).
+struct MemoryDescriptor {
+    var raw = dnnl_memory_desc_t()
+
+    /// `dims` with a format tag (`dnnl_format_tag_any` lets the primitive choose).
+    init(_ dims: [Int], _ type: dnnl_data_type_t = dnnl_f32, tag: dnnl_format_tag_t) throws {
+        let d = dims.map(Int64.init)
+        try DNNL.check(dnnl_memory_desc_init_by_tag(&raw, Int32(d.count), d, type, tag), "memory descriptor \(dims)")
+    }
+
+    /// Plain row-major `dims`.
+    init(plain dims: [Int], _ type: dnnl_data_type_t = dnnl_f32) throws {
+        try self.init(dims.isEmpty ? [1] : dims, type, tag: DNNL.plainTag(rank: max(dims.count, 1)))
+    }
+
+    /// `dims` with explicit element strides.
+    init(_ dims: [Int], _ type: dnnl_data_type_t = dnnl_f32, strides: [Int]) throws {
+        let d = dims.map(Int64.init), s = strides.map(Int64.init)
+        try DNNL.check(dnnl_memory_desc_init_by_strides(&raw, Int32(d.count), d, type, s), "memory descriptor \(dims)")
+    }
+
+    init(raw: dnnl_memory_desc_t) { self.raw = raw }
+
+    var byteCount: Int {
+        var copy = raw
+        return dnnl_memory_desc_get_size(&copy)
+    }
+
+    func equals(_ other: MemoryDescriptor) -> Bool {
+        var a = raw, b = other.raw
+        return dnnl_memory_desc_equal(&a, &b) != 0
+    }
+}
+
+/// A created primitive with one reusable memory object per execution argument.
+final class Primitive {
+    let descriptor: dnnl_primitive_desc_t
+    private let primitive: dnnl_primitive_t
+    private var memories: [Int32: dnnl_memory_t] = [:]
+
+    /// Creates the primitive from an initialised operation descriptor.
+    init<Operation>(_ operation: inout Operation, attributes: dnnl_primitive_attr_t? = nil, name: String) throws {
+        var pd: dnnl_primitive_desc_t?
+        let status = withUnsafePointer(to: &operation) {
+            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attributes, DNNL.engine, nil)
+        }
+        try DNNL.check(status, "\(name) primitive descriptor")
+        descriptor = pd!
+        var p: dnnl_primitive_t?
+        try DNNL.check(dnnl_primitive_create(&p, descriptor), "\(name) primitive")
+        primitive = p!
+    }
+
+    /// A reorder from one layout to another.
+    init(reorderFrom source: MemoryDescriptor, to destination: MemoryDescriptor) throws {
+        var pd: dnnl_primitive_desc_t?
+        var s = source.raw, d = destination.raw
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &s, DNNL.engine, &d, DNNL.engine, nil), "reorder")
+        descriptor = pd!
+        var p: dnnl_primitive_t?
+        try DNNL.check(dnnl_primitive_create(&p, descriptor), "reorder primitive")
+        primitive = p!
+    }
+
+    deinit {
+        for memory in memories.values { dnnl_memory_destroy(memory) }
+        dnnl_primitive_destroy(primitive)
+        dnnl_primitive_desc_destroy(descriptor)
+    }
+
+    /// The layout the primitive chose for an argument (DNNL.argSource, ...).
+    func memoryDescriptor(for argument: Int32) -> MemoryDescriptor {
+        MemoryDescriptor(raw: dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, argument).pointee)
+    }
+
+    /// Runs with the given data pointers (in the layouts the primitive chose).
+    func execute(_ arguments: [(Int32, UnsafeMutableRawPointer)]) throws {
+        var args: [dnnl_exec_arg_t] = []
+        args.reserveCapacity(arguments.count + 1)
+        for (argument, pointer) in arguments {
+            let memory = try self.memory(for: argument)
+            try DNNL.check(dnnl_memory_set_data_handle(memory, pointer), "set data handle")
+            args.append(dnnl_exec_arg_t(arg: argument, memory: memory))
+        }
+        let scratchpadArgument: Int32 = 80
+        if let scratchpad = scratchpadMemory {
+            args.append(dnnl_exec_arg_t(arg: scratchpadArgument, memory: scratchpad))
+        }
+        try DNNL.check(dnnl_primitive_execute(primitive, DNNL.stream, Int32(args.count), args), "execute")
+    }
+
+    private func memory(for argument: Int32) throws -> dnnl_memory_t {
+        if let memory = memories[argument] { return memory }
+        var md = memoryDescriptor(for: argument).raw
+        var memory: dnnl_memory_t?
+        try DNNL.check(dnnl_memory_create(&memory, &md, DNNL.engine, nil), "memory")
+        memories[argument] = memory!
+        return memory!
+    }
+
+    private lazy var scratchpadMemory: dnnl_memory_t? = {
+        var md = memoryDescriptor(for: 80).raw
+        guard dnnl_memory_desc_get_size(&md) > 0 else { return nil }
+        var memory: dnnl_memory_t?
+        // DNNL_MEMORY_ALLOCATE: oneDNN owns the scratchpad buffer.
+        guard dnnl_memory_create(&memory, &md, DNNL.engine, UnsafeMutableRawPointer(bitPattern: -1)) == dnnl_success else {
+            return nil
+        }
+        return memory
+    }()
+}
+
+/// Primitive attributes: post-ops fused into the primitive's output.
+final class PrimitiveAttributes {
+    let raw: dnnl_primitive_attr_t
+
+    init() throws {
+        var attr: dnnl_primitive_attr_t?
+        try DNNL.check(dnnl_primitive_attr_create(&attr), "primitive attributes")
+        raw = attr!
+    }
+
+    /// Appends element-wise post-ops (applied in order to the f32 result).
+    func setPostOps(_ activations: [FusedActivation]) throws {
+        guard !activations.isEmpty else { return }
+        var ops: dnnl_post_ops_t?
+        try DNNL.check(dnnl_post_ops_create(&ops), "post-ops")
+        defer { dnnl_post_ops_destroy(ops) }
+        for activation in activations {
+            let (alg, alpha, beta) = activation.eltwise
+            try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, alg, alpha, beta), "eltwise post-op")
+        }
+        try DNNL.check(dnnl_primitive_attr_set_post_ops(raw, ops), "set post-ops")
+    }
+
+    deinit { dnnl_primitive_attr_destroy(raw) }
+}
+
+/// An activation that oneDNN applies to a primitive's output at no extra memory pass.
+public enum FusedActivation: Equatable, Sendable {
+    case relu
+    case clip(min: Float, max: Float)
+
+    var eltwise: (dnnl_alg_kind_t, Float, Float) {
+        switch self {
+        case .relu: return (dnnl_eltwise_relu, 0, 0)
+        case .clip(let lo, let hi): return (dnnl_eltwise_clip, lo, hi)
+        }
+    }
+}
+
+/// Maps a tensor type to oneDNN's.
+func dnnlType(_ dtype: DataType) throws -> dnnl_data_type_t {
+    switch dtype {
+    case .float32: return dnnl_f32
+    case .int8: return dnnl_s8
+    case .uint8: return dnnl_u8
+    case .int32: return dnnl_s32
+    case .float16: return dnnl_f16
+    case .bfloat16: return dnnl_bf16
+    default: throw MPQError.typeMismatch("oneDNN kernels do not take \(dtype)")
+    }
+}
