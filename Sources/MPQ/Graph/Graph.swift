@@ -93,7 +93,7 @@ public struct Node: Sendable {
 }
 
 /// One dimension of a declared shape.
-public enum Dimension: Hashable, Sendable, CustomStringConvertible {
+public enum ShapeDimension: Hashable, Sendable, CustomStringConvertible {
     case fixed(Int)
     case symbolic(String)
     case unknown
@@ -114,9 +114,9 @@ public struct ValueInfo: Sendable {
     public var name: String
     public var dtype: DataType
     /// nil when the model declares no shape.
-    public var shape: [Dimension]?
+    public var shape: [ShapeDimension]?
 
-    public init(name: String, dtype: DataType, shape: [Dimension]?) {
+    public init(name: String, dtype: DataType, shape: [ShapeDimension]?) {
         self.name = name
         self.dtype = dtype
         self.shape = shape

@@ -112,7 +112,7 @@ public struct Model: Sendable {
         guard let dtype = DataType(rawValue: Int(t.elemType)), dtype != .string else {
             throw MPQError.invalidModel("graph value '\(info.name)' has unsupported element type \(t.elemType)")
         }
-        let shape: [Dimension]? = t.hasShape ? t.shape.dim.map { d in
+        let shape: [ShapeDimension]? = t.hasShape ? t.shape.dim.map { d in
             switch d.value {
             case .dimValue(let v)?: return v >= 0 ? .fixed(Int(v)) : .unknown
             case .dimParam(let p)?: return p.isEmpty ? .unknown : .symbolic(p)

@@ -57,4 +57,37 @@ public struct SpecializedGraph {
         self.constants = constants
         self.specs = specs
     }
+
+    /// Largest total size of values alive at once when nodes run in order and
+    /// each value is freed after its last use (graph outputs stay alive);
+    /// nil when some shape is unknown. Constants are not counted.
+    public func peakLiveBytes(outputs: [String], inputs: [String]) -> Int? {
+        var lastUse: [String: Int] = [:]
+        for (index, entry) in nodes.enumerated() {
+            for name in entry.node.inputs + entry.node.outputs where !name.isEmpty { lastUse[name] = index }
+        }
+        let pinned = Set(outputs)
+        func bytes(_ name: String) -> Int? {
+            guard let spec = specs[name], let shape = spec.shape else { return nil }
+            return shape.reduce(1, *) * spec.dtype.byteSize
+        }
+        var live = 0
+        for name in inputs where constants[name] == nil {
+            guard let b = bytes(name) else { return nil }
+            live += b
+        }
+        var peak = live
+        for (index, entry) in nodes.enumerated() {
+            for name in entry.node.outputs where !name.isEmpty {
+                guard let b = bytes(name) else { return nil }
+                live += b
+            }
+            peak = max(peak, live)
+            let released = Set(entry.node.inputs + entry.node.outputs).filter {
+                !$0.isEmpty && lastUse[$0] == index && !pinned.contains($0) && constants[$0] == nil
+            }
+            for name in released { live -= bytes(name) ?? 0 }
+        }
+        return peak
+    }
 }

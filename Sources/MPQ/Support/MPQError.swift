@@ -29,8 +29,20 @@ public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
         case .fileNotFound(let path): return "file not found: \(path)"
         case .invalidModel(let message): return "invalid model: \(message)"
         case .unsupportedNodes(let nodes):
-            return "unsupported operators (\(nodes.count) node\(nodes.count == 1 ? "" : "s")): "
-                + nodes.map(\.description).joined(separator: "; ")
+            // One entry per (op, opset, reason), naming every node.
+            var groups: [(key: String, nodes: [String])] = []
+            for node in nodes {
+                let reason = node.reason.map { ": \($0)" } ?? ""
+                let key = "\(node.opType) (opset \(node.opset))\(reason)"
+                if let index = groups.firstIndex(where: { $0.key == key }) {
+                    groups[index].nodes.append(node.nodeName)
+                } else {
+                    groups.append((key, [node.nodeName]))
+                }
+            }
+            return "unsupported operators in \(nodes.count) node\(nodes.count == 1 ? "" : "s"): " + groups.map { group in
+                "\(group.key) in node\(group.nodes.count == 1 ? "" : "s") " + group.nodes.map { "'\($0)'" }.joined(separator: ", ")
+            }.joined(separator: "; ")
         case .invalidAttribute(let node, let opType, let message):
             return "\(opType) node '\(node)': \(message)"
         case .shapeMismatch(let message): return "shape mismatch: \(message)"

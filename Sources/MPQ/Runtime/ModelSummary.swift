@@ -1,0 +1,78 @@
+/// Static facts about a model at given input shapes: what `mpq inspect` prints.
+public struct ModelSummary: Sendable {
+    /// Multiply-accumulates of one Conv / ConvTranspose / Gemm / MatMul node.
+    public struct Layer: Sendable {
+        public var name: String
+        public var opType: String
+        public var outputShape: [Int]
+        public var macs: Int
+    }
+
+    public var inputs: [ValueInfo]
+    public var outputs: [ValueInfo]
+    /// Concrete shapes used for the analysis (symbolic dims bound).
+    public var inputShapes: [String: [Int]]
+    public var outputShapes: [String: [Int]?]
+    public var opHistogram: [(opType: String, count: Int)]
+    public var parameterCount: Int
+    public var weightBytes: Int
+    public var layers: [Layer]
+    public var totalMACs: Int { layers.reduce(0) { $0 + $1.macs } }
+    /// Nodes left after constant folding at these shapes.
+    public var nodesAfterFolding: Int
+
+    /// Analyses `graph`, binding symbolic input dims from `dimensions` (by name);
+    /// unbound ones default to 1 for the leading axis and 128 elsewhere.
+    public init(graph: Graph, dimensions: [String: Int] = [:]) throws {
+        inputs = graph.inputs
+        outputs = graph.outputs
+        var shapes: [String: [Int]] = [:]
+        for input in graph.inputs {
+            shapes[input.name] = (input.shape ?? []).enumerated().map { axis, dim in
+                switch dim {
+                case .fixed(let n): return n
+                case .symbolic(let name): return dimensions[name] ?? (axis == 0 ? 1 : 128)
+                case .unknown: return axis == 0 ? 1 : 128
+                }
+            }
+        }
+        inputShapes = shapes
+        var counts: [String: Int] = [:]
+        for node in graph.nodes { counts[node.opType, default: 0] += 1 }
+        opHistogram = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .map { ($0.key, $0.value) }
+        let weights = graph.initializers.values.filter { $0.dtype.isFloatingPoint }
+        parameterCount = weights.reduce(0) { $0 + $1.count }
+        weightBytes = weights.reduce(0) { $0 + $1.byteCount }
+
+        let session = try InferenceSession(graph: graph, options: SessionOptions(threads: 1))
+        let specialized = try session.specialize(inputShapes: shapes)
+        nodesAfterFolding = specialized.nodes.count
+        outputShapes = Dictionary(uniqueKeysWithValues: graph.outputs.map { ($0.name, specialized.specs[$0.name]?.shape) })
+        layers = graph.nodes.compactMap { node in
+            let shape = { (name: String) in specialized.specs[name]?.shape }
+            guard let out = node.outputs.first.flatMap(shape), let macs = Self.macs(node, shape) else { return nil }
+            return Layer(name: node.name, opType: node.opType, outputShape: out, macs: macs)
+        }
+    }
+
+    private static func macs(_ node: Node, _ shape: (String) -> [Int]?) -> Int? {
+        guard node.inputs.count >= 2, let a = shape(node.inputs[0]), let b = shape(node.inputs[1]),
+              let y = shape(node.outputs[0]) else { return nil }
+        switch node.opType {
+        case "Conv":
+            // Each output element sums over (C_in / group) x kernel.
+            return y.reduce(1, *) * b.dropFirst().reduce(1, *)
+        case "ConvTranspose":
+            // Each input element scatters into (C_out / group) x kernel outputs.
+            return a.reduce(1, *) * b.dropFirst().reduce(1, *)
+        case "Gemm":
+            let transA = ((try? node.int("transA", default: 0)) ?? 0) != 0
+            return y.reduce(1, *) * (transA ? a[0] : a[a.count - 1])
+        case "MatMul":
+            return y.reduce(1, *) * a[a.count - 1]
+        default:
+            return nil
+        }
+    }
+}

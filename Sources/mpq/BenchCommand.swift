@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import MPQ
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time a model in mpq: median latency over repetitions, peak memory.",
+        discussion: "bench/compare_ort.py runs this next to ONNX Runtime on the same inputs and prints the ratios.")
+
+    @Argument(help: "ONNX model file.")
+    var model: String
+
+    @Option(help: ArgumentHelp("Inputs to time (default: generated for --batch and --dim).", valueName: "FILE.npz"))
+    var inputs: String?
+
+    @Option(help: "Batch size for generated inputs.")
+    var batch = 1
+
+    @Option(name: .customLong("dim"), help: ArgumentHelp("Bind a symbolic dim for generated inputs.", valueName: "NAME=N"))
+    var dimensions: [String] = []
+
+    @Option(help: "Untimed runs first.")
+    var warmup = 3
+
+    @Option(help: "Timed runs.")
+    var repetitions = 20
+
+    @OptionGroup var threadOptions: ThreadOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard batch >= 1, repetitions >= 1, warmup >= 0 else {
+            throw ValidationError("--batch and --repetitions must be >= 1, --warmup >= 0")
+        }
+    }
+
+    func run() throws {
+        let loaded = try Model(contentsOf: model)
+        let session = try InferenceSession(model: loaded, options: threadOptions.session)
+        let feeds = try inputs.map { try NPZ.read(contentsOf: $0) } ?? generatedInputs(loaded.graph)
+        for _ in 0..<warmup { _ = try session.run(feeds) }
+        var times: [Double] = []
+        for _ in 0..<repetitions {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try session.run(feeds)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        times.sort()
+        let median = times[times.count / 2]
+        let specialized = try session.specialize(inputShapes: feeds.mapValues(\.shape))
+        let activations = specialized.peakLiveBytes(outputs: loaded.graph.outputs.map(\.name),
+                                                    inputs: loaded.graph.inputs.map(\.name)) ?? 0
+        let weights = loaded.graph.initializers.values.reduce(0) { $0 + $1.byteCount }
+        let peak = peakResidentBytes()
+        let shapes = loaded.graph.inputs.map { "\($0.name)=\(feeds[$0.name]!.shape)" }.joined(separator: " ")
+        if json {
+            let object: [String: Any] = [
+                "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1],
+                "repetitions": repetitions, "threads": threadOptions.session.threads,
+                "peak_rss_bytes": peak, "weight_bytes": weights, "peak_activation_bytes": activations,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("inputs: \(shapes)")
+            print(String(format: "median %.3f ms  (min %.3f, max %.3f) over %d runs, %d threads",
+                         median, times[0], times[times.count - 1], repetitions, threadOptions.session.threads))
+            print("peak RSS \(formatBytes(peak)); weights \(formatBytes(weights)) + peak live activations \(formatBytes(activations))"
+                  + String(format: " = %@ (ratio %.2f)", formatBytes(weights + activations), Double(peak) / Double(max(weights + activations, 1))))
+        }
+    }
+
+    /// Random float inputs, token ids in [0, 1000), masks of ones, type ids of zeros.
+    private func generatedInputs(_ graph: Graph) throws -> [String: Tensor] {
+        let bound = try parseDimensions(dimensions)
+        var rng = SystemRandomNumberGenerator()
+        var feeds: [String: Tensor] = [:]
+        for input in graph.inputs {
+            let shape = (input.shape ?? []).enumerated().map { axis, dim -> Int in
+                if axis == 0 { return batch }
+                switch dim {
+                case .fixed(let n): return n
+                case .symbolic(let name): return bound[name] ?? 128
+                case .unknown: return 128
+                }
+            }
+            let count = shape.reduce(1, *)
+            let lower = input.name.lowercased()
+            let values: [Int64] = lower.contains("mask") ? Array(repeating: 1, count: count)
+                : lower.contains("type") ? Array(repeating: 0, count: count)
+                : (0..<count).map { _ in Int64.random(in: 0..<1000, using: &rng) }
+            switch input.dtype {
+            case .float32:
+                feeds[input.name] = Tensor(shape: shape, scalars: (0..<count).map { _ in Float.random(in: -1...1, using: &rng) })
+            case .int64:
+                feeds[input.name] = Tensor(shape: shape, scalars: values)
+            default:
+                feeds[input.name] = Tensor(shape: shape, scalars: values).converted(to: input.dtype)
+            }
+        }
+        return feeds
+    }
+}
+
+/// Peak resident set size of this process (Linux VmHWM).
+func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes * 1024
+}

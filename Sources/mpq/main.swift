@@ -1,2 +1,0 @@
-import MPQ
-print(OperatorRegistry.supportedOpTypes)

@@ -1,0 +1,23 @@
+"""Runs MODEL with ONNX Runtime on the arrays of INPUTS.npz, BATCH samples at a
+time along axis 0, and writes all outputs (concatenated) to OUT.npz."""
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+
+def main(model, inputs, out, batch):
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feeds = dict(np.load(inputs))
+    total = next(iter(feeds.values())).shape[0]
+    names = [o.name for o in session.get_outputs()]
+    parts = {n: [] for n in names}
+    for start in range(0, total, batch):
+        chunk = {k: v[start:start + batch] for k, v in feeds.items()}
+        for name, value in zip(names, session.run(None, chunk)):
+            parts[name].append(value)
+    np.savez(out, **{n: np.concatenate(v) for n, v in parts.items()})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
