@@ -33,7 +33,7 @@ let package = Package(
             name: "mpq",
             dependencies: ["MPQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "MPQTests", dependencies: ["MPQ"]),
+        .testTarget(name: "MPQTests", dependencies: ["MPQ", "mpq"]),
     ],
     swiftLanguageModes: [.v5]
 )

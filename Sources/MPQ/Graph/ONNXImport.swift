@@ -146,6 +146,9 @@ struct TensorImporter {
             guard proto.rawData.count == expectedBytes else {
                 throw MPQError.invalidModel("tensor '\(name)' has \(proto.rawData.count) bytes of raw data, its shape \(shape) needs \(expectedBytes)")
             }
+            if count > 0, let storage = TensorStorage(borrowing: proto.rawData) {
+                return Tensor(dtype: dtype, shape: shape, storage: storage)
+            }
             return proto.rawData.withUnsafeBytes { Tensor(dtype: dtype, shape: shape, bytes: $0) }
         }
         func check(_ n: Int) throws {

@@ -41,8 +41,21 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
     private let pool: BufferPool?
+    /// Bytes owned by someone else (e.g. a decoded protobuf), kept alive here.
+    private let borrowed: Data?
+
+    /// Storage that uses `data`'s bytes in place when they are 16-byte aligned
+    /// (nil otherwise): model weights are not copied a second time at load.
+    init?(borrowing data: Data) {
+        guard let base = data.withUnsafeBytes({ $0.baseAddress }), Int(bitPattern: base) % 16 == 0 else { return nil }
+        pointer = UnsafeMutableRawPointer(mutating: base)
+        byteCount = data.count
+        pool = nil
+        borrowed = data
+    }
 
     init(byteCount: Int, pool: BufferPool? = nil) {
+        borrowed = nil
         let size = max(byteCount, 1)
         if let pool, let recycled = pool.take(byteCount: size) {
             pointer = recycled
@@ -58,6 +71,7 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
+        if borrowed != nil { return }
         if let pool { pool.give(pointer, byteCount: byteCount) } else { free(pointer) }
     }
 }

@@ -27,7 +27,12 @@ public final class InferenceSession: @unchecked Sendable {
     private let operators: [Operator]
     private let pool = BufferPool()
     private let context: ExecutionContext
-    private var plans: [[[Int]]: ExecutionPlan] = [:]
+    private var plans: [PlanKey: ExecutionPlan] = [:]
+
+    private struct PlanKey: Hashable {
+        var shapes: [[Int]]
+        var fused: Bool
+    }
     private let lock = NSLock()
 
     public convenience init(model: Model, options: SessionOptions = SessionOptions()) throws {
@@ -58,7 +63,7 @@ public final class InferenceSession: @unchecked Sendable {
         let inputs = try validate(feeds)
         let key = graph.inputs.map { inputs[$0.name]!.shape }
         do {
-            return try plan(for: key, feeds: inputs).run(inputs, hook: hook)
+            return try plan(for: PlanKey(shapes: key, fused: hook == nil), feeds: inputs).run(inputs, hook: hook)
         } catch MPQError.shapeMismatch(let message) {
             // Graphs exported at batch 1 may hard-code it (e.g. in Reshape
             // constants): run such batches one sample at a time.
@@ -69,7 +74,7 @@ public final class InferenceSession: @unchecked Sendable {
             for index in 0..<batch {
                 let sample = inputs.mapValues { $0.sample(index) }
                 let shapes = graph.inputs.map { sample[$0.name]!.shape }
-                parts.append(try plan(for: shapes, feeds: sample).run(sample, hook: hook))
+                parts.append(try plan(for: PlanKey(shapes: shapes, fused: hook == nil), feeds: sample).run(sample, hook: hook))
             }
             return try graph.outputs.reduce(into: [:]) { result, output in
                 result[output.name] = try Tensor.concatenate(parts.map { $0[output.name]! }, axis: 0)
@@ -90,12 +95,15 @@ public final class InferenceSession: @unchecked Sendable {
                                     context: ExecutionContext(threads: options.threads))
     }
 
-    private func plan(for shapes: [[Int]], feeds: [String: Tensor]) throws -> ExecutionPlan {
+    private func plan(for key: PlanKey, feeds: [String: Tensor]) throws -> ExecutionPlan {
         lock.lock(); defer { lock.unlock() }
-        if let plan = plans[shapes] { return plan }
-        let specialized = try specialize(inputShapes: feeds.mapValues(\.shape))
+        if let plan = plans[key] { return plan }
+        var specialized = try specialize(inputShapes: feeds.mapValues(\.shape))
+        if key.fused {
+            specialized = try OperatorFusion.fuse(specialized, outputs: Set(graph.outputs.map(\.name)))
+        }
         let plan = ExecutionPlan(specialized, graph: graph, context: context)
-        plans[shapes] = plan
+        plans[key] = plan
         return plan
     }
 
@@ -147,6 +155,7 @@ final class ExecutionPlan {
     private let outputSlots: [(String, Int)]
     private let slotNames: [String]
     private let context: ExecutionContext
+    private let runLock = NSLock()
 
     init(_ specialized: SpecializedGraph, graph: Graph, context: ExecutionContext) {
         self.context = context
@@ -184,6 +193,8 @@ final class ExecutionPlan {
     }
 
     func run(_ feeds: [String: Tensor], hook: ValueHook?) throws -> [String: Tensor] {
+        // Kernels keep per-primitive argument handles: one run of a plan at a time.
+        runLock.lock(); defer { runLock.unlock() }
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (s, tensor) in constants { values[s] = tensor }
         for (name, s) in inputSlots { values[s] = feeds[name] }

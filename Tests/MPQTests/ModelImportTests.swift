@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+@testable import MPQ
+
+/// ONNX import variants and graph-level passes on the real models.
+@Suite struct ModelImportTests {
+    let folder: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-import-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+
+    /// The same MobileNetV2 stored with external data, with typed-field initializers
+    /// and with initializers turned into Constant nodes gives identical outputs.
+    @Test func storageVariantsGiveIdenticalOutputs() throws {
+        let source = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+        let script = """
+        import onnx, sys, os
+        from onnx import numpy_helper, helper
+        src, d = sys.argv[1], sys.argv[2]
+        m = onnx.load(src)
+        os.makedirs(f"{d}/ext", exist_ok=True)
+        onnx.save_model(m, f"{d}/ext/model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.bin", size_threshold=0)
+        typed = onnx.load(src)
+        for t in typed.graph.initializer:
+            a = numpy_helper.to_array(t)
+            t.ClearField("raw_data")
+            t.float_data.extend(a.flatten().tolist())
+        onnx.save(typed, f"{d}/typed.onnx")
+        const = onnx.load(src)
+        nodes = [helper.make_node("Constant", [], [t.name], value=t) for t in const.graph.initializer]
+        del const.graph.initializer[:]
+        const.graph.node[0:0] = nodes
+        onnx.save(const, f"{d}/constants.onnx")
+        """
+        try runPython(["-c", script, source, folder.path])
+        var rng = SeededGenerator(seed: 5)
+        let input = ["input": Tensor.random([2, 3, 224, 224], using: &rng)]
+        let reference = try InferenceSession(model: Model(contentsOf: source)).run(input)["logits"]!
+        for variant in ["ext/model.onnx", "typed.onnx", "constants.onnx"] {
+            let model = try Model(contentsOf: folder.appendingPathComponent(variant).path)
+            #expect(model.graph.parameterCount == 3_504_872, "\(variant)")
+            let logits = try InferenceSession(model: model).run(input)["logits"]!
+            #expect(maxAbsDifference(logits, reference) == 0, "\(variant)")
+        }
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("ext/weights.bin"))
+        #expect(throws: MPQError.self) { try Model(contentsOf: folder.appendingPathComponent("ext/model.onnx").path) }
+    }
+
+    /// Once input shapes are known the Shape/Gather/Concat/Reshape chains of the
+    /// transformer export fold into constants.
+    @Test func constantFoldingRemovesShapeChains() throws {
+        let model = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path)
+        let summary = try ModelSummary(graph: model.graph, dimensions: ["b": 2, "s": 16])
+        #expect(summary.outputShapes["last_hidden_state"] == [2, 16, 384])
+        let remaining = try InferenceSession(model: model)
+            .specialize(inputShapes: ["input_ids": [2, 16], "attention_mask": [2, 16], "token_type_ids": [2, 16]]).nodes
+        let opTypes = Set(remaining.map(\.node.opType))
+        #expect(!opTypes.contains("Shape") && !opTypes.contains("ConstantOfShape") && !opTypes.contains("Range"))
+        #expect(remaining.count < model.graph.nodes.count / 2, "\(remaining.count) of \(model.graph.nodes.count) nodes left")
+        // 6 layers x (4 projections + 2 attention products + 2 feed-forward) MatMuls, 2 x 16 tokens.
+        #expect(summary.layers.filter { $0.opType == "MatMul" }.count == 48)
+    }
+
+    @Test func mobileNetSummaryCountsMACs() throws {
+        let model = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path)
+        let summary = try ModelSummary(graph: model.graph)
+        #expect(summary.parameterCount == 3_504_872)
+        // torchvision reports 300.8 M multiply-adds for MobileNetV2 at 224x224.
+        #expect(abs(Double(summary.totalMACs) / 1e6 - 300.8) < 1.5, "\(summary.totalMACs)")
+        #expect(summary.layers.count == 53)
+    }
+}
