@@ -47,7 +47,9 @@ public final class TensorStorage: @unchecked Sendable {
     /// Storage that uses `data`'s bytes in place when they are 16-byte aligned
     /// (nil otherwise): model weights are not copied a second time at load.
     init?(borrowing data: Data) {
-        guard let base = data.withUnsafeBytes({ $0.baseAddress }), Int(bitPattern: base) % 16 == 0 else { return nil }
+        // Small Data is stored inline and its bytes have no stable address: copy those.
+        guard data.count >= 256, let base = data.withUnsafeBytes({ $0.baseAddress }),
+              Int(bitPattern: base) % 16 == 0 else { return nil }
         pointer = UnsafeMutableRawPointer(mutating: base)
         byteCount = data.count
         pool = nil
