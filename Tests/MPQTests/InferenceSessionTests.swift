@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+@testable import MPQ
+
+@Suite struct InferenceSessionTests {
+    let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+
+    /// Hooks see every computed value and can replace one for all its consumers.
+    @Test func hooksReadAndReplaceIntermediateValues() throws {
+        let model = try Model(contentsOf: mobileNet)
+        let session = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+        var rng = SeededGenerator(seed: 3)
+        let feeds = ["input": Tensor.random([2, 3, 224, 224], using: &rng)]
+        let plain = try session.run(feeds)["logits"]!
+
+        var seen: [String: [Int]] = [:]
+        let observed = try session.run(feeds) { name, value in
+            seen[name] = value.shape
+            return nil
+        }["logits"]!
+        let produced = Set(model.graph.nodes.flatMap(\.outputs))
+        #expect(Set(seen.keys) == produced, "every node output is visible to the hook")
+        #expect(seen["logits"] == [2, 1000])
+        // Fused (no hook) and unfused (hooked) plans compute the same numbers.
+        #expect(maxAbsDifference(observed, plain) == 0)
+
+        let target = model.graph.nodes.first { $0.opType == "GlobalAveragePool" }!.outputs[0]
+        let replaced = try session.run(feeds) { name, value in
+            name == target ? Tensor(zeros: .float32, shape: value.shape) : nil
+        }["logits"]!
+        // With zero features the logits are the classifier bias alone.
+        let bias = model.graph.initializers[model.graph.nodes.first { $0.opType == "Gemm" }!.inputs[2]]!
+        #expect(replaced.floats().prefix(1000).elementsEqual(bias.floats()))
+    }
+
+    /// A graph exported at batch 1 with the batch hard-coded in a Reshape still
+    /// runs larger batches (one sample at a time), and names its shapes in errors otherwise.
+    @Test func hardCodedBatchOneFallsBackToPerSampleRuns() throws {
+        let graph = Graph(
+            name: "batch1",
+            nodes: [
+                Node(name: "reshape", opType: "Reshape", inputs: ["x", "shape"], outputs: ["r"]),
+                Node(name: "relu", opType: "Relu", inputs: ["r"], outputs: ["y"]),
+            ],
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(4)])],
+            outputs: [ValueInfo(name: "y", dtype: .float32, shape: [.fixed(1), .fixed(2), .fixed(2)])],
+            initializers: ["shape": Tensor(shape: [3], scalars: [Int64(1), 2, 2])], opset: 17)
+        let session = try InferenceSession(graph: graph)
+        let x = Tensor(shape: [3, 4], scalars: (0..<12).map { Float($0) - 6 })
+        let y = try session.run(["x": x])["y"]!
+        #expect(y.shape == [3, 2, 2])
+        #expect(y.floats() == (0..<12).map { max(Float($0) - 6, 0) })
+        #expect(throws: MPQError.self) { try session.run(["x": Tensor(zeros: .float32, shape: [1, 5])]) }
+    }
+
+    /// Buffers return to the pool after their last use: repeated runs allocate nothing new.
+    @Test func buffersAreReusedAcrossRuns() throws {
+        let session = try InferenceSession(model: Model(contentsOf: mobileNet), options: SessionOptions(threads: 1))
+        var rng = SeededGenerator(seed: 4)
+        let feeds = ["input": Tensor.random([1, 3, 224, 224], using: &rng)]
+        let first = try session.run(feeds)["logits"]!
+        let before = peakResident()
+        for _ in 0..<5 { _ = try session.run(feeds) }
+        let second = try session.run(feeds)["logits"]!
+        #expect(maxAbsDifference(first, second) == 0)
+        #expect(peakResident() - before < 8 << 20, "peak RSS grew by \(peakResident() - before) bytes over 6 runs")
+    }
+}
+
+/// Linux VmHWM of this process.
+func peakResident() -> Int {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+    return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+}
