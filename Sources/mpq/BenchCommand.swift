@@ -54,7 +54,7 @@ struct BenchCommand: ParsableCommand {
         let activations = specialized.peakLiveBytes(outputs: loaded.graph.outputs.map(\.name),
                                                     inputs: loaded.graph.inputs.map(\.name)) ?? 0
         let weights = loaded.graph.initializers.values.reduce(0) { $0 + $1.byteCount }
-        let peak = peakResidentBytes()
+        let peak = ProcessMemory.peakResidentBytes
         let shapes = loaded.graph.inputs.map { "\($0.name)=\(feeds[$0.name]!.shape)" }.joined(separator: " ")
         if json {
             let object: [String: Any] = [
@@ -103,12 +103,4 @@ struct BenchCommand: ParsableCommand {
         }
         return feeds
     }
-}
-
-/// Peak resident set size of this process (Linux VmHWM).
-func peakResidentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-    return kilobytes * 1024
 }

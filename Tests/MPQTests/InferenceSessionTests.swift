@@ -59,17 +59,10 @@ import Testing
         var rng = SeededGenerator(seed: 4)
         let feeds = ["input": Tensor.random([1, 3, 224, 224], using: &rng)]
         let first = try session.run(feeds)["logits"]!
-        let before = peakResident()
+        let before = ProcessMemory.peakResidentBytes
         for _ in 0..<5 { _ = try session.run(feeds) }
         let second = try session.run(feeds)["logits"]!
         #expect(maxAbsDifference(first, second) == 0)
-        #expect(peakResident() - before < 8 << 20, "peak RSS grew by \(peakResident() - before) bytes over 6 runs")
+        #expect(ProcessMemory.peakResidentBytes - before < 8 << 20, "peak RSS grew by \(ProcessMemory.peakResidentBytes - before) bytes over 6 runs")
     }
-}
-
-/// Linux VmHWM of this process.
-func peakResident() -> Int {
-    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
-    return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
 }
