@@ -21,12 +21,14 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "Tests", "Scripts"))
+from ort_run_model import with_dynamic_batch  # noqa: E402
 
 
 def ort_median(model, feeds, threads, warmup, repetitions):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(with_dynamic_batch(model), options, providers=["CPUExecutionProvider"])
     for _ in range(warmup):
         session.run(None, feeds)
     times = []

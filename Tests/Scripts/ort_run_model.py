@@ -3,11 +3,23 @@ time along axis 0, and writes all outputs (concatenated) to OUT.npz."""
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 
+def with_dynamic_batch(path):
+    """The model's bytes with a leading input/output dim of 1 made symbolic, so
+    ONNX Runtime accepts any batch (mpq does this itself)."""
+    model = onnx.load(path)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            dims[0].dim_param = "batch"
+    return model.SerializeToString()
+
+
 def main(model, inputs, out, batch):
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(with_dynamic_batch(model), providers=["CPUExecutionProvider"])
     feeds = dict(np.load(inputs))
     total = next(iter(feeds.values())).shape[0]
     names = [o.name for o in session.get_outputs()]

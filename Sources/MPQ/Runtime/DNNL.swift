@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// Thin Swift layer over oneDNN's C API: engine and stream, memory
 /// descriptors, and primitives that keep one memory object per argument so
@@ -82,27 +83,31 @@ final class Primitive {
     private var memories: [Int32: dnnl_memory_t] = [:]
 
     /// Creates the primitive from an initialised operation descriptor.
-    init<Operation>(_ operation: inout Operation, attributes: dnnl_primitive_attr_t? = nil, name: String) throws {
+    init<Operation>(_ operation: inout Operation, attributes: PrimitiveAttributes? = nil, name: String) throws {
+        let attributes = try attributes ?? PrimitiveAttributes()
         var pd: dnnl_primitive_desc_t?
         let status = withUnsafePointer(to: &operation) {
-            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attributes, DNNL.engine, nil)
+            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attributes.raw, DNNL.engine, nil)
         }
         try DNNL.check(status, "\(name) primitive descriptor")
         descriptor = pd!
         var p: dnnl_primitive_t?
         try DNNL.check(dnnl_primitive_create(&p, descriptor), "\(name) primitive")
         primitive = p!
+        scratchpadBytes = MemoryDescriptor(raw: dnnl_primitive_desc_query_md(pd!, dnnl_query_exec_arg_md, Self.argScratchpad).pointee).byteCount
     }
 
     /// A reorder from one layout to another.
     init(reorderFrom source: MemoryDescriptor, to destination: MemoryDescriptor) throws {
+        let attributes = try PrimitiveAttributes()
         var pd: dnnl_primitive_desc_t?
         var s = source.raw, d = destination.raw
-        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &s, DNNL.engine, &d, DNNL.engine, nil), "reorder")
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &s, DNNL.engine, &d, DNNL.engine, attributes.raw), "reorder")
         descriptor = pd!
         var p: dnnl_primitive_t?
         try DNNL.check(dnnl_primitive_create(&p, descriptor), "reorder primitive")
         primitive = p!
+        scratchpadBytes = MemoryDescriptor(raw: dnnl_primitive_desc_query_md(pd!, dnnl_query_exec_arg_md, Self.argScratchpad).pointee).byteCount
     }
 
     deinit {
@@ -125,12 +130,18 @@ final class Primitive {
             try DNNL.check(dnnl_memory_set_data_handle(memory, pointer), "set data handle")
             args.append(dnnl_exec_arg_t(arg: argument, memory: memory))
         }
-        let scratchpadArgument: Int32 = 80
-        if let scratchpad = scratchpadMemory {
-            args.append(dnnl_exec_arg_t(arg: scratchpadArgument, memory: scratchpad))
+        try Scratchpad.shared.withBuffer(byteCount: scratchpadBytes) { buffer in
+            if let buffer {
+                let memory = try self.memory(for: Self.argScratchpad)
+                try DNNL.check(dnnl_memory_set_data_handle(memory, buffer), "set scratchpad handle")
+                args.append(dnnl_exec_arg_t(arg: Self.argScratchpad, memory: memory))
+            }
+            try DNNL.check(dnnl_primitive_execute(primitive, DNNL.stream, Int32(args.count), args), "execute")
         }
-        try DNNL.check(dnnl_primitive_execute(primitive, DNNL.stream, Int32(args.count), args), "execute")
     }
+
+    private static let argScratchpad: Int32 = 80
+    private let scratchpadBytes: Int
 
     private func memory(for argument: Int32) throws -> dnnl_memory_t {
         if let memory = memories[argument] { return memory }
@@ -140,20 +151,34 @@ final class Primitive {
         memories[argument] = memory!
         return memory!
     }
-
-    private lazy var scratchpadMemory: dnnl_memory_t? = {
-        var md = memoryDescriptor(for: 80).raw
-        guard dnnl_memory_desc_get_size(&md) > 0 else { return nil }
-        var memory: dnnl_memory_t?
-        // DNNL_MEMORY_ALLOCATE: oneDNN owns the scratchpad buffer.
-        guard dnnl_memory_create(&memory, &md, DNNL.engine, UnsafeMutableRawPointer(bitPattern: -1)) == dnnl_success else {
-            return nil
-        }
-        return memory
-    }()
 }
 
-/// Primitive attributes: post-ops fused into the primitive's output.
+/// One scratchpad shared by all primitives (they run one at a time), instead
+/// of a private buffer per primitive: oneDNN's per-primitive scratchpads of
+/// a batch-16 MobileNet alone would hold hundreds of MiB.
+final class Scratchpad: @unchecked Sendable {
+    static let shared = Scratchpad()
+    private let lock = NSLock()
+    private var buffer: UnsafeMutableRawPointer?
+    private var capacity = 0
+
+    /// Runs `body` holding a buffer of at least `byteCount` bytes (nil for 0),
+    /// serialised with every other primitive execution.
+    func withBuffer(byteCount: Int, _ body: (UnsafeMutableRawPointer?) throws -> Void) rethrows {
+        lock.lock(); defer { lock.unlock() }
+        guard byteCount > 0 else { return try body(nil) }
+        if byteCount > capacity {
+            free(buffer)
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, byteCount) == 0 else { fatalError("mpq: out of memory for a \(byteCount)-byte scratchpad") }
+            buffer = raw
+            capacity = byteCount
+        }
+        try body(buffer)
+    }
+}
+
+/// Primitive attributes: a user-managed scratchpad and post-ops fused into the output.
 final class PrimitiveAttributes {
     let raw: dnnl_primitive_attr_t
 
@@ -161,6 +186,7 @@ final class PrimitiveAttributes {
         var attr: dnnl_primitive_attr_t?
         try DNNL.check(dnnl_primitive_attr_create(&attr), "primitive attributes")
         raw = attr!
+        try DNNL.check(dnnl_primitive_attr_set_scratchpad_mode(raw, dnnl_scratchpad_mode_user), "scratchpad mode")
     }
 
     /// Appends element-wise post-ops (applied in order to the f32 result).

@@ -54,7 +54,7 @@ public final class InferenceSession: @unchecked Sendable {
         guard unsupportedNodes.isEmpty else { throw MPQError.unsupportedNodes(unsupportedNodes) }
         self.operators = operators
         omp_set_num_threads(Int32(options.threads))
-        context = ExecutionContext(pool: pool, threads: options.threads)
+        context = ExecutionContext(pool: ProcessInfo.processInfo.environment["MPQ_NOPOOL"] == nil ? pool : nil, threads: options.threads)
     }
 
     /// Runs the model. `feeds` maps every graph input name to a tensor; a

@@ -187,13 +187,13 @@ final class ConvolutionOperator: Operator {
             try DNNL.check(dnnl_dilated_deconvolution_forward_desc_init(
                 &desc, dnnl_forward_inference, dnnl_deconvolution_direct, &source, &weightsAny,
                 hasBias ? bias : nil, &destination, strides, dilations, padL, padR), "deconvolution descriptor")
-            primitive = try Primitive(&desc, attributes: attributes.raw, name: "deconvolution")
+            primitive = try Primitive(&desc, attributes: attributes, name: "deconvolution")
         } else {
             var desc = dnnl_convolution_desc_t()
             try DNNL.check(dnnl_dilated_convolution_forward_desc_init(
                 &desc, dnnl_forward_inference, dnnl_convolution_direct, &source, &weightsAny,
                 hasBias ? bias : nil, &destination, strides, dilations, padL, padR), "convolution descriptor")
-            primitive = try Primitive(&desc, attributes: attributes.raw, name: "convolution")
+            primitive = try Primitive(&desc, attributes: attributes, name: "convolution")
         }
         let plainInput = try MemoryDescriptor(plain: input)
         let plainOutput = try MemoryDescriptor(plain: output)

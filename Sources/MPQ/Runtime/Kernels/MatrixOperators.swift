@@ -35,7 +35,7 @@ final class MatMulKernel {
         }
         let attributes = try PrimitiveAttributes()
         try attributes.setPostOps(activations)
-        primitive = try Primitive(&desc, attributes: attributes.raw, name: "matmul")
+        primitive = try Primitive(&desc, attributes: attributes, name: "matmul")
         let chosen = primitive.memoryDescriptor(for: DNNL.argWeights)
         weightsReorder = chosen.equals(userWeights) ? nil : try Primitive(reorderFrom: userWeights, to: chosen)
         weightsBytes = chosen.byteCount
