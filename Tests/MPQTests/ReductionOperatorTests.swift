@@ -41,6 +41,14 @@ import Testing
         add("max all opset 11", "ReduceMax", [x], opset: 11)
         add("max int64", "ReduceMax", [ints, axes([0, 2])], opset: 20)
         add("max int32", "ReduceMax", [ints32], ["axes": .ints([0])], opset: 12)
+        let withNaN = Tensor(shape: [3, 3], scalars: [Float.nan, 1, 2, 3, .nan, 4, 5, 6, .nan])
+        add("max NaN first wins", "ReduceMax", [withNaN, axes([1])])
+        add("max NaN columns", "ReduceMax", [withNaN, axes([0])], ["keepdims": .int(0)])
+        let empty = Tensor(shape: [2, 0, 3], scalars: [Float]())
+        add("max empty axis", "ReduceMax", [empty, axes([1])])
+        add("sum empty axis", "ReduceSum", [empty, axes([1])], opset: 13)
+        add("mean empty axis", "ReduceMean", [empty, axes([-2])], ["keepdims": .int(0)])
+        try expectInferenceMatchesRun(cases)
         try expectMatchesOnnxRuntime(cases)
     }
 }

@@ -14,6 +14,37 @@ private func sequence(_ shape: [Int]) -> Tensor {
     return Tensor(shape: shape, scalars: (0..<count).map { Int64($0) })
 }
 
+/// Checks that shape inference agrees with what `run` produces: the same
+/// dtypes, and the same shapes whenever inference gives one (which it must
+/// when every argument input is a constant).
+func expectInferenceMatchesRun(_ cases: [OperatorCase], sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let context = ExecutionContext(threads: 2)
+    for c in cases {
+        let node = Node(name: c.name, opType: c.opType, inputs: c.inputs.indices.map { c.inputs[$0] == nil ? "" : "in\($0)" },
+                        outputs: (0..<c.outputCount).map { "out\($0)" }, attributes: c.attributes)
+        let op = try OperatorRegistry.makeOperator(for: node, opset: c.opset)
+        let specs: [ValueSpec?] = c.inputs.enumerated().map { index, tensor in
+            tensor.map { c.constantInputs.contains(index) ? ValueSpec($0) : ValueSpec(dtype: $0.dtype, shape: $0.shape) }
+        }
+        let inferred = try op.inferOutputs(specs)
+        let outputs = try op.run(c.inputs, context: context)
+        let dataInputs: Set<Int> = ["Range", "ConstantOfShape"].contains(c.opType) ? [] : [0]
+        let argumentsKnown = c.inputs.indices.allSatisfy {
+            c.inputs[$0] == nil || c.constantInputs.contains($0) || dataInputs.contains($0)
+        }
+        for (spec, output) in zip(inferred, outputs) {
+            #expect(spec.dtype == output.dtype, "\(c.name): inferred \(spec.dtype), ran \(output.dtype)",
+                    sourceLocation: sourceLocation)
+            if let shape = spec.shape {
+                #expect(shape == output.shape, "\(c.name): inferred \(shape), ran \(output.shape)",
+                        sourceLocation: sourceLocation)
+            } else {
+                #expect(!argumentsKnown, "\(c.name): no shape inferred", sourceLocation: sourceLocation)
+            }
+        }
+    }
+}
+
 @Suite struct ShapeOperatorTests {
     @Test func viewsAndDataMovementMatchOnnxRuntime() throws {
         var rng = SeededGenerator(seed: 21)
@@ -71,6 +102,10 @@ private func sequence(_ shape: [Int]) -> Tensor {
 
         add("range float", "Range", [Tensor(scalar: Float(0.5)), Tensor(scalar: Float(5)), Tensor(scalar: Float(0.7))], opset: 11)
         add("range float negative", "Range", [Tensor(scalar: Float(3)), Tensor(scalar: Float(-4.1)), Tensor(scalar: Float(-0.3))])
+        add("range float accumulates", "Range", [Tensor(scalar: Float(0.1)), Tensor(scalar: Float(1000)),
+                                                 Tensor(scalar: Float(0.1))])
+        add("range float count in float64", "Range", [Tensor(scalar: Float(-3.950794)), Tensor(scalar: Float(72.459206)),
+                                                     Tensor(scalar: Float(0.01))])
         add("range int64", "Range", [Tensor(scalar: Int64(10)), Tensor(scalar: Int64(4)), Tensor(scalar: Int64(-2))])
         add("range int32", "Range", [Tensor(scalar: Int32(0)), Tensor(scalar: Int32(7)), Tensor(scalar: Int32(3))], opset: 21)
         add("range empty", "Range", [Tensor(scalar: Int64(5)), Tensor(scalar: Int64(1)), Tensor(scalar: Int64(1))])
@@ -79,6 +114,7 @@ private func sequence(_ shape: [Int]) -> Tensor {
         add("constant of shape int64", "ConstantOfShape", [int64s([4])], ["value": .tensor(int64s([7], shape: [1]))])
         add("constant of shape float runtime", "ConstantOfShape", [int64s([3, 2])],
             ["value": .tensor(Tensor(shape: [1], scalars: [Float(2.5)]))], opset: 21)
+        try expectInferenceMatchesRun(cases)
         try expectMatchesOnnxRuntime(cases)
     }
 
@@ -142,7 +178,12 @@ private func sequence(_ shape: [Int]) -> Tensor {
             constant: [1, 2, 3], opset: 18)
         add("pad wrap opset 19", "Pad", [image, int64s([0, 0, 2, 3, 0, 0, 1, 7])], ["mode": .string("wrap")],
             constant: [1], opset: 19)
+        add("pad edge with crop", "Pad", [image, int64s([0, 0, -2, 2, 0, 0, 1, -3])], ["mode": .string("edge")],
+            constant: [1])
+        add("pad wrap with crop", "Pad", [image, int64s([0, -1, 3, -2, 0, 1, -1, 9])], ["mode": .string("wrap")],
+            constant: [1], opset: 21)
         add("pad int64 runtime pads", "Pad", [sequence([3, 4]), int64s([1, -1, 0, 2]), Tensor(scalar: Int64(9))], opset: 21)
+        try expectInferenceMatchesRun(cases)
         try expectMatchesOnnxRuntime(cases)
     }
 
@@ -181,6 +222,7 @@ private func sequence(_ shape: [Int]) -> Tensor {
                ["mode": nearest, "coordinate_transformation_mode": .string("asymmetric"), "nearest_mode": .string("ceil")])
         resize("nearest int32", int32s(Array(0..<24), shape: [1, 2, 3, 4]), scales: [1, 1, 2, 1.5], ["mode": nearest])
         resize("nearest 3d", Tensor.random([2, 4, 6], using: &rng), scales: [1, 2, 0.5], ["mode": nearest], opset: 18)
+        resize("nearest size in float32", Tensor.random([1, 298], using: &rng), scales: [1, 3.4899328], ["mode": nearest])
         resize("nearest axes opset 18", scales: [2, 3], ["mode": nearest, "axes": .ints([2, -1])], opset: 18)
 
         resize("linear half pixel x2", scales: [1, 1, 2, 2], ["mode": linear])
@@ -197,6 +239,7 @@ private func sequence(_ shape: [Int]) -> Tensor {
         resize("linear 5d", Tensor.random([1, 2, 3, 4, 5], using: &rng), scales: [1, 1, 2, 1.5, 0.5], ["mode": linear],
                opset: 21)
         resize("linear axes", sizes: [10, 3], ["mode": linear, "axes": .ints([2, 3])], opset: 18)
+        try expectInferenceMatchesRun(cases)
         try expectMatchesOnnxRuntime(cases)
     }
 

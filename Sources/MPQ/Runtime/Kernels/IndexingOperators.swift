@@ -303,8 +303,7 @@ final class PadOperator: Operator {
         return (begin, end)
     }
 
-    private func outputShape(_ shape: [Int], arguments: [Tensor?]) throws -> [Int] {
-        let (begin, end) = try padding(rank: shape.count, arguments: arguments)
+    private func outputShape(_ shape: [Int], begin: [Int], end: [Int]) throws -> [Int] {
         let output = (0..<shape.count).map { shape[$0] + begin[$0] + end[$0] }
         guard output.allSatisfy({ $0 >= 0 }) else {
             throw MPQError.shapeMismatch("Pad node '\(node.name)': pads crop \(shape) below zero")
@@ -317,23 +316,24 @@ final class PadOperator: Operator {
         guard let shape = data.shape, let arguments = inputs.constantArguments() else {
             return singleOutput(data.dtype, nil)
         }
-        return singleOutput(data.dtype, try outputShape(shape, arguments: arguments))
+        let (begin, end) = try padding(rank: shape.count, arguments: arguments)
+        return singleOutput(data.dtype, try outputShape(shape, begin: begin, end: end))
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let data = try inputs.required(0, node)
         let (begin, end) = try padding(rank: data.rank, arguments: inputs)
-        let shape = try outputShape(data.shape, arguments: inputs)
+        let shape = try outputShape(data.shape, begin: begin, end: end)
         let maps = try (0..<data.rank).map { axis in
             try sourceIndices(length: data.shape[axis], begin: begin[axis], end: end[axis], output: shape[axis])
         }
         let result = context.allocate(data.dtype, shape)
-        gatherAlongAxes(from: data, maps: maps, fill: try fillValue(data.dtype, inputs), into: result, context: context)
+        gatherAlongAxes(from: data, maps: maps, fill: fillValue(data.dtype, inputs), into: result, context: context)
         return [result]
     }
 
     /// The constant to pad with, as a one-element tensor of `dtype`.
-    private func fillValue(_ dtype: DataType, _ inputs: [Tensor?]) throws -> Tensor {
+    private func fillValue(_ dtype: DataType, _ inputs: [Tensor?]) -> Tensor {
         if opset >= 11, let given = inputs.optional(2), given.count > 0 {
             return given.converted(to: dtype)
         }

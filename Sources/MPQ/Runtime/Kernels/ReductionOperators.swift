@@ -12,26 +12,26 @@ protocol ReducibleElement: TensorElement, Comparable, AdditiveArithmetic {
     /// The result of a maximum over no elements.
     static var emptyMaximum: Self { get }
     func accumulated(with other: Self) -> Self
-    /// The mean of `count` elements summing to `self`.
+    /// The mean of `count` elements summing to `self` (0 for no elements, as ONNX Runtime gives).
     func averaged(over count: Int) -> Self
 }
 
 extension Float: ReducibleElement {
     static var emptyMaximum: Float { -.infinity }
     @inline(__always) func accumulated(with other: Float) -> Float { self + other }
-    func averaged(over count: Int) -> Float { self / Float(count) }
+    func averaged(over count: Int) -> Float { count == 0 ? self : self / Float(count) }
 }
 
 extension Double: ReducibleElement {
     static var emptyMaximum: Double { -.infinity }
     @inline(__always) func accumulated(with other: Double) -> Double { self + other }
-    func averaged(over count: Int) -> Double { self / Double(count) }
+    func averaged(over count: Int) -> Double { count == 0 ? self : self / Double(count) }
 }
 
 extension ReducibleElement where Self: FixedWidthInteger {
     static var emptyMaximum: Self { .min }
     @inline(__always) func accumulated(with other: Self) -> Self { self &+ other }
-    func averaged(over count: Int) -> Self { count == 0 ? 0 : self / Self(truncatingIfNeeded: count) }
+    func averaged(over count: Int) -> Self { count == 0 ? self : self / Self(truncatingIfNeeded: count) }
 }
 
 extension Int64: ReducibleElement {}

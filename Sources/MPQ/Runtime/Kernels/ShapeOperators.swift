@@ -409,8 +409,8 @@ final class TileOperator: Operator {
     }
 }
 
-/// Range: `start, start + delta, ...` up to `limit` (exclusive), accumulating
-/// `delta` the way ONNX Runtime does.
+/// Range: `start, start + delta, ...` up to `limit` (exclusive), counting in
+/// float64 and accumulating `delta` in the element type, as ONNX Runtime does.
 final class RangeOperator: Operator {
     private let node: Node
 
@@ -446,7 +446,7 @@ final class RangeOperator: Operator {
         let first = start.pointer(as: T.self)[0]
         let step = delta.pointer(as: T.self)[0]
         guard step != 0 else { throw MPQError.invalidInput("Range node '\(node.name)': delta is 0") }
-        let steps = ceil((limit.pointer(as: T.self)[0] - first).doubleValue / step.doubleValue)
+        let steps = ceil((limit.pointer(as: T.self)[0].doubleValue - first.doubleValue) / step.doubleValue)
         guard steps.isFinite, steps < Double(Int32.max) else {
             throw MPQError.invalidInput("Range node '\(node.name)': cannot produce \(steps) elements")
         }

@@ -213,6 +213,7 @@ func gatherAlongAxes(from source: Tensor, maps: [[Int]], fill: Tensor?, into des
         .run(for: source.dtype)
 }
 
+/// The kernel of `gatherAlongAxes`: one output row (all axes but the last) at a time.
 private struct AxisGather: ElementMover {
     let source: Tensor
     let maps: [[Int]]
