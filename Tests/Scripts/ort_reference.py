@@ -19,7 +19,7 @@ def main(root):
             feeds = dict(np.load(os.path.join(folder, "inputs.npz")))
             outputs = session.run(None, feeds)
             for i, value in enumerate(outputs):
-                np.save(os.path.join(folder, f"out_{i}.npy"), np.ascontiguousarray(value))
+                np.save(os.path.join(folder, f"out_{i}.npy"), np.asarray(value))
         except Exception:
             with open(os.path.join(folder, "error.txt"), "w") as f:
                 f.write(traceback.format_exc(limit=1).strip().splitlines()[-1])

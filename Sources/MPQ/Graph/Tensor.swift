@@ -1,46 +1,9 @@
 import Foundation
 
-/// Recycles tensor buffers by size so that a model run reuses the memory of
-/// values after their last use instead of returning it to the OS and faulting
-/// fresh pages in again (the same idea as ONNX Runtime's arena).
-public final class BufferPool: @unchecked Sendable {
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
-    private let lock = NSLock()
-    /// Bytes currently parked in the pool.
-    public private(set) var pooledBytes = 0
-
-    public init() {}
-
-    func take(byteCount: Int) -> UnsafeMutableRawPointer? {
-        lock.lock(); defer { lock.unlock() }
-        guard var list = free[byteCount], let pointer = list.popLast() else { return nil }
-        free[byteCount] = list
-        pooledBytes -= byteCount
-        return pointer
-    }
-
-    func give(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
-        lock.lock(); defer { lock.unlock() }
-        free[byteCount, default: []].append(pointer)
-        pooledBytes += byteCount
-    }
-
-    /// Returns every parked buffer to the system allocator.
-    public func drain() {
-        lock.lock(); defer { lock.unlock() }
-        for list in free.values { list.forEach { Foundation.free($0) } }
-        free = [:]
-        pooledBytes = 0
-    }
-
-    deinit { drain() }
-}
-
 /// 64-byte aligned memory owned by one or more `Tensor`s (reshapes share it).
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
-    private let pool: BufferPool?
     /// Bytes owned by someone else (e.g. a decoded protobuf), kept alive here.
     private let borrowed: Data?
 
@@ -52,29 +15,22 @@ public final class TensorStorage: @unchecked Sendable {
               Int(bitPattern: base) % 16 == 0 else { return nil }
         pointer = UnsafeMutableRawPointer(mutating: base)
         byteCount = data.count
-        pool = nil
         borrowed = data
     }
 
-    init(byteCount: Int, pool: BufferPool? = nil) {
+    init(byteCount: Int) {
         borrowed = nil
         let size = max(byteCount, 1)
-        if let pool, let recycled = pool.take(byteCount: size) {
-            pointer = recycled
-        } else {
-            var raw: UnsafeMutableRawPointer?
-            guard posix_memalign(&raw, 64, size) == 0, let raw else {
-                fatalError("mpq: out of memory allocating \(size) bytes")
-            }
-            pointer = raw
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, size) == 0, let raw else {
+            fatalError("mpq: out of memory allocating \(size) bytes")
         }
+        pointer = raw
         self.byteCount = size
-        self.pool = pool
     }
 
     deinit {
-        if borrowed != nil { return }
-        if let pool { pool.give(pointer, byteCount: byteCount) } else { free(pointer) }
+        if borrowed == nil { free(pointer) }
     }
 }
 
@@ -94,15 +50,15 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public var rawPointer: UnsafeMutableRawPointer { storage.pointer }
 
     /// An uninitialised tensor (kernels fill every element).
-    public init(uninitialized dtype: DataType, shape: [Int], pool: BufferPool? = nil) {
+    public init(uninitialized dtype: DataType, shape: [Int]) {
         self.dtype = dtype
         self.shape = shape
-        self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize, pool: pool)
+        self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize)
     }
 
     /// A tensor of zeros.
-    public init(zeros dtype: DataType, shape: [Int], pool: BufferPool? = nil) {
-        self.init(uninitialized: dtype, shape: shape, pool: pool)
+    public init(zeros dtype: DataType, shape: [Int]) {
+        self.init(uninitialized: dtype, shape: shape)
         memset(storage.pointer, 0, byteCount)
     }
 
@@ -160,8 +116,8 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A deep copy with its own storage.
-    public func copy(pool: BufferPool? = nil) -> Tensor {
-        let result = Tensor(uninitialized: dtype, shape: shape, pool: pool)
+    public func copy() -> Tensor {
+        let result = Tensor(uninitialized: dtype, shape: shape)
         if byteCount > 0 { result.storage.pointer.copyMemory(from: storage.pointer, byteCount: byteCount) }
         return result
     }

@@ -113,17 +113,17 @@ private func convert<S: ConvertibleElement>(
 
 extension Tensor {
     /// The elements converted to another type with ONNX Cast semantics.
-    public func converted(to target: DataType, pool: BufferPool? = nil) -> Tensor {
+    public func converted(to target: DataType) -> Tensor {
         if target == dtype { return self }
         precondition(dtype != .string && target != .string, "string tensors are not supported")
-        let result = Tensor(uninitialized: target, shape: shape, pool: pool)
+        let result = Tensor(uninitialized: target, shape: shape)
         let n = count
         if dtype == .bfloat16 {
             let widened = Tensor(uninitialized: .float32, shape: shape)
             let s = rawPointer.assumingMemoryBound(to: UInt16.self)
             let d = widened.pointer(as: Float.self)
             for i in 0..<n { d[i] = BFloat16.float(from: s[i]) }
-            return widened.converted(to: target, pool: pool)
+            return widened.converted(to: target)
         }
         if target == .bfloat16 {
             let narrow = converted(to: .float32)

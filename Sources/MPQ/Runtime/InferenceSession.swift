@@ -20,12 +20,11 @@ public typealias ValueHook = (_ name: String, _ value: Tensor) throws -> Tensor?
 /// Creating a session validates every node (all unsupported ops and attribute
 /// values are reported at once). Each distinct set of input shapes gets an
 /// execution plan: constants folded, a schedule, and the point after which
-/// each value's buffer returns to the pool.
+/// each value's buffer is released for reuse.
 public final class InferenceSession: @unchecked Sendable {
     public let graph: Graph
     public let options: SessionOptions
     private let operators: [Operator]
-    private let pool = BufferPool()
     private let context: ExecutionContext
     private var plans: [PlanKey: ExecutionPlan] = [:]
 
@@ -54,7 +53,8 @@ public final class InferenceSession: @unchecked Sendable {
         guard unsupportedNodes.isEmpty else { throw MPQError.unsupportedNodes(unsupportedNodes) }
         self.operators = operators
         omp_set_num_threads(Int32(options.threads))
-        context = ExecutionContext(pool: ProcessInfo.processInfo.environment["MPQ_NOPOOL"] == nil ? pool : nil, threads: options.threads)
+        context = ExecutionContext(threads: options.threads)
+        MemoryReuse.configureAllocator()
     }
 
     /// Runs the model. `feeds` maps every graph input name to a tensor; a

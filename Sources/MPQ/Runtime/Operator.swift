@@ -41,20 +41,18 @@ extension Operator {
 /// values the implementation does not support.
 public typealias OperatorFactory = @Sendable (_ node: Node, _ opset: Int) throws -> Operator
 
-/// Per-run services for kernels: buffer pool and thread count.
+/// Per-run services for kernels: output buffers and thread count.
 public final class ExecutionContext: @unchecked Sendable {
-    public let pool: BufferPool?
     public let threads: Int
 
-    public init(pool: BufferPool? = nil, threads: Int) {
-        self.pool = pool
+    public init(threads: Int) {
         self.threads = max(1, threads)
     }
 
-    /// An output buffer, recycled from the pool when one of that size is free.
+    /// An uninitialised output buffer (the kernel writes every element).
     @inline(__always)
     public func allocate(_ dtype: DataType, _ shape: [Int]) -> Tensor {
-        Tensor(uninitialized: dtype, shape: shape, pool: pool)
+        Tensor(uninitialized: dtype, shape: shape)
     }
 
     /// Runs `body` over `0..<count` split into contiguous chunks on all threads,

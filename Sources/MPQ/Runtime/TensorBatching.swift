@@ -9,7 +9,7 @@ extension Tensor {
     }
 
     /// Tensors of equal type joined along `axis` (same sizes on all other axes).
-    public static func concatenate(_ parts: [Tensor], axis: Int, pool: BufferPool? = nil) throws -> Tensor {
+    public static func concatenate(_ parts: [Tensor], axis: Int) throws -> Tensor {
         guard let first = parts.first else { throw MPQError.invalidInput("nothing to concatenate") }
         let rank = first.rank
         let axis = try normalizedAxis(axis, rank: rank)
@@ -24,7 +24,7 @@ extension Tensor {
         }
         var shape = first.shape
         shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
-        let result = Tensor(uninitialized: first.dtype, shape: shape, pool: pool)
+        let result = Tensor(uninitialized: first.dtype, shape: shape)
         let outer = shape[..<axis].reduce(1, *)
         let inner = shape[(axis + 1)...].reduce(1, *) * first.dtype.byteSize
         let rowBytes = shape[axis] * inner

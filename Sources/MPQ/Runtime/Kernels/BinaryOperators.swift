@@ -60,7 +60,7 @@ final class BinaryOperator: Operator {
             case .int64: try arithmetic(operation, Int64.self, x, y, into: output, context: context)
             default: try arithmetic(operation, Int32.self, x, y, into: output, context: context)
             }
-            return [output.converted(to: dtype, pool: context.pool)]
+            return [output.converted(to: dtype)]
         case .parametricRelu:
             let (x, y) = try widenedOperands(a, b)
             let output = context.allocate(x.dtype, shape)
@@ -70,7 +70,7 @@ final class BinaryOperator: Operator {
             case .int64: broadcast(ParametricRelu<Int64>(), x, y, into: output, context: context)
             default: broadcast(ParametricRelu<Int32>(), x, y, into: output, context: context)
             }
-            return [output.converted(to: dtype, pool: context.pool)]
+            return [output.converted(to: dtype)]
         case .power:
             return [try power(a, b, shape, dtype, context: context)]
         case .comparison(let operation):
@@ -193,7 +193,7 @@ final class BinaryOperator: Operator {
             default: try power(Int32.self, base, exponent, into: output, context: context)
             }
         }
-        return output.converted(to: dtype, pool: context.pool)
+        return output.converted(to: dtype)
     }
 
     private func power<B: NumericElement>(
@@ -233,7 +233,7 @@ final class VariadicOperator: Operator {
         let tensors = try inputs.indices.map { try inputs.required($0, node) }
         let dtype = try outputType(tensors.map(\.dtype))
         guard let type = numericComputeType(dtype) else { throw unsupportedType(node, dtype) }
-        guard tensors.count > 1 else { return [tensors[0].copy(pool: context.pool)] }
+        guard tensors.count > 1 else { return [tensors[0].copy()] }
         let operands = tensors.map { widened($0, to: type) }
         var result = context.allocate(type, try broadcastShapes(operands[0].shape, operands[1].shape))
         combine(operands[0], operands[1], into: result, context: context)
@@ -243,7 +243,7 @@ final class VariadicOperator: Operator {
             combine(result, operand, into: target, context: context)
             result = target
         }
-        return [result.converted(to: dtype, pool: context.pool)]
+        return [result.converted(to: dtype)]
     }
 
     private func outputType(_ types: [DataType]) throws -> DataType {

@@ -37,7 +37,7 @@ final class ConcatOperator: Operator {
         guard let first = parts.first, first.rank > 0 else {
             throw MPQError.shapeMismatch("Concat node '\(node.name)' needs inputs of rank 1 or more")
         }
-        return [try Tensor.concatenate(parts, axis: axis, pool: context.pool)]
+        return [try Tensor.concatenate(parts, axis: axis)]
     }
 }
 

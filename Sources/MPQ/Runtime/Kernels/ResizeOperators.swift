@@ -138,7 +138,7 @@ final class ResizeOperator: Operator {
                         context: context)
             current = next
         }
-        return [current.storage === data.storage ? data.copy(pool: context.pool) : current]
+        return [current.storage === data.storage ? data.copy() : current]
     }
 
     /// The source coordinate of output index `x` along an axis.

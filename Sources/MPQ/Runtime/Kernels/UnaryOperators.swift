@@ -59,10 +59,10 @@ final class UnaryOperator: Operator {
             case .int64: result = apply(function, value, Int64.self, context: context)
             default: result = apply(function, value, Int32.self, context: context)
             }
-            return [result.converted(to: dtype, pool: context.pool)]
+            return [result.converted(to: dtype)]
         case .float(let function):
             let result = apply(function, widened(x, to: .float32), context: context)
-            return [result.converted(to: dtype, pool: context.pool)]
+            return [result.converted(to: dtype)]
         }
     }
 
@@ -349,7 +349,7 @@ final class ClipOperator: Operator {
         case .int64: result = clip(value, Int64.self, limits, context: context)
         default: result = clip(value, Int32.self, limits, context: context)
         }
-        return [result.converted(to: x.dtype, pool: context.pool)]
+        return [result.converted(to: x.dtype)]
     }
 
     private func clip<T: NumericElement>(
@@ -448,6 +448,6 @@ final class CastOperator: Operator {
         let x = try inputs.required(0, node)
         let type = try target ?? inputs.required(1, node).dtype
         guard x.dtype != .string, type != .string else { throw unsupportedType(node, .string) }
-        return [x.converted(to: type, pool: context.pool)]
+        return [x.converted(to: type)]
     }
 }
