@@ -145,9 +145,10 @@ public struct Graph: Sendable {
         self.opset = opset
     }
 
-    /// Number of weight elements (floating-point initializers).
+    /// Number of weight elements: floating-point initializers that are not
+    /// scalars (scalars are operator settings such as Clip bounds).
     public var parameterCount: Int {
-        initializers.values.filter { $0.dtype.isFloatingPoint }.reduce(0) { $0 + $1.count }
+        initializers.values.filter { $0.dtype.isFloatingPoint && $0.rank > 0 }.reduce(0) { $0 + $1.count }
     }
 
     /// Sorts nodes so that every value is produced before it is used.

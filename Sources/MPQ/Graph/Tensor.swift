@@ -42,6 +42,9 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public let dtype: DataType
     public let shape: [Int]
     public let storage: TensorStorage
+    /// Set when the bytes are in a kernel library's blocked layout rather than
+    /// row-major (only between kernels that understand it; see `OpaqueLayout`).
+    let opaqueLayout: OpaqueLayout?
 
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }
@@ -54,6 +57,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         self.dtype = dtype
         self.shape = shape
         self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize)
+        self.opaqueLayout = nil
     }
 
     /// A tensor of zeros.
@@ -78,15 +82,16 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         if byteCount > 0 { storage.pointer.copyMemory(from: bytes.baseAddress!, byteCount: byteCount) }
     }
 
-    init(dtype: DataType, shape: [Int], storage: TensorStorage) {
+    init(dtype: DataType, shape: [Int], storage: TensorStorage, opaqueLayout: OpaqueLayout? = nil) {
         self.dtype = dtype
         self.shape = shape
         self.storage = storage
+        self.opaqueLayout = opaqueLayout
     }
 
     /// The same bytes seen with another shape of equal element count.
     public func reshaped(_ newShape: [Int]) -> Tensor {
-        precondition(newShape.reduce(1, *) == count)
+        precondition(newShape.reduce(1, *) == count && opaqueLayout == nil)
         return Tensor(dtype: dtype, shape: newShape, storage: storage)
     }
 
@@ -146,6 +151,11 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 
     public var description: String { "Tensor<\(dtype)>\(shape)" }
 }
+
+/// A non-row-major memory layout chosen by a kernel library (oneDNN's blocked
+/// formats). Tensors carrying one flow only between kernels that accept it;
+/// the executor converts them to row-major for everyone else.
+protocol OpaqueLayout: AnyObject {}
 
 /// Row-major strides of a shape.
 @inlinable

@@ -189,15 +189,21 @@ final class PrimitiveAttributes {
         try DNNL.check(dnnl_primitive_attr_set_scratchpad_mode(raw, dnnl_scratchpad_mode_user), "scratchpad mode")
     }
 
-    /// Appends element-wise post-ops (applied in order to the f32 result).
-    func setPostOps(_ activations: [FusedActivation]) throws {
-        guard !activations.isEmpty else { return }
+    /// Appends post-ops (applied in order to the f32 result).
+    func setPostOps(_ postOps: [PostOp]) throws {
+        guard !postOps.isEmpty else { return }
         var ops: dnnl_post_ops_t?
         try DNNL.check(dnnl_post_ops_create(&ops), "post-ops")
         defer { dnnl_post_ops_destroy(ops) }
-        for activation in activations {
-            let (alg, alpha, beta) = activation.eltwise
-            try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, alg, alpha, beta), "eltwise post-op")
+        for postOp in postOps {
+            switch postOp {
+            case .sum:
+                try DNNL.check(dnnl_post_ops_append_sum(ops, 1), "sum post-op")
+            case .relu:
+                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "relu post-op")
+            case .clip(let low, let high):
+                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_clip, low, high), "clip post-op")
+            }
         }
         try DNNL.check(dnnl_primitive_attr_set_post_ops(raw, ops), "set post-ops")
     }
@@ -205,16 +211,40 @@ final class PrimitiveAttributes {
     deinit { dnnl_primitive_attr_destroy(raw) }
 }
 
-/// An activation that oneDNN applies to a primitive's output at no extra memory pass.
-public enum FusedActivation: Equatable, Sendable {
+/// Work oneDNN folds into a primitive's output at no extra memory pass:
+/// adding the tensor already in the destination (a residual Add), or an activation.
+public enum PostOp: Equatable, Sendable {
+    case sum
     case relu
     case clip(min: Float, max: Float)
+}
 
-    var eltwise: (dnnl_alg_kind_t, Float, Float) {
-        switch self {
-        case .relu: return (dnnl_eltwise_relu, 0, 0)
-        case .clip(let lo, let hi): return (dnnl_eltwise_clip, lo, hi)
-        }
+/// A oneDNN blocked layout carried by a tensor between convolutions.
+final class DNNLLayout: OpaqueLayout {
+    let descriptor: MemoryDescriptor
+    private lazy var toRowMajor: Result<Primitive, Error> = Result {
+        try Primitive(reorderFrom: descriptor, to: MemoryDescriptor(plain: rowMajorDims))
+    }
+    private let rowMajorDims: [Int]
+
+    init(_ descriptor: MemoryDescriptor, dims: [Int]) {
+        self.descriptor = descriptor
+        rowMajorDims = dims
+    }
+
+    /// The tensor's elements in row-major order.
+    func rowMajor(_ tensor: Tensor) throws -> Tensor {
+        let result = Tensor(uninitialized: tensor.dtype, shape: tensor.shape)
+        try toRowMajor.get().execute([(DNNL.argSource, tensor.rawPointer), (DNNL.argDestination, result.rawPointer)])
+        return result
+    }
+}
+
+extension Tensor {
+    /// This tensor in row-major order (itself when it already is).
+    func rowMajor() throws -> Tensor {
+        guard let layout = opaqueLayout as? DNNLLayout else { return self }
+        return try layout.rowMajor(self)
     }
 }
 

@@ -199,7 +199,10 @@ final class ExecutionPlan {
         for (s, tensor) in constants { values[s] = tensor }
         for (name, s) in inputSlots { values[s] = feeds[name] }
         for step in steps {
-            let args = step.inputs.map { $0.flatMap { values[$0] } }
+            var args = step.inputs.map { $0.flatMap { values[$0] } }
+            if !step.op.acceptsOpaqueLayouts {
+                args = try args.map { try $0?.rowMajor() }
+            }
             let results: [Tensor]
             do {
                 results = try step.op.run(args, context: context)
@@ -208,7 +211,7 @@ final class ExecutionPlan {
             }
             for (s, result) in zip(step.outputs, results) {
                 guard let s else { continue }
-                if let hook, let replaced = try hook(slotNames[s], result) {
+                if let hook, let replaced = try hook(slotNames[s], try result.rowMajor()) {
                     values[s] = replaced
                 } else {
                     values[s] = result
@@ -221,7 +224,7 @@ final class ExecutionPlan {
             guard let value = values[s] else {
                 throw MPQError.invalidModel("graph output '\(name)' was never computed")
             }
-            outputs[name] = value
+            outputs[name] = try value.rowMajor()
         }
         return outputs
     }

@@ -41,9 +41,8 @@ public struct ModelSummary: Sendable {
         for node in graph.nodes { counts[node.opType, default: 0] += 1 }
         opHistogram = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
             .map { ($0.key, $0.value) }
-        let weights = graph.initializers.values.filter { $0.dtype.isFloatingPoint }
-        parameterCount = weights.reduce(0) { $0 + $1.count }
-        weightBytes = weights.reduce(0) { $0 + $1.byteCount }
+        parameterCount = graph.parameterCount
+        weightBytes = graph.initializers.values.reduce(0) { $0 + $1.byteCount }
 
         let session = try InferenceSession(graph: graph, options: SessionOptions(threads: 1))
         let specialized = try session.specialize(inputShapes: shapes)

@@ -31,10 +31,14 @@ public protocol Operator: AnyObject {
     /// Tells the operator which inputs are constants in this plan (nil where
     /// the input varies), so it can prepare them once (e.g. reorder weights).
     func bindConstants(_ constants: [Tensor?])
+    /// True when `run` accepts tensors in a kernel library's opaque layout;
+    /// other operators always receive row-major tensors.
+    var acceptsOpaqueLayouts: Bool { get }
 }
 
 extension Operator {
     public func bindConstants(_ constants: [Tensor?]) {}
+    public var acceptsOpaqueLayouts: Bool { false }
 }
 
 /// Builds an operator for a node at the model's opset; throws for attribute

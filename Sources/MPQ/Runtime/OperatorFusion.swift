@@ -25,12 +25,12 @@ enum OperatorFusion {
             switch fusedNode.opType {
             case "Conv", "ConvTranspose":
                 let conv = try ConvolutionOperator(node: fusedNode, transposed: fusedNode.opType == "ConvTranspose")
-                conv.fusedActivations = [activation]
+                conv.postOps = [activation]
                 op = conv
             case "Gemm":
                 let gemm = try GemmOperator(node: fusedNode)
                 guard gemm.alpha == 1 else { continue }
-                gemm.fusedActivations = [activation]
+                gemm.postOps = [activation]
                 op = gemm
             default:
                 continue
@@ -44,7 +44,7 @@ enum OperatorFusion {
     }
 
     /// The activation a Relu or Clip node applies, when its bounds are constants.
-    private static func activation(_ node: Node, _ constants: [String: Tensor]) throws -> FusedActivation? {
+    private static func activation(_ node: Node, _ constants: [String: Tensor]) throws -> PostOp? {
         guard node.domain.isEmpty, node.outputs.count == 1 else { return nil }
         switch node.opType {
         case "Relu":

@@ -61,7 +61,7 @@ final class ConvolutionOperator: Operator {
     let transposed: Bool
     let group: Int
     /// Activations applied to the output inside the primitive.
-    var fusedActivations: [FusedActivation] = []
+    var postOps: [PostOp] = []
 
     private final class Prepared {
         let primitive: Primitive
@@ -180,7 +180,7 @@ final class ConvolutionOperator: Operator {
         let dilations = g.dilations.map { Int64($0 - 1) }
         let padL = g.padsBegin.map(Int64.init), padR = g.padsEnd.map(Int64.init)
         let attributes = try PrimitiveAttributes()
-        try attributes.setPostOps(fusedActivations)
+        try attributes.setPostOps(postOps)
         let primitive: Primitive
         if transposed {
             var desc = dnnl_deconvolution_desc_t()

@@ -21,7 +21,7 @@ final class MatMulKernel {
     ///   - source, weights, destination: dims and element strides (equal ranks; batch dims may be 1 to broadcast).
     ///   - constantWeights: let the primitive choose the weights layout (for weights reused across runs).
     init(source: ([Int], [Int]), weights: ([Int], [Int]), destination: [Int], bias: [Int]?,
-         constantWeights: Bool, activations: [FusedActivation] = []) throws {
+         constantWeights: Bool, activations: [PostOp] = []) throws {
         var src = try MemoryDescriptor(source.0, strides: source.1).raw
         let userWeights = try MemoryDescriptor(weights.0, strides: weights.1)
         var wei = constantWeights ? try MemoryDescriptor(weights.0, tag: dnnl_format_tag_any).raw : userWeights.raw
@@ -83,8 +83,6 @@ final class MatMulOperator: Operator {
         var output = batch
         if a.count > 1 { output.append(m) }
         if b.count > 1 { output.append(n) }
-        // ONNX Runtime returns [1], not a scalar, for vector x vector.
-        if output.isEmpty { output = [1] }
         return (output, batch, m, k, n)
     }
 
@@ -146,7 +144,7 @@ final class GemmOperator: Operator {
     let alpha: Float, beta: Float
     let transA: Bool, transB: Bool
     /// Activations applied to the output inside the primitive.
-    var fusedActivations: [FusedActivation] = []
+    var postOps: [PostOp] = []
     private var constantWeights = false
     private var kernels: [[Int]: MatMulKernel] = [:]
 
@@ -206,7 +204,7 @@ final class GemmOperator: Operator {
             let bStrides = transB ? [1, d.k] : [d.n, 1]
             kernel = try MatMulKernel(source: ([d.m, d.k], aStrides), weights: ([d.k, d.n], bStrides),
                                       destination: [d.m, d.n], bias: biasShape, constantWeights: constantWeights,
-                                      activations: alpha == 1 ? fusedActivations : [])
+                                      activations: alpha == 1 ? postOps : [])
             kernels[key] = kernel
         }
         try kernel.execute(source: a, weights: b, bias: bias, destination: output)
