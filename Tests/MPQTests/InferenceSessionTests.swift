@@ -21,8 +21,8 @@ import Testing
         let produced = Set(model.graph.nodes.flatMap(\.outputs))
         #expect(Set(seen.keys) == produced, "every node output is visible to the hook")
         #expect(seen["logits"] == [2, 1000])
-        // Fused (no hook) and unfused (hooked) plans compute the same numbers.
-        #expect(maxAbsDifference(observed, plain) == 0)
+        // Fused (no hook) and unfused (hooked) plans agree up to float rounding order.
+        #expect(maxAbsDifference(observed, plain) <= 1e-5 * Double(plain.floats().map(abs).max()!))
 
         let target = model.graph.nodes.first { $0.opType == "GlobalAveragePool" }!.outputs[0]
         let replaced = try session.run(feeds) { name, value in
@@ -53,16 +53,24 @@ import Testing
         #expect(throws: MPQError.self) { try session.run(["x": Tensor(zeros: .float32, shape: [1, 5])]) }
     }
 
-    /// Buffers return to the pool after their last use: repeated runs allocate nothing new.
-    @Test func buffersAreReusedAcrossRuns() throws {
+    /// Each intermediate buffer is released right after its last use: while the
+    /// model runs, only a handful of its 100 intermediate values are alive at once.
+    @Test func buffersAreReleasedAfterLastUse() throws {
         let session = try InferenceSession(model: Model(contentsOf: mobileNet), options: SessionOptions(threads: 1))
         var rng = SeededGenerator(seed: 4)
         let feeds = ["input": Tensor.random([1, 3, 224, 224], using: &rng)]
-        let first = try session.run(feeds)["logits"]!
-        let before = ProcessMemory.peakResidentBytes
-        for _ in 0..<5 { _ = try session.run(feeds) }
-        let second = try session.run(feeds)["logits"]!
-        #expect(maxAbsDifference(first, second) == 0)
-        #expect(ProcessMemory.peakResidentBytes - before < 8 << 20, "peak RSS grew by \(ProcessMemory.peakResidentBytes - before) bytes over 6 runs")
+        final class Weak { weak var storage: TensorStorage? }
+        var tracked: [Weak] = []
+        var mostAlive = 0
+        _ = try session.run(feeds) { _, value in
+            let reference = Weak()
+            reference.storage = value.storage
+            tracked.append(reference)
+            mostAlive = max(mostAlive, tracked.filter { $0.storage != nil }.count)
+            return nil
+        }
+        #expect(tracked.count == 100)
+        #expect(mostAlive <= 4, "\(mostAlive) intermediate values alive at once")
+        #expect(tracked.filter { $0.storage != nil }.isEmpty, "only the returned output may outlive the run")
     }
 }

@@ -63,28 +63,62 @@ final class ConvolutionOperator: Operator {
     /// Activations applied to the output inside the primitive.
     var postOps: [PostOp] = []
 
+    /// Write the output in the primitive's own (blocked) layout, for
+    /// consumers that accept it (set by the plan's layout pass).
+    var emitsOpaqueOutput = false
+
+    var acceptsOpaqueLayouts: Bool { true }
+
+    /// A primitive for one input shape, with its layouts and reorders.
     private final class Prepared {
         let primitive: Primitive
-        let sourceReorder: Primitive?
-        let destinationReorder: Primitive?
+        let sourceLayout: MemoryDescriptor
+        let destinationLayout: MemoryDescriptor
+        let destinationIsRowMajor: Bool
+        let fromRowMajorSource: Primitive?
+        let fromRowMajorDestination: Primitive?
+        let toRowMajorDestination: Primitive?
         let weightsReorder: Primitive?
-        let sourceBytes: Int
-        let destinationBytes: Int
         let weightsBytes: Int
         let outputShape: [Int]
+        let opaqueOutput: DNNLLayout
         var weightsSource: TensorStorage?
         var weights: Tensor?
 
-        init(primitive: Primitive, sourceReorder: Primitive?, destinationReorder: Primitive?, weightsReorder: Primitive?,
-             outputShape: [Int]) {
+        init(primitive: Primitive, input: [Int], outputShape: [Int], userWeights: MemoryDescriptor) throws {
             self.primitive = primitive
-            self.sourceReorder = sourceReorder
-            self.destinationReorder = destinationReorder
-            self.weightsReorder = weightsReorder
-            sourceBytes = primitive.memoryDescriptor(for: DNNL.argSource).byteCount
-            destinationBytes = primitive.memoryDescriptor(for: DNNL.argDestination).byteCount
-            weightsBytes = primitive.memoryDescriptor(for: DNNL.argWeights).byteCount
+            sourceLayout = primitive.memoryDescriptor(for: DNNL.argSource)
+            destinationLayout = primitive.memoryDescriptor(for: DNNL.argDestination)
+            let chosenWeights = primitive.memoryDescriptor(for: DNNL.argWeights)
+            let rowMajorInput = try MemoryDescriptor(plain: input)
+            let rowMajorOutput = try MemoryDescriptor(plain: outputShape)
+            destinationIsRowMajor = destinationLayout.equals(rowMajorOutput)
+            fromRowMajorSource = sourceLayout.equals(rowMajorInput) ? nil : try Primitive(reorderFrom: rowMajorInput, to: sourceLayout)
+            fromRowMajorDestination = destinationIsRowMajor ? nil : try Primitive(reorderFrom: rowMajorOutput, to: destinationLayout)
+            toRowMajorDestination = destinationIsRowMajor ? nil : try Primitive(reorderFrom: destinationLayout, to: rowMajorOutput)
+            weightsReorder = chosenWeights.equals(userWeights) ? nil : try Primitive(reorderFrom: userWeights, to: chosenWeights)
+            weightsBytes = chosenWeights.byteCount
             self.outputShape = outputShape
+            opaqueOutput = DNNLLayout(destinationLayout, dims: outputShape)
+        }
+
+        /// `tensor`'s bytes in `layout` (`tensor` itself when already there).
+        func converted(_ tensor: Tensor, to layout: MemoryDescriptor, fromRowMajor: Primitive?,
+                       into destination: Tensor? = nil) throws -> Tensor {
+            let opaque = tensor.opaqueLayout as? DNNLLayout
+            if destination == nil && (opaque?.descriptor.equals(layout) ?? (fromRowMajor == nil)) { return tensor }
+            let result = destination ?? Tensor(uninitialized: .uint8, shape: [layout.byteCount])
+            if let opaque, opaque.descriptor.equals(layout) {
+                result.rawPointer.copyMemory(from: tensor.rawPointer, byteCount: layout.byteCount)
+            } else if let opaque {
+                try Primitive(reorderFrom: opaque.descriptor, to: layout)
+                    .execute([(DNNL.argSource, tensor.rawPointer), (DNNL.argDestination, result.rawPointer)])
+            } else if let fromRowMajor {
+                try fromRowMajor.execute([(DNNL.argSource, tensor.rawPointer), (DNNL.argDestination, result.rawPointer)])
+            } else {
+                result.rawPointer.copyMemory(from: tensor.rawPointer, byteCount: layout.byteCount)
+            }
+            return result
         }
     }
 
@@ -195,22 +229,13 @@ final class ConvolutionOperator: Operator {
                 hasBias ? bias : nil, &destination, strides, dilations, padL, padR), "convolution descriptor")
             primitive = try Primitive(&desc, attributes: attributes, name: "convolution")
         }
-        let plainInput = try MemoryDescriptor(plain: input)
-        let plainOutput = try MemoryDescriptor(plain: output)
-        let chosenSource = primitive.memoryDescriptor(for: DNNL.argSource)
-        let chosenDestination = primitive.memoryDescriptor(for: DNNL.argDestination)
-        let chosenWeights = primitive.memoryDescriptor(for: DNNL.argWeights)
-        return Prepared(
-            primitive: primitive,
-            sourceReorder: chosenSource.equals(plainInput) ? nil : try Primitive(reorderFrom: plainInput, to: chosenSource),
-            destinationReorder: chosenDestination.equals(plainOutput) ? nil : try Primitive(reorderFrom: chosenDestination, to: plainOutput),
-            weightsReorder: chosenWeights.equals(userWeights) ? nil : try Primitive(reorderFrom: userWeights, to: chosenWeights),
-            outputShape: output)
+        return try Prepared(primitive: primitive, input: input, outputShape: output, userWeights: userWeights)
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try inputs.required(0, node), w = try inputs.required(1, node)
         let bias = inputs.optional(2)
+        let residual = postOps.contains(.sum) ? try inputs.required(3, node) : nil
         guard x.dtype == .float32, w.dtype == .float32, bias?.dtype ?? .float32 == .float32 else {
             throw MPQError.typeMismatch("\(node.opType) takes float32 tensors")
         }
@@ -225,6 +250,9 @@ final class ConvolutionOperator: Operator {
         if let bias, bias.count != p.outputShape[1] {
             throw MPQError.shapeMismatch("bias has \(bias.count) values for \(p.outputShape[1]) output channels")
         }
+        if let residual, residual.shape != p.outputShape {
+            throw MPQError.shapeMismatch("the fused residual \(residual.shape) does not match the output \(p.outputShape)")
+        }
         if p.weightsSource !== w.storage {
             if let reorder = p.weightsReorder {
                 let reordered = Tensor(uninitialized: .uint8, shape: [p.weightsBytes])
@@ -235,20 +263,23 @@ final class ConvolutionOperator: Operator {
             }
             p.weightsSource = w.storage
         }
-        let output = context.allocate(.float32, p.outputShape)
-        var source = x
-        if let reorder = p.sourceReorder {
-            source = context.allocate(.uint8, [p.sourceBytes])
-            try reorder.execute([(DNNL.argSource, x.rawPointer), (DNNL.argDestination, source.rawPointer)])
+        let source = try p.converted(x, to: p.sourceLayout, fromRowMajor: p.fromRowMajorSource)
+        let opaque = emitsOpaqueOutput && !p.destinationIsRowMajor
+        let destination = opaque || p.destinationIsRowMajor
+            ? Tensor(dtype: .float32, shape: p.outputShape, storage: TensorStorage(byteCount: p.destinationLayout.byteCount),
+                     opaqueLayout: opaque ? p.opaqueOutput : nil)
+            : context.allocate(.uint8, [p.destinationLayout.byteCount])
+        if let residual {
+            // The sum post-op adds what the destination already holds.
+            _ = try p.converted(residual, to: p.destinationLayout, fromRowMajor: p.fromRowMajorDestination, into: destination)
         }
-        let destination = p.destinationReorder == nil ? output : context.allocate(.uint8, [p.destinationBytes])
         var arguments = [(DNNL.argSource, source.rawPointer), (DNNL.argWeights, p.weights!.rawPointer),
                          (DNNL.argDestination, destination.rawPointer)]
         if let bias { arguments.append((DNNL.argBias, bias.rawPointer)) }
         try p.primitive.execute(arguments)
-        if let reorder = p.destinationReorder {
-            try reorder.execute([(DNNL.argSource, destination.rawPointer), (DNNL.argDestination, output.rawPointer)])
-        }
+        if opaque || p.destinationIsRowMajor { return [destination] }
+        let output = context.allocate(.float32, p.outputShape)
+        try p.toRowMajorDestination!.execute([(DNNL.argSource, destination.rawPointer), (DNNL.argDestination, output.rawPointer)])
         return [output]
     }
 }
