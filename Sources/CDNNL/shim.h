@@ -1,7 +1,6 @@
 #ifndef MPQ_CDNNL_SHIM_H
 #define MPQ_CDNNL_SHIM_H
 #include <oneapi/dnnl/dnnl.h>
-#include <malloc.h>
 
 /* OpenMP runtime (libgomp) that oneDNN's threads come from. */
 int omp_get_max_threads(void);

@@ -1,5 +1,61 @@
 import Foundation
 
+/// Recycles large tensor buffers by size class.
+///
+/// A model run frees each value after its last use and the next run repeats
+/// the same allocations, so parking freed blocks in free lists (sizes rounded
+/// up to 1/8 of their power of two) lets every run after the first reuse
+/// memory without page faults, with bounded waste. Left to malloc, the same
+/// pattern fragmented glibc's heap: resident memory grew by ~10 MiB per
+/// MiniLM run while the bytes in use stayed flat.
+public final class BufferPool: @unchecked Sendable {
+    /// The pool all tensors use.
+    public static let shared = BufferPool()
+    /// Blocks below this size go to malloc directly.
+    static let minimumPooledBytes = 64 << 10
+
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private let lock = NSLock()
+    /// Bytes parked in free lists.
+    public private(set) var idleBytes = 0
+
+    /// The block size used for a request of `byteCount` bytes.
+    static func sizeClass(_ byteCount: Int) -> Int {
+        guard byteCount >= minimumPooledBytes else { return byteCount }
+        let step = 1 << (Int.bitWidth - byteCount.leadingZeroBitCount - 4)
+        return (byteCount + step - 1) / step * step
+    }
+
+    func take(_ size: Int) -> UnsafeMutableRawPointer {
+        lock.lock()
+        if let block = free[size]?.popLast() {
+            idleBytes -= size
+            lock.unlock()
+            return block
+        }
+        lock.unlock()
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, size) == 0, let raw else {
+            fatalError("mpq: out of memory allocating \(size) bytes")
+        }
+        return raw
+    }
+
+    func give(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        lock.lock(); defer { lock.unlock() }
+        free[size, default: []].append(pointer)
+        idleBytes += size
+    }
+
+    /// Returns every idle block to the system.
+    public func trim() {
+        lock.lock(); defer { lock.unlock() }
+        for blocks in free.values { blocks.forEach { Foundation.free($0) } }
+        free = [:]
+        idleBytes = 0
+    }
+}
+
 /// 64-byte aligned memory owned by one or more `Tensor`s (reshapes share it).
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
@@ -20,17 +76,18 @@ public final class TensorStorage: @unchecked Sendable {
 
     init(byteCount: Int) {
         borrowed = nil
-        let size = max(byteCount, 1)
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, size) == 0, let raw else {
-            fatalError("mpq: out of memory allocating \(size) bytes")
-        }
-        pointer = raw
-        self.byteCount = size
+        self.byteCount = max(byteCount, 1)
+        pointer = BufferPool.shared.take(BufferPool.sizeClass(self.byteCount))
     }
 
     deinit {
-        if borrowed == nil { free(pointer) }
+        guard borrowed == nil else { return }
+        let size = BufferPool.sizeClass(byteCount)
+        if size >= BufferPool.minimumPooledBytes {
+            BufferPool.shared.give(pointer, size: size)
+        } else {
+            free(pointer)
+        }
     }
 }
 

@@ -54,7 +54,6 @@ public final class InferenceSession: @unchecked Sendable {
         self.operators = operators
         omp_set_num_threads(Int32(options.threads))
         context = ExecutionContext(threads: options.threads)
-        MemoryReuse.configureAllocator()
     }
 
     /// Runs the model. `feeds` maps every graph input name to a tensor; a
