@@ -10,8 +10,9 @@ import Testing
         return url
     }()
 
-    /// The same MobileNetV2 stored with external data, with typed-field initializers
-    /// and with initializers turned into Constant nodes gives identical outputs.
+    /// The same MobileNetV2 stored with external data, with typed-field initializers,
+    /// with initializers turned into Constant nodes, and converted to opsets 11,
+    /// 12 and 21 gives identical outputs.
     @Test func storageVariantsGiveIdenticalOutputs() throws {
         let source = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
         let script = """
@@ -35,12 +36,21 @@ import Testing
         del const.graph.node[:]
         const.graph.node.extend(nodes + rest)
         onnx.save(const, f"{d}/constants.onnx")
+        from onnx import version_converter
+        onnx.save(version_converter.convert_version(onnx.load(src), 21), f"{d}/opset21.onnx")
+        # Every op of this model means the same at opsets 11 and 12 (the converter cannot go down).
+        for opset, ir in ((11, 6), (12, 7)):
+            old = onnx.load(src)
+            old.opset_import[0].version = opset
+            old.ir_version = ir
+            onnx.checker.check_model(old)
+            onnx.save(old, f"{d}/opset{opset}.onnx")
         """
         try runPython(["-c", script, source, folder.path])
         var rng = SeededGenerator(seed: 5)
         let input = ["input": Tensor.random([2, 3, 224, 224], using: &rng)]
         let reference = try InferenceSession(model: Model(contentsOf: source)).run(input)["logits"]!
-        for variant in ["ext/model.onnx", "typed.onnx", "constants.onnx"] {
+        for variant in ["ext/model.onnx", "typed.onnx", "constants.onnx", "opset11.onnx", "opset12.onnx", "opset21.onnx"] {
             let model = try Model(contentsOf: folder.appendingPathComponent(variant).path)
             #expect(model.graph.parameterCount == 3_487_816, "\(variant)")
             let logits = try InferenceSession(model: model).run(input)["logits"]!
