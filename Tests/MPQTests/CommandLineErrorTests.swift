@@ -4,11 +4,7 @@ import Testing
 
 /// Bad input gets a one-line error and a non-zero exit from the `mpq` tool, never a crash.
 @Suite struct CommandLineErrorTests {
-    let folder: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-cli-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    let folder = temporaryFolder("mpq-cli")
     let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
 
     /// Runs the built `mpq` executable; returns exit status and stderr.

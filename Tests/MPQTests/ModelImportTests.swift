@@ -4,11 +4,7 @@ import Testing
 
 /// ONNX import variants and graph-level passes on the real models.
 @Suite struct ModelImportTests {
-    let folder: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-import-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    let folder = temporaryFolder("mpq-import")
 
     /// The same MobileNetV2 stored with external data, with typed-field initializers,
     /// with initializers turned into Constant nodes, and converted to opsets 11,

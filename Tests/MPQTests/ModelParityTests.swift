@@ -4,11 +4,7 @@ import Testing
 
 /// End-to-end parity with ONNX Runtime on the real models in ../shared.
 @Suite(.serialized) struct ModelParityTests {
-    let folder: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-parity-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    let folder = temporaryFolder("mpq-parity")
 
     /// Runs `model` in mpq over `feeds` in chunks of `batch` samples and concatenates each output.
     func runInBatches(_ session: InferenceSession, _ feeds: [String: Tensor], batch: Int) throws -> [String: Tensor] {

@@ -3,11 +3,7 @@ import Testing
 @testable import MPQ
 
 @Suite struct NPYTests {
-    let folder: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-npy-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    let folder = temporaryFolder("mpq-npy")
 
     /// numpy writes every supported dtype; we read it and write it back; numpy checks the bytes.
     @Test func roundTripsEveryDtypeThroughNumpy() throws {

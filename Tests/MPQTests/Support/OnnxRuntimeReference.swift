@@ -9,6 +9,13 @@ let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
 /// `../shared` beside the repository (real models and data).
 let sharedFolder = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
 
+/// A new empty folder under the system temporary directory.
+func temporaryFolder(_ prefix: String) -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
 /// Deterministic SplitMix64 generator for reproducible test inputs.
 struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
@@ -75,8 +82,7 @@ struct OperatorCase {
 /// Runs all cases in mpq and in ONNX Runtime (one python3 process) and records
 /// an issue for every mismatch of dtype, shape or values.
 func expectMatchesOnnxRuntime(_ cases: [OperatorCase], sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let root = FileManager.default.temporaryDirectory.appendingPathComponent("mpq-ort-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    let root = temporaryFolder("mpq-ort")
     defer { try? FileManager.default.removeItem(at: root) }
 
     var ours: [String: [Tensor]] = [:]

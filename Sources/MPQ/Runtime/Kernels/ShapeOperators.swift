@@ -191,8 +191,8 @@ final class FlattenOperator: Operator {
 }
 
 /// Squeeze: a view without the listed size-1 axes (all size-1 axes by default).
-final class SqueezeOperator: Operator {
-    private let node: Node
+final class SqueezeOperator: AxesView {
+    let node: Node
     private let axes: IntegerListArgument
 
     init(node: Node, opset: Int) throws {
@@ -200,7 +200,7 @@ final class SqueezeOperator: Operator {
         axes = try IntegerListArgument("axes", of: node, opset: opset, inputSince: 13, index: 1)
     }
 
-    private func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int] {
+    func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int] {
         guard let listed = axes.value(arguments), !listed.isEmpty else { return input.filter { $0 != 1 } }
         let removed = Set(try normalizedAxes(listed, rank: input.count, node: node))
         for axis in removed where input[axis] != 1 {
@@ -208,7 +208,16 @@ final class SqueezeOperator: Operator {
         }
         return input.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     }
+}
 
+/// Squeeze and Unsqueeze: the input's bytes under a shape computed from the
+/// input shape and the axes (attribute or input).
+protocol AxesView: Operator {
+    var node: Node { get }
+    func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int]
+}
+
+extension AxesView {
     func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec] {
         let data = try inputs.required(0, node)
         guard let shape = data.shape, let arguments = inputs.constantArguments() else {
@@ -224,8 +233,8 @@ final class SqueezeOperator: Operator {
 }
 
 /// Unsqueeze: a view with size-1 axes inserted at the listed output positions.
-final class UnsqueezeOperator: Operator {
-    private let node: Node
+final class UnsqueezeOperator: AxesView {
+    let node: Node
     private let axes: IntegerListArgument
 
     init(node: Node, opset: Int) throws {
@@ -233,7 +242,7 @@ final class UnsqueezeOperator: Operator {
         axes = try IntegerListArgument("axes", of: node, opset: opset, inputSince: 13, index: 1)
     }
 
-    private func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int] {
+    func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int] {
         guard let listed = axes.value(arguments) else {
             throw MPQError.invalidModel("Unsqueeze node '\(node.name)' has no axes")
         }
@@ -241,19 +250,6 @@ final class UnsqueezeOperator: Operator {
         let inserted = Set(try normalizedAxes(listed, rank: rank, node: node))
         var rest = input.makeIterator()
         return (0..<rank).map { inserted.contains($0) ? 1 : rest.next() ?? 1 }
-    }
-
-    func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec] {
-        let data = try inputs.required(0, node)
-        guard let shape = data.shape, let arguments = inputs.constantArguments() else {
-            return singleOutput(data.dtype, nil)
-        }
-        return singleOutput(data.dtype, try outputShape(shape, arguments: arguments))
-    }
-
-    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
-        let data = try inputs.required(0, node)
-        return [data.reshaped(try outputShape(data.shape, arguments: inputs))]
     }
 }
 
