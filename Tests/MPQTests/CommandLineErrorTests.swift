@@ -92,3 +92,61 @@ import Testing
         #expect(try NPZ.read(contentsOf: folder.appendingPathComponent("out.npz").path)["logits"]?.shape == [2, 1000])
     }
 }
+
+/// `mpq quantize` rejects bad calibration data and configs with one line and writes nothing.
+@Suite struct QuantizeCommandTests {
+    let folder = temporaryFolder("mpq-quantize")
+    let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+    let cli = CommandLineErrorTests()
+
+    @Test func badCalibrationDataAndConfigsWriteNothing() throws {
+        let out = folder.appendingPathComponent("out").path
+        let empty = folder.appendingPathComponent("empty.npy").path
+        try NPY.write(Tensor(zeros: .float32, shape: [0, 3, 224, 224]), to: empty)
+        try cli.expectCleanFailure(["quantize", mobileNet, "--calib", empty, "--config", "w8a8", "--out", out],
+                                   mentions: ["calibration set is empty"])
+        var values = [Float](repeating: 0.5, count: 3 * 3 * 224 * 224)
+        values[2 * 3 * 224 * 224 + 17] = .nan
+        let nan = folder.appendingPathComponent("nan.npy").path
+        try NPY.write(Tensor(shape: [3, 3, 224, 224], scalars: values), to: nan)
+        try cli.expectCleanFailure(["quantize", mobileNet, "--calib", nan, "--config", "w8a8", "--out", out],
+                                   mentions: ["'input'", "sample 2", "nan"])
+        let good = folder.appendingPathComponent("good.npy").path
+        try NPY.write(Tensor(zeros: .float32, shape: [2, 3, 224, 224]), to: good)
+        try cli.expectCleanFailure(["quantize", mobileNet, "--calib", good, "--config", "w9x", "--out", out],
+                                   mentions: ["unknown configuration 'w9x'"])
+        let badFormat = folder.appendingPathComponent("bad-format.json")
+        try Data(#"{"weights": "int33", "activations": "uint8"}"#.utf8).write(to: badFormat)
+        try cli.expectCleanFailure(["quantize", mobileNet, "--calib", good, "--config", badFormat.path, "--out", out],
+                                   mentions: ["int33"])
+        let badTensor = folder.appendingPathComponent("bad-tensor.json")
+        try Data(#"{"tensors": {"no_such_tensor": "int4"}}"#.utf8).write(to: badTensor)
+        try cli.expectCleanFailure(["quantize", mobileNet, "--calib", good, "--config", badTensor.path, "--out", out],
+                                   mentions: ["no_such_tensor"])
+        #expect(!FileManager.default.fileExists(atPath: out), "nothing may be written on failure")
+    }
+
+    @Test func quantizeWritesModelEncodingsAndReport() throws {
+        let calib = folder.appendingPathComponent("calib.npy").path
+        try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib, "--count", "8"])
+        let out = folder.appendingPathComponent("w8a8").path
+        let result = try cli.mpq(["quantize", mobileNet, "--calib", calib, "--config", "w8a8", "--per-channel", "--out", out])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("output SQNR"))
+        let check = """
+        import json, sys, onnx
+        d = sys.argv[1]
+        m = onnx.load(f"{d}/model.qdq.onnx"); onnx.checker.check_model(m)
+        ops = [n.op_type for n in m.graph.node]
+        assert ops.count("DequantizeLinear") >= 53 + 60, ops.count("DequantizeLinear")
+        enc = json.load(open(f"{d}/encodings.json"))
+        assert len(enc["param_encodings"]) == 53 and "logits" in enc["activation_encodings"]
+        w = enc["param_encodings"]["classifier.1.weight"]
+        assert len(w) == 1000 and w[0]["bitwidth"] == 8 and w[0]["is_symmetric"] == "True"
+        rep = json.load(open(f"{d}/report.json"))
+        assert rep["output"]["sqnr_db"] > 10 and len(rep["quantizers"]) == len(enc["param_encodings"]) + len(enc["activation_encodings"])
+        print("ok")
+        """
+        #expect(try runPython(["-c", check, out]).contains("ok"))
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+
+/// A model with quantizers attached: weights replaced by their quantize-
+/// dequantized values, activations quantize-dequantized through value hooks
+/// as they are computed. This is what the search methods score, and what the
+/// exported QDQ model computes in ONNX Runtime.
+public final class QuantizedModel: @unchecked Sendable {
+    public let original: Graph
+    public let placement: QuantizerPlacement
+    public let config: QuantizationConfig
+    /// Parameters of every site, by value name.
+    public let parameters: [String: QuantizationParameters]
+    /// The graph with quantize-dequantized weights.
+    public let graph: Graph
+    private let session: InferenceSession
+    private let inputSites: [String: QuantizationParameters]
+    private let computedSites: [String: QuantizationParameters]
+
+    public init(graph original: Graph, placement: QuantizerPlacement, config: QuantizationConfig,
+                parameters: [String: QuantizationParameters], options: SessionOptions = SessionOptions()) throws {
+        self.original = original
+        self.placement = placement
+        self.config = config
+        self.parameters = parameters
+        var graph = original
+        for site in placement.weights {
+            guard let p = parameters[site.value], let weight = original.initializers[site.value] else { continue }
+            graph.initializers[site.value] = try weight.fakeQuantized(p)
+        }
+        self.graph = graph
+        session = try InferenceSession(graph: graph, options: options)
+        let inputs = Set(original.inputs.map(\.name))
+        var inputSites: [String: QuantizationParameters] = [:], computedSites: [String: QuantizationParameters] = [:]
+        for site in placement.activations {
+            guard let p = parameters[site.value] else { continue }
+            if inputs.contains(site.value) { inputSites[site.value] = p } else { computedSites[site.value] = p }
+        }
+        self.inputSites = inputSites
+        self.computedSites = computedSites
+    }
+
+    /// Runs the quantized model; `observe` sees each activation site's value before and after quantization.
+    public func run(_ feeds: [String: Tensor],
+                    observe: ((_ site: String, _ original: Tensor, _ quantized: Tensor) -> Void)? = nil) throws -> [String: Tensor] {
+        var quantizedFeeds = feeds
+        for (name, p) in inputSites {
+            guard let x = feeds[name] else { continue }
+            let q = try x.fakeQuantized(p)
+            observe?(name, x, q)
+            quantizedFeeds[name] = q
+        }
+        let sites = computedSites
+        return try session.run(quantizedFeeds) { name, value in
+            guard let p = sites[name] else { return nil }
+            let q = try value.fakeQuantized(p)
+            observe?(name, value, q)
+            return q
+        }
+    }
+}
+
+/// Computes quantization parameters: activation ranges from calibration data
+/// (streamed batch by batch through `RangeObserver`s), weight ranges from the weights.
+public enum QuantizationCalibrator {
+    public static func parameters(
+        graph: Graph, placement: QuantizerPlacement, config: QuantizationConfig, data: CalibrationData,
+        batchSize: Int = 16, options: SessionOptions = SessionOptions(),
+        progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+    ) throws -> [String: QuantizationParameters] {
+        var result: [String: QuantizationParameters] = [:]
+        for site in placement.weights {
+            guard let weight = graph.initializers[site.value] else { continue }
+            let format = config.format(for: site)
+            let granularity = weightGranularity(config.weightGranularity, site: site, weight: weight)
+            let (axis, group): (Int?, Int?) = {
+                switch granularity {
+                case .perTensor: return (nil, nil)
+                case .perChannel(let axis): return (axis, nil)
+                case .perGroup(let axis, let size): return (axis, size)
+                }
+            }()
+            let ranges = try WeightRanges.ranges(of: weight, method: config.weightRange, axis: axis, groupSize: group,
+                                                 levels: levels(format), symmetric: isSymmetric(format))
+            result[site.value] = QuantizationParameters(format: format, granularity: granularity,
+                                                        minimums: ranges.minimums, maximums: ranges.maximums)
+        }
+
+        var observers: [String: RangeObserver] = [:]
+        for site in placement.activations {
+            observers[site.value] = RangeObserver(method: config.activationRange)
+        }
+        let session = try InferenceSession(graph: graph, options: options)
+        let batches = data.batches(of: batchSize)
+        for (index, batch) in batches.enumerated() {
+            for (name, tensor) in batch { try observers[name]?.observe(tensor) }
+            _ = try session.run(batch) { name, value in
+                if let observer = observers[name] {
+                    do {
+                        try observer.observe(value)
+                    } catch MPQError.invalidInput(let message) {
+                        throw MPQError.invalidInput("value '\(name)' in calibration batch \(index): \(message)")
+                    }
+                }
+                return nil
+            }
+            progress?(index + 1, batches.count)
+        }
+        for site in placement.activations {
+            guard let observer = observers[site.value] else { continue }
+            let format = config.format(for: site)
+            let range = observer.range(levels: levels(format), symmetric: isSymmetric(format))
+            result[site.value] = QuantizationParameters(format: format, granularity: .perTensor,
+                                                        minimums: [range.minimum], maximums: [range.maximum])
+        }
+        return result
+    }
+
+    /// Granularity of a weight: per-channel on its output-channel axis, groups along its reduction axis.
+    static func weightGranularity(_ granularity: QuantizationConfig.WeightGranularity, site: QuantizerPlacement.Site,
+                                  weight: Tensor) -> QuantizationGranularity {
+        switch granularity {
+        case .perTensor: return .perTensor
+        case .perChannel: return site.channelAxis.map { .perChannel(axis: $0) } ?? .perTensor
+        case .perGroup(let size):
+            guard let axis = site.reductionAxis, weight.shape[axis] % size == 0 else {
+                return site.channelAxis.map { .perChannel(axis: $0) } ?? .perTensor
+            }
+            return .perGroup(axis: axis, size: size)
+        }
+    }
+
+    static func levels(_ format: QuantizationFormat) -> Int {
+        format.isInteger ? format.qmax - format.qmin + 1 : 256
+    }
+
+    static func isSymmetric(_ format: QuantizationFormat) -> Bool {
+        if case .integer(_, _, let symmetric, _) = format { return symmetric }
+        return true
+    }
+}

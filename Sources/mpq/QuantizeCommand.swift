@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import MPQ
+
+/// Options shared by `mpq quantize` and `mpq eval`.
+struct QuantizationOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Calibration data: .npy (one-input models), .npz (arrays named as inputs) or a folder of them.", valueName: "DATA"))
+    var calib: String
+
+    @Option(help: ArgumentHelp("A preset wXaY (w8a8, w4a8, w8a16, w16a16, w4a4, ...) or a JSON config file.", valueName: "w8a8|FILE.json"))
+    var config: String
+
+    @Flag(help: "Per-output-channel weight scales (presets default to per-tensor).")
+    var perChannel = false
+
+    @Option(help: "Per-group weight scales: groups of G along the reduction dim.")
+    var groupSize: Int?
+
+    @Option(help: ArgumentHelp("Activation range estimator: minmax, percentile or mse.", valueName: "METHOD"))
+    var activationRange: String?
+
+    @Option(help: ArgumentHelp("Weight range estimator: minmax or mse.", valueName: "METHOD"))
+    var weightRange: String?
+
+    @Option(help: "Samples per calibration batch.")
+    var batchSize = 16
+
+    func validate() throws {
+        if let groupSize, groupSize < 1 { throw ValidationError("--group-size must be >= 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be >= 1") }
+    }
+
+    /// Loads model data and config, calibrates, and returns the quantized model.
+    func quantize(_ model: Model, threads: SessionOptions) throws -> (QuantizedModel, CalibrationData) {
+        let graph = model.graph
+        let data = try CalibrationData(contentsOf: calib, graph: graph)
+        let placement = QuantizerPlacement(graph: graph)
+        var config = try QuantizationConfig.load(self.config, placement: placement)
+        if !self.config.hasSuffix(".json") { config.weightGranularity = perChannel ? .perChannel : .perTensor }
+        if let groupSize { config.weightGranularity = .perGroup(size: groupSize) }
+        for (text, keyPath) in [(activationRange, \QuantizationConfig.activationRange), (weightRange, \.weightRange)] {
+            guard let text else { continue }
+            guard let method = RangeMethod(rawValue: text) else {
+                throw ValidationError("unknown range method '\(text)' (use \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            config[keyPath: keyPath] = method
+        }
+        let parameters = try QuantizationCalibrator.parameters(
+            graph: graph, placement: placement, config: config, data: data, batchSize: batchSize, options: threads,
+            progress: Progress.reporter("calibrating"))
+        return (try QuantizedModel(graph: graph, placement: placement, config: config, parameters: parameters, options: threads), data)
+    }
+}
+
+/// Progress lines on standard error.
+enum Progress {
+    static func reporter(_ task: String) -> (Int, Int) -> Void {
+        let start = Date()
+        return { done, total in
+            let elapsed = Date().timeIntervalSince(start)
+            let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+            let line = String(format: "%@ %d/%d batches, %.1f s, eta %.1f s", task, done, total, elapsed, eta)
+            if isatty(STDERR_FILENO) != 0 {
+                FileHandle.standardError.write(Data(("\r" + line + (done == total ? "\n" : "")).utf8))
+            } else {
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
+        }
+    }
+}
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Calibrate and export a quantized model: DIR/model.qdq.onnx, DIR/encodings.json, DIR/report.json.")
+
+    @Argument(help: "ONNX model file.")
+    var model: String
+
+    @OptionGroup var quantization: QuantizationOptions
+    @OptionGroup var threadOptions: ThreadOptions
+
+    @Option(help: ArgumentHelp("Output folder (created if missing; written only when everything succeeded).", valueName: "DIR"))
+    var out: String
+
+    func run() throws {
+        let loaded = try Model(contentsOf: model)
+        let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session)
+        var report = try QuantizationReport(model: quantized, data: data, batchSize: quantization.batchSize,
+                                            options: threadOptions.session, progress: Progress.reporter("evaluating"))
+        let export = try QDQExport(quantized)
+        report.exportNotes = export.notes
+        let encodings = try QuantizationEncodings.json(quantized)
+        let reportJSON = try report.json()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try export.write(to: (out as NSString).appendingPathComponent("model.qdq.onnx"))
+        try AtomicFile.write(encodings, to: (out as NSString).appendingPathComponent("encodings.json"))
+        try AtomicFile.write(reportJSON, to: (out as NSString).appendingPathComponent("report.json"))
+        print(summary(report))
+        print("wrote \(out)/model.qdq.onnx, encodings.json, report.json")
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Quantize in simulation and compare the outputs with FP32: SQNR, top-1 agreement, cosine similarity, accuracy.")
+
+    @Argument(help: "ONNX model file.")
+    var model: String
+
+    @OptionGroup var quantization: QuantizationOptions
+    @OptionGroup var threadOptions: ThreadOptions
+
+    @Option(help: ArgumentHelp("Class labels, one integer per calibration sample.", valueName: "FILE.npy"))
+    var labels: String?
+
+    func run() throws {
+        let loaded = try Model(contentsOf: model)
+        let labelValues = try labels.map { try NPY.read(contentsOf: $0).integers() }
+        let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session)
+        if let labelValues, labelValues.count != data.count {
+            throw ValidationError("\(labels!) holds \(labelValues.count) labels for \(data.count) samples")
+        }
+        let report = try QuantizationReport(model: quantized, data: data, batchSize: quantization.batchSize, labels: labelValues,
+                                            options: threadOptions.session, progress: Progress.reporter("evaluating"))
+        print(summary(report))
+    }
+}
+
+/// The output metrics of a report, one per line.
+func summary(_ report: QuantizationReport) -> String {
+    var lines = [String(format: "output SQNR %.2f dB", report.output.sqnr)]
+    if let top1 = report.output.top1Agreement { lines.append(String(format: "top-1 agreement with FP32 %.2f%%", top1 * 100)) }
+    if let cosine = report.output.cosineSimilarity { lines.append(String(format: "cosine similarity %.5f", cosine)) }
+    if let accuracy = report.output.accuracy {
+        lines.append(String(format: "accuracy %.2f%% (FP32 %.2f%%)", accuracy.quantized * 100, accuracy.reference * 100))
+    }
+    lines.append("\(report.entries.count) quantizers; lowest SQNR: " + report.entries.sorted { $0.sqnr < $1.sqnr }.prefix(3)
+        .map { String(format: "%@ %.1f dB", $0.site.value, $0.sqnr) }.joined(separator: ", "))
+    return lines.joined(separator: "\n")
+}
