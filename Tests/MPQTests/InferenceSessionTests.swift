@@ -73,4 +73,22 @@ import Testing
         #expect(mostAlive <= 4, "\(mostAlive) intermediate values alive at once")
         #expect(tracked.filter { $0.storage != nil }.isEmpty, "only the returned output may outlive the run")
     }
+
+    /// The fused plan runs bias Adds, GELU subgraphs, residual Adds and ReLU6 inside the primitives.
+    @Test func fusionFoldsEpiloguesIntoPrimitives() throws {
+        let miniLM = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path)
+        let shapes = ["input_ids": [2, 16], "attention_mask": [2, 16], "token_type_ids": [2, 16]]
+        let specialized = try InferenceSession(model: miniLM).specialize(inputShapes: shapes)
+        let fused = try OperatorFusion.fuse(specialized, outputs: ["last_hidden_state"])
+        func count(_ graph: SpecializedGraph, _ op: String) -> Int { graph.nodes.filter { $0.node.opType == op }.count }
+        #expect(count(specialized, "Erf") == 6 && count(fused, "Erf") == 0)
+        // Per layer: 6 bias Adds (Q, K, V, output, two feed-forward) and the GELU's "+ 1".
+        #expect(count(specialized, "Add") - count(fused, "Add") == 42)
+        #expect(count(fused, "MatMul") == 48)
+
+        let mobileNet = try Model(contentsOf: mobileNet)
+        let cnn = try InferenceSession(model: mobileNet).specialize(inputShapes: ["input": [1, 3, 224, 224]])
+        let fusedCNN = try OperatorFusion.fuse(cnn, outputs: ["logits"])
+        #expect(count(fusedCNN, "Clip") == 0 && count(fusedCNN, "Add") == 0 && count(fusedCNN, "Conv") == 52)
+    }
 }

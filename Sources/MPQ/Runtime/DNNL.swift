@@ -203,6 +203,8 @@ final class PrimitiveAttributes {
                 try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "relu post-op")
             case .clip(let low, let high):
                 try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_clip, low, high), "clip post-op")
+            case .gelu:
+                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op")
             }
         }
         try DNNL.check(dnnl_primitive_attr_set_post_ops(raw, ops), "set post-ops")
@@ -217,6 +219,8 @@ public enum PostOp: Equatable, Sendable {
     case sum
     case relu
     case clip(min: Float, max: Float)
+    /// x * (1 + erf(x / sqrt 2)) / 2, the exact GELU of BERT-style models.
+    case gelu
 }
 
 /// A oneDNN blocked layout carried by a tensor between convolutions.

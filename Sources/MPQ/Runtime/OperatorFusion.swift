@@ -2,27 +2,48 @@
 /// longer exist, so hooked plans run the graph as written):
 ///
 /// - post-op fusion: a residual `Add` of a Conv output and another tensor of
-///   the same shape, then a Relu or Clip with constant bounds (MobileNet's
-///   ReLU6), run inside the Conv / ConvTranspose / Gemm primitive as oneDNN
-///   post-ops, saving a memory pass each;
+///   the same shape, a bias `Add` after a MatMul with constant weights, the
+///   exact GELU subgraph x * (1 + erf(x / sqrt 2)) * 0.5 of BERT exports, and a
+///   Relu or Clip with constant bounds (MobileNet's ReLU6) run inside the
+///   Conv / ConvTranspose / Gemm / MatMul primitive as oneDNN post-ops,
+///   saving a memory pass each;
 /// - layout propagation: a Conv whose every consumer is a Conv hands over its
 ///   output in oneDNN's blocked layout, so chains of convolutions skip the
 ///   reorders to and from row-major.
 enum OperatorFusion {
     static func fuse(_ graph: SpecializedGraph, outputs: Set<String>) throws -> SpecializedGraph {
         var consumers: [String: Int] = [:]
-        for entry in graph.nodes { for name in entry.node.inputs { consumers[name, default: 0] += 1 } }
+        var readersOf: [String: [Int]] = [:]
+        for (index, entry) in graph.nodes.enumerated() {
+            for name in entry.node.inputs {
+                consumers[name, default: 0] += 1
+                readersOf[name, default: []].append(index)
+            }
+        }
+        /// The constant scalar value of `name`, if it is one.
+        func scalar(_ name: String) -> Float? {
+            guard let c = graph.constants[name], c.count == 1, c.dtype == .float32 else { return nil }
+            return c.floats()[0]
+        }
+        /// The single node reading `value`.
+        func onlyReader(_ value: String) -> Int? {
+            guard let readers = readersOf[value], readers.count == 1, !outputs.contains(value) else { return nil }
+            return readers[0]
+        }
         var nodes: [(node: Node, op: Operator)?] = graph.nodes
         var producer: [String: Int] = [:]
         for (index, entry) in graph.nodes.enumerated() {
             for name in entry.node.outputs { producer[name] = index }
         }
         /// The fusable producer of `value`: a Conv/Gemm whose only reader is the node being fused.
-        func fusableProducer(of value: String) -> Int? {
-            guard consumers[value] == 1, !outputs.contains(value), let index = producer[value],
-                  let entry = nodes[index], entry.node.outputs.count == 1,
-                  ["Conv", "ConvTranspose", "Gemm"].contains(entry.node.opType) else { return nil }
-            return index
+        func fusableProducer(of value: String, readersCount: Int = 1) -> Int? {
+            guard consumers[value] == 1 || readersCount == consumers[value], !outputs.contains(value),
+                  let index = producer[value], let entry = nodes[index], entry.node.outputs.count == 1 else { return nil }
+            switch entry.node.opType {
+            case "Conv", "ConvTranspose", "Gemm": return index
+            case "MatMul": return graph.constants[entry.node.inputs[1]]?.rank == 2 ? index : nil
+            default: return nil
+            }
         }
 
         for (index, entry) in graph.nodes.enumerated() {
@@ -33,8 +54,7 @@ enum OperatorFusion {
             var residual: String?
             if node.opType == "Add", node.inputs.count == 2 {
                 let shapes = node.inputs.map { graph.specs[$0]?.shape }
-                guard shapes[0] != nil, shapes[0] == shapes[1] else { continue }
-                for (mine, other) in [(0, 1), (1, 0)] {
+                for (mine, other) in [(0, 1), (1, 0)] where shapes[0] != nil && shapes[0] == shapes[1] {
                     if let candidate = fusableProducer(of: node.inputs[mine]),
                        nodes[candidate]!.node.opType.hasPrefix("Conv"),
                        // The residual must exist when the Conv runs.
@@ -45,6 +65,39 @@ enum OperatorFusion {
                         break
                     }
                 }
+                if target == nil, let constantSide = node.inputs.firstIndex(where: { graph.constants[$0] != nil }),
+                   let candidate = fusableProducer(of: node.inputs[1 - constantSide]),
+                   nodes[candidate]!.node.opType == "MatMul", nodes[candidate]!.node.inputs.count == 2,
+                   let bias = graph.constants[node.inputs[constantSide]], bias.dtype == .float32,
+                   let width = graph.specs[node.inputs[1 - constantSide]]?.shape?.last, bias.count == width,
+                   bias.shape.dropLast().allSatisfy({ $0 == 1 }) {
+                    // MatMul + bias: oneDNN's bias argument.
+                    var fusedNode = nodes[candidate]!.node
+                    fusedNode.outputs = node.outputs
+                    fusedNode.inputs.append(node.inputs[constantSide])
+                    let fused = MatMulOperator(node: fusedNode)
+                    nodes[candidate] = (fusedNode, fused)
+                    nodes[index] = nil
+                    producer[node.outputs[0]] = candidate
+                    continue
+                }
+            } else if node.opType == "Div", let divisor = scalar(node.inputs[1]), abs(divisor - Float(2).squareRoot()) < 1e-4,
+                      let erf = onlyReader(node.outputs[0]), graph.nodes[erf].node.opType == "Erf",
+                      let plusOne = onlyReader(graph.nodes[erf].node.outputs[0]), graph.nodes[plusOne].node.opType == "Add",
+                      graph.nodes[plusOne].node.inputs.contains(where: { scalar($0) == 1 }),
+                      let times = onlyReader(graph.nodes[plusOne].node.outputs[0]), graph.nodes[times].node.opType == "Mul",
+                      graph.nodes[times].node.inputs.contains(node.inputs[0]),
+                      let half = onlyReader(graph.nodes[times].node.outputs[0]), graph.nodes[half].node.opType == "Mul",
+                      graph.nodes[half].node.inputs.contains(where: { scalar($0) == 0.5 }),
+                      readersOf[node.inputs[0]]?.sorted() == [index, times].sorted(),
+                      let candidate = fusableProducer(of: node.inputs[0], readersCount: 2),
+                      let fused = try withPostOp(nodes[candidate]!, adding: .gelu, residual: nil,
+                                                 output: graph.nodes[half].node.outputs[0]) {
+                // GELU(x) = x * (1 + erf(x / sqrt 2)) * 0.5 spelled out in five nodes.
+                nodes[candidate] = fused
+                for removed in [index, erf, plusOne, times, half] { nodes[removed] = nil }
+                producer[graph.nodes[half].node.outputs[0]] = candidate
+                continue
             } else if let activation = try activation(node, graph.constants), let input = node.inputs.first {
                 target = fusableProducer(of: input)
                 postOp = activation
@@ -90,6 +143,10 @@ enum OperatorFusion {
         case let gemm as GemmOperator where gemm.alpha == 1 && postOp != .sum:
             let fused = try GemmOperator(node: node)
             fused.postOps = gemm.postOps + [postOp]
+            return (node, fused)
+        case let matmul as MatMulOperator where postOp != .sum:
+            let fused = MatMulOperator(node: node)
+            fused.postOps = matmul.postOps + [postOp]
             return (node, fused)
         default:
             return nil

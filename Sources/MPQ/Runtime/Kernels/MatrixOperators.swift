@@ -62,6 +62,9 @@ final class MatMulKernel {
 /// ONNX MatMul (numpy matmul semantics: 1-D promotion, broadcast batch dims).
 final class MatMulOperator: Operator {
     let node: Node
+    /// Post-ops fused by the graph optimizer (2-D weights only); with a fused
+    /// bias the node's input 2 is a [N] vector added to every row.
+    var postOps: [PostOp] = []
     private var constantWeights = false
     private var kernels: [[Int]: MatMulKernel] = [:]
 
@@ -115,7 +118,7 @@ final class MatMulOperator: Operator {
             kernel = try makeKernel(a.shape, b.shape, p)
             kernels[key] = kernel
         }
-        try kernel.execute(source: a, weights: b, bias: nil, destination: output)
+        try kernel.execute(source: a, weights: b, bias: inputs.optional(2), destination: output)
         return [output]
     }
 
@@ -124,7 +127,8 @@ final class MatMulOperator: Operator {
             // [..., M, K] x [K, N]: one 2-D product over all rows of A.
             let rows = a.count == 1 ? 1 : a.dropLast().reduce(1, *)
             return try MatMulKernel(source: ([rows, p.k], [p.k, 1]), weights: ([p.k, p.n], [p.n, 1]),
-                                    destination: [rows, p.n], bias: nil, constantWeights: constantWeights)
+                                    destination: [rows, p.n], bias: node.input(2) == nil ? nil : [1, p.n],
+                                    constantWeights: constantWeights, activations: postOps)
         }
         let rank = p.batch.count + 2
         func padded(_ shape: [Int], matrix: [Int]) -> [Int] {
