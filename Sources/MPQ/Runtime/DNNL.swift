@@ -6,6 +6,8 @@ import Foundation
 /// a run only swaps data pointers.
 enum DNNL {
     static let argSource: Int32 = 1
+    /// A binary primitive's second source (its first is `argSource`).
+    static let argSource1: Int32 = 2
     static let argDestination: Int32 = 17
     static let argWeights: Int32 = 33
     static let argBias: Int32 = 41
@@ -116,6 +118,13 @@ final class Primitive {
         dnnl_primitive_desc_destroy(descriptor)
     }
 
+    /// oneDNN's name for the implementation it chose (e.g. "jit_uni_int8:avx2", or "ref_int8:any" for the slow reference).
+    var implementation: String {
+        var info: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return "unknown" }
+        return String(cString: info)
+    }
+
     /// The layout the primitive chose for an argument (DNNL.argSource, ...).
     func memoryDescriptor(for argument: Int32) -> MemoryDescriptor {
         MemoryDescriptor(raw: dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, argument).pointee)
@@ -192,22 +201,49 @@ final class PrimitiveAttributes {
     /// Appends post-ops (applied in order to the f32 result).
     func setPostOps(_ postOps: [PostOp]) throws {
         guard !postOps.isEmpty else { return }
+        try setPostOps { ops in
+            for postOp in postOps {
+                switch postOp {
+                case .sum:
+                    try DNNL.check(dnnl_post_ops_append_sum(ops, 1), "sum post-op")
+                case .relu:
+                    try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "relu post-op")
+                case .clip(let low, let high):
+                    try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_clip, low, high), "clip post-op")
+                case .gelu:
+                    try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op")
+                }
+            }
+        }
+    }
+
+    /// Appends eltwise post-ops given as (algorithm, alpha, beta), applied in order.
+    func setEltwisePostOps(_ operations: [(dnnl_alg_kind_t, Float, Float)]) throws {
+        try setPostOps { ops in
+            for (algorithm, alpha, beta) in operations {
+                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, algorithm, alpha, beta), "eltwise post-op \(algorithm.rawValue)")
+            }
+        }
+    }
+
+    private func setPostOps(appending append: (dnnl_post_ops_t?) throws -> Void) throws {
         var ops: dnnl_post_ops_t?
         try DNNL.check(dnnl_post_ops_create(&ops), "post-ops")
         defer { dnnl_post_ops_destroy(ops) }
-        for postOp in postOps {
-            switch postOp {
-            case .sum:
-                try DNNL.check(dnnl_post_ops_append_sum(ops, 1), "sum post-op")
-            case .relu:
-                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "relu post-op")
-            case .clip(let low, let high):
-                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_clip, low, high), "clip post-op")
-            case .gelu:
-                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op")
-            }
-        }
+        try append(ops)
         try DNNL.check(dnnl_primitive_attr_set_post_ops(raw, ops), "set post-ops")
+    }
+
+    /// Multiplies the int32 accumulator (plus bias) by `scales` before post-ops:
+    /// one scale for the whole output (mask 0) or one per index of the
+    /// destination dims selected by `mask` (bit 1 = channels).
+    func setOutputScales(_ scales: [Float], mask: Int32) throws {
+        try DNNL.check(dnnl_primitive_attr_set_output_scales(raw, Int64(scales.count), mask, scales), "output scales")
+    }
+
+    /// A zero point subtracted from every source value (u8 codes) before the products.
+    func setSourceZeroPoint(_ zeroPoint: Int32) throws {
+        try DNNL.check(dnnl_primitive_attr_set_zero_points(raw, DNNL.argSource, 1, 0, [zeroPoint]), "source zero point")
     }
 
     deinit { dnnl_primitive_attr_destroy(raw) }

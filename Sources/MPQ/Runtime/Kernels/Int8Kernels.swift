@@ -1,0 +1,404 @@
+import CDNNL
+import Foundation
+
+/// Per-tensor asymmetric uint8 quantization of an activation, as ONNX
+/// QuantizeLinear / DequantizeLinear define it with a uint8 zero point:
+/// `q = clamp(rint(x / scale) + zeroPoint, 0, 255)`, real value `scale * (q - zeroPoint)`.
+public struct UInt8Quantization: Sendable, Equatable {
+    public let scale: Float
+    public let zeroPoint: Int
+
+    /// Throws unless `scale` is finite and positive and `zeroPoint` is in 0...255.
+    public init(scale: Float, zeroPoint: Int) throws {
+        guard scale.isFinite, scale > 0 else { throw MPQError.invalidInput("uint8 quantization needs a finite scale > 0, got \(scale)") }
+        guard (0...255).contains(zeroPoint) else { throw MPQError.invalidInput("uint8 zero point \(zeroPoint) is outside 0...255") }
+        self.scale = scale
+        self.zeroPoint = zeroPoint
+    }
+
+    /// The uint8 codes of a float32 tensor (same shape); NaN becomes code 0.
+    public func quantize(_ x: Tensor, context: ExecutionContext) throws -> Tensor {
+        guard x.dtype == .float32 else { throw MPQError.typeMismatch("uint8 quantization takes float32, got \(x.dtype)") }
+        let codes = context.allocate(.uint8, x.shape)
+        try InputCodeQuantizer(self, count: x.count).run(x.rowMajor(), into: codes)
+        return codes
+    }
+
+    /// The real values of uint8 codes: `scale * (q - zeroPoint)` (float32, same shape).
+    public func dequantize(_ codes: Tensor) throws -> Tensor {
+        guard codes.dtype == .uint8 else { throw MPQError.typeMismatch("uint8 dequantization takes uint8, got \(codes.dtype)") }
+        let values = Tensor(uninitialized: .float32, shape: codes.shape)
+        let input = codes.pointer(as: UInt8.self), output = values.pointer(as: Float.self)
+        for i in 0..<codes.count { output[i] = scale * Float(Int(input[i]) - zeroPoint) }
+        return values
+    }
+}
+
+/// QuantizeLinear to uint8 for a fixed number of float32 values, as one
+/// oneDNN binary primitive: x / scale, then round half to even and + zero
+/// point as post-ops, saturated to u8 on the way out.
+///
+/// Not oneDNN's f32 -> u8 reorder with scales: it multiplies by 1 / scale and
+/// adds the zero point before rounding, so at ties with an odd zero point it
+/// lands one code off QuantizeLinear (0.5 + 1 rounds to 2 where rint(0.5) + 1
+/// = 1). Nor a loop: without SSE4.1 (the default target) rounding is a libm
+/// call per element; such a loop in C took 12 ms for 4.8M values on one core
+/// here, the primitive 1.2 ms on two.
+final class InputCodeQuantizer {
+    private let primitive: Primitive
+    /// The binary primitive's second source: the scale, broadcast.
+    private let scale: Tensor
+
+    init(_ quantization: UInt8Quantization, count: Int) throws {
+        var source = try MemoryDescriptor(plain: [count]).raw
+        var divisor = try MemoryDescriptor(plain: [1]).raw
+        var destination = try MemoryDescriptor(plain: [count], dnnl_u8).raw
+        var desc = dnnl_binary_desc_t()
+        try DNNL.check(dnnl_binary_desc_init(&desc, dnnl_binary_div, &source, &divisor, &destination), "quantize descriptor")
+        let attributes = try PrimitiveAttributes()
+        try attributes.setEltwisePostOps([(dnnl_eltwise_round, 0, 0), (dnnl_eltwise_linear, 1, Float(quantization.zeroPoint))])
+        primitive = try Primitive(&desc, attributes: attributes, name: "quantize")
+        scale = Tensor(shape: [1], scalars: [quantization.scale])
+    }
+
+    /// Writes the codes of row-major float32 `values` into `codes`.
+    func run(_ values: Tensor, into codes: Tensor) throws {
+        try primitive.execute([(DNNL.argSource, values.rawPointer), (DNNL.argSource1, scale.rawPointer),
+                               (DNNL.argDestination, codes.rawPointer)])
+    }
+}
+
+/// A Conv, MatMul or Gemm node run as one oneDNN int8 primitive: uint8
+/// activation codes times int8 weight codes, int32 accumulation, float32 output
+///
+///     y[c] = s_x * s_w[c] * sum((q_x - z_x) * q_w[c]) + bias[c]
+///
+/// followed by the post-ops. That is the float computation on the
+/// dequantized input and weights, up to summation order, so it reproduces a
+/// quantization simulation of the same configuration.
+///
+/// - The source zero point goes to oneDNN's zero-point attribute. oneDNN
+///   2.6's jit kernels accept it for every shape they take at all (checked on
+///   AVX2: 1-D to 3-D, 1x1, depthwise, strided, dilated), and treat padding as
+///   the real value 0 (code z_x), so no compensation is computed here.
+///   Shapes without a jit kernel (e.g. groups of fewer than 8 channels on
+///   AVX2) run on oneDNN's reference kernel, with or without zero points:
+///   `implementation` says which (names starting with "ref" are slow).
+/// - oneDNN 2.6 adds the bias before the output scales, so the primitive gets
+///   `bias[c] / (s_x * s_w[c])`.
+/// - Weight codes must fit in `weightBits` (`CPUFeatures.current.int8WeightBits`
+///   by default: 7 without VNNI, where wider codes saturate).
+/// - Conv activations use oneDNN's channels-last layout inside; input and
+///   output are row-major.
+/// - oneDNN fixes a primitive's split of work over threads when it is
+///   created: build the kernel after setting the thread count.
+public final class Int8Kernel {
+    /// "Conv", "MatMul" or "Gemm".
+    public let opType: String
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    /// How the input activation is quantized.
+    public let input: UInt8Quantization
+    public let postOps: [PostOp]
+
+    private let primitive: Primitive
+    private let quantizer: InputCodeQuantizer
+    /// Weight codes in the layout the primitive chose.
+    private let weights: Tensor
+    /// Bias divided by the output scales.
+    private let bias: Tensor?
+    /// Row-major uint8 input to the primitive's source layout, when they differ.
+    private let toSourceLayout: Primitive?
+    /// The primitive's float32 output layout to and from row-major, when they differ.
+    private let toRowMajorOutput: Primitive?
+    private let fromRowMajorOutput: Primitive?
+
+    /// oneDNN's name for the implementation it chose, e.g. "jit_uni_int8:avx2";
+    /// "ref_int8:any" marks its slow reference kernel.
+    public var implementation: String { primitive.implementation }
+
+    /// Builds the primitive for one input shape and reorders the weights once.
+    ///
+    /// - Parameters:
+    ///   - node: a Conv (strides, pads, auto_pad, dilations, group, 1-D to
+    ///     3-D), MatMul, or Gemm (transB, alpha, beta; transA = 0) node; only
+    ///     its op type and attributes are read.
+    ///   - weights: int8 codes in the ONNX layout: Conv [O, I/G, k...],
+    ///     MatMul [K, N], Gemm B [K, N] or [N, K] with transB.
+    ///   - weightScales: one positive scale per output channel (O or N); the
+    ///     weight zero point is 0.
+    ///   - bias: float32, one value per output channel (for Gemm its C,
+    ///     scaled by beta); nil for none.
+    ///   - postOps: applied in order to the float32 result (`.sum` adds the
+    ///     `residual` given to `run`).
+    ///   - weightBits: the width the weight codes are checked to fit; wider
+    ///     than this CPU's `int8WeightBits` only to demonstrate saturation.
+    public init(node: Node, inputShape: [Int], weights: Tensor, weightScales: [Float], bias: Tensor?,
+                input: UInt8Quantization, postOps: [PostOp] = [],
+                weightBits: Int = CPUFeatures.current.int8WeightBits) throws {
+        guard inputShape.allSatisfy({ $0 > 0 }), weights.shape.allSatisfy({ $0 > 0 }) else {
+            throw MPQError.shapeMismatch("int8 \(node.opType) needs non-empty input and weights, got \(inputShape) and \(weights.shape)")
+        }
+        let problem: Problem
+        switch node.opType {
+        case "Conv": problem = try .convolution(node, input: inputShape, weights: weights.shape)
+        case "MatMul", "Gemm": problem = try .matrixProduct(node, input: inputShape, weights: weights.shape)
+        default: throw MPQError.invalidInput("int8 kernels run Conv, MatMul and Gemm, not \(node.opType)")
+        }
+        try Self.validate(weights: weights, scales: weightScales, channels: problem.channels, bits: weightBits)
+        let outputScales = weightScales.map { problem.alpha * input.scale * $0 }
+
+        let attributes = try PrimitiveAttributes()
+        try attributes.setOutputScales(outputScales, mask: 1 << 1)
+        if input.zeroPoint != 0 { try attributes.setSourceZeroPoint(Int32(input.zeroPoint)) }
+        try attributes.setPostOps(postOps)
+        primitive = try problem.makePrimitive(bias != nil, attributes)
+
+        let chosenWeights = primitive.memoryDescriptor(for: DNNL.argWeights)
+        if chosenWeights.equals(problem.userWeights) {
+            self.weights = weights
+        } else {
+            self.weights = Tensor(uninitialized: .uint8, shape: [chosenWeights.byteCount])
+            try Primitive(reorderFrom: problem.userWeights, to: chosenWeights)
+                .execute([(DNNL.argSource, weights.rawPointer), (DNNL.argDestination, self.weights.rawPointer)])
+        }
+        self.bias = try bias.map { bias in
+            guard bias.dtype == .float32, bias.count == problem.channels else {
+                throw MPQError.shapeMismatch(
+                    "int8 \(node.opType) takes a float32 bias of \(problem.channels) values, got \(bias.dtype) \(bias.shape)")
+            }
+            let values = bias.scalars(as: Float.self)
+            return Tensor(shape: problem.biasDims, scalars: outputScales.indices.map { problem.beta * values[$0] / outputScales[$0] })
+        }
+
+        let rowMajorSource = try MemoryDescriptor(plain: problem.sourceDims, dnnl_u8)
+        let chosenSource = primitive.memoryDescriptor(for: DNNL.argSource)
+        toSourceLayout = chosenSource.equals(rowMajorSource) ? nil : try Primitive(reorderFrom: rowMajorSource, to: chosenSource)
+        let rowMajorOutput = try MemoryDescriptor(plain: problem.destinationDims)
+        let chosenOutput = primitive.memoryDescriptor(for: DNNL.argDestination)
+        let outputIsRowMajor = chosenOutput.equals(rowMajorOutput)
+        toRowMajorOutput = outputIsRowMajor ? nil : try Primitive(reorderFrom: chosenOutput, to: rowMajorOutput)
+        fromRowMajorOutput = outputIsRowMajor || !postOps.contains(.sum)
+            ? nil : try Primitive(reorderFrom: rowMajorOutput, to: chosenOutput)
+
+        quantizer = try InputCodeQuantizer(input, count: inputShape.reduce(1, *))
+        opType = node.opType
+        self.inputShape = inputShape
+        outputShape = problem.outputShape
+        self.input = input
+        self.postOps = postOps
+    }
+
+    /// The float32 output (row-major) for `x`: float32 activations, which are
+    /// quantized first, or their uint8 codes. `residual` (float32, output
+    /// shape) is what a `.sum` post-op adds.
+    public func run(_ x: Tensor, residual: Tensor? = nil, context: ExecutionContext) throws -> Tensor {
+        guard x.shape == inputShape else {
+            throw MPQError.shapeMismatch("int8 \(opType) was built for input \(inputShape), got \(x.shape)")
+        }
+        let codes: Tensor
+        switch x.dtype {
+        case .float32:
+            codes = context.allocate(.uint8, x.shape)
+            try quantizer.run(x.rowMajor(), into: codes)
+        case .uint8: codes = try x.rowMajor()
+        default: throw MPQError.typeMismatch("int8 \(opType) takes float32 or uint8 input, got \(x.dtype)")
+        }
+        let source: Tensor
+        if let toSourceLayout {
+            source = context.allocate(.uint8, [toSourceLayout.memoryDescriptor(for: DNNL.argDestination).byteCount])
+            try toSourceLayout.execute([(DNNL.argSource, codes.rawPointer), (DNNL.argDestination, source.rawPointer)])
+        } else {
+            source = codes
+        }
+        let output = context.allocate(.float32, outputShape)
+        let destination = toRowMajorOutput.map { context.allocate(.uint8, [$0.memoryDescriptor(for: DNNL.argSource).byteCount]) } ?? output
+        if postOps.contains(.sum) {
+            guard let residual, residual.dtype == .float32, residual.shape == outputShape else {
+                throw MPQError.shapeMismatch(
+                    "the .sum post-op needs a float32 residual of shape \(outputShape), got \(residual.map(\.description) ?? "none")")
+            }
+            let rowMajor = try residual.rowMajor()
+            if let fromRowMajorOutput {
+                try fromRowMajorOutput.execute([(DNNL.argSource, rowMajor.rawPointer), (DNNL.argDestination, destination.rawPointer)])
+            } else {
+                destination.rawPointer.copyMemory(from: rowMajor.rawPointer, byteCount: output.byteCount)
+            }
+        } else if residual != nil {
+            throw MPQError.invalidInput("int8 \(opType) got a residual but has no .sum post-op")
+        }
+        var arguments = [(DNNL.argSource, source.rawPointer), (DNNL.argWeights, weights.rawPointer),
+                         (DNNL.argDestination, destination.rawPointer)]
+        if let bias { arguments.append((DNNL.argBias, bias.rawPointer)) }
+        try primitive.execute(arguments)
+        if let toRowMajorOutput {
+            try toRowMajorOutput.execute([(DNNL.argSource, destination.rawPointer), (DNNL.argDestination, output.rawPointer)])
+        }
+        return output
+    }
+
+    /// Checks that weight codes are int8 within `bits` and that there is one positive scale per output channel.
+    private static func validate(weights: Tensor, scales: [Float], channels: Int, bits: Int) throws {
+        guard weights.dtype == .int8 else { throw MPQError.typeMismatch("int8 weights must be int8 codes, got \(weights.dtype)") }
+        guard (2...8).contains(bits) else { throw MPQError.invalidInput("int8 weight codes span 2 to 8 bits, not \(bits)") }
+        guard scales.count == channels, scales.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw MPQError.invalidInput("int8 weights need \(channels) finite positive scales, got \(scales.count)")
+        }
+        let low = Int8(-(1 << (bits - 1))), high = Int8((1 << (bits - 1)) - 1)
+        let codes = weights.pointer(as: Int8.self)
+        for i in 0..<weights.count where codes[i] < low || codes[i] > high {
+            throw MPQError.invalidInput("int8 weight code \(codes[i]) at \(i) is outside the \(bits)-bit range [\(low), \(high)]")
+        }
+    }
+
+    /// One problem in oneDNN's terms.
+    private struct Problem {
+        /// Output channels: Conv O, MatMul / Gemm N.
+        var channels: Int
+        var sourceDims: [Int]
+        var destinationDims: [Int]
+        var biasDims: [Int]
+        var outputShape: [Int]
+        /// The ONNX weight codes as oneDNN sees them.
+        var userWeights: MemoryDescriptor
+        /// Gemm's factors on the product and on C.
+        var alpha: Float = 1
+        var beta: Float = 1
+        /// Creates the primitive (with or without bias) under the given attributes.
+        var makePrimitive: (_ hasBias: Bool, _ attributes: PrimitiveAttributes) throws -> Primitive
+
+        /// An ONNX Conv: weights [O, I/G, k...] are oneDNN's [G, O/G, I/G, k...] when grouped.
+        static func convolution(_ node: Node, input: [Int], weights: [Int]) throws -> Problem {
+            let group = try node.int("group", default: 1)
+            guard input.count >= 3, input.count <= 5, weights.count == input.count, group >= 1,
+                  input[1] == weights[1] * group, weights[0] % group == 0 else {
+                throw MPQError.shapeMismatch("int8 Conv input \(input) does not match weights \(weights) (group \(group))")
+            }
+            let kernel = try node.ints("kernel_shape") ?? Array(weights[2...])
+            guard kernel == Array(weights[2...]) else {
+                throw MPQError.shapeMismatch("Conv kernel_shape \(kernel) differs from the weights \(weights)")
+            }
+            let g = try WindowGeometry(node: node, spatial: Array(input[2...]), kernel: kernel)
+            let output = [input[0], weights[0]] + g.outputSize(Array(input[2...]))
+            guard output.allSatisfy({ $0 > 0 }) else { throw MPQError.shapeMismatch("int8 Conv output would be empty for input \(input)") }
+            let weightDims = group == 1 ? weights : [group, weights[0] / group] + weights[1...]
+            return Problem(channels: weights[0], sourceDims: input, destinationDims: output, biasDims: [weights[0]],
+                           outputShape: output, userWeights: try MemoryDescriptor(plain: weightDims, dnnl_s8)) { hasBias, attributes in
+                var source = try MemoryDescriptor(input, dnnl_u8, tag: dnnl_format_tag_any).raw
+                var weights = try MemoryDescriptor(weightDims, dnnl_s8, tag: dnnl_format_tag_any).raw
+                var destination = try MemoryDescriptor(output, tag: dnnl_format_tag_any).raw
+                var bias = try MemoryDescriptor(plain: [output[1]]).raw
+                var desc = dnnl_convolution_desc_t()
+                try DNNL.check(withUnsafeMutablePointer(to: &bias) { bias in
+                    dnnl_dilated_convolution_forward_desc_init(
+                        &desc, dnnl_forward_inference, dnnl_convolution_direct, &source, &weights,
+                        hasBias ? bias : nil, &destination, g.strides.map(Int64.init), g.dilations.map { Int64($0 - 1) },
+                        g.padsBegin.map(Int64.init), g.padsEnd.map(Int64.init))
+                }, "int8 convolution descriptor")
+                return try Primitive(&desc, attributes: attributes, name: "int8 convolution")
+            }
+        }
+
+        /// ONNX MatMul ([..., M, K] x [K, N]) or Gemm ([M, K] x B): one 2-D
+        /// product over all rows of the input.
+        static func matrixProduct(_ node: Node, input: [Int], weights: [Int]) throws -> Problem {
+            let gemm = node.opType == "Gemm"
+            let transB = gemm ? try node.int("transB", default: 0) != 0 : false
+            if gemm, try node.int("transA", default: 0) != 0 { throw unsupported(node, "int8 Gemm needs transA = 0") }
+            guard weights.count == 2, gemm ? input.count == 2 : !input.isEmpty else {
+                throw MPQError.shapeMismatch(
+                    "int8 \(node.opType) takes 2-D weights and \(gemm ? "2-D" : "non-scalar") input, got \(input) and \(weights)")
+            }
+            let (k, n) = transB ? (weights[1], weights[0]) : (weights[0], weights[1])
+            guard input[input.count - 1] == k else {
+                throw MPQError.shapeMismatch("int8 \(node.opType) inner dims differ: \(input) x \(weights)\(transB ? " (transB)" : "")")
+            }
+            let alpha = gemm ? try node.float("alpha", default: 1) : 1
+            guard alpha.isFinite, alpha != 0 else { throw unsupported(node, "int8 Gemm needs a finite, nonzero alpha") }
+            let rows = input.dropLast().reduce(1, *)
+            let weightStrides = transB ? [1, k] : [n, 1]
+            return Problem(channels: n, sourceDims: [rows, k], destinationDims: [rows, n], biasDims: [1, n],
+                           outputShape: input.dropLast() + [n], userWeights: try MemoryDescriptor([k, n], dnnl_s8, strides: weightStrides),
+                           alpha: alpha,
+                           beta: gemm ? try node.float("beta", default: 1) : 1) { hasBias, attributes in
+                var source = try MemoryDescriptor(plain: [rows, k], dnnl_u8).raw
+                var weights = try MemoryDescriptor([k, n], dnnl_s8, tag: dnnl_format_tag_any).raw
+                var destination = try MemoryDescriptor(plain: [rows, n]).raw
+                var bias = try MemoryDescriptor(plain: [1, n]).raw
+                var desc = dnnl_matmul_desc_t()
+                try DNNL.check(withUnsafeMutablePointer(to: &bias) { bias in
+                    dnnl_matmul_desc_init(&desc, &source, &weights, hasBias ? bias : nil, &destination)
+                }, "int8 matmul descriptor")
+                return try Primitive(&desc, attributes: attributes, name: "int8 matmul")
+            }
+        }
+    }
+}
+
+/// Milliseconds per run of one problem as the float32 operator and as an `Int8Kernel`.
+public struct Int8Timing: Sendable {
+    public var float32: Double
+    /// From float32 input, quantizing it included.
+    public var int8: Double
+    /// From uint8 codes (the input already quantized, e.g. by the layer before).
+    public var int8FromCodes: Double
+    /// The int8 kernel's oneDNN implementation.
+    public var implementation: String
+}
+
+extension Int8Kernel {
+    /// Builds the float32 operator and the int8 kernel once for `node` (Conv,
+    /// MatMul or Gemm, no post-ops) on made-up data, with weight codes of this
+    /// CPU's exact width, and times each (fastest of `repetitions` runs after a warm-up):
+    /// what `mpq bench` reports as the gain of int8 execution.
+    ///
+    /// - Parameters:
+    ///   - weightShape: the ONNX weight shape (Conv [O, I/G, k...], MatMul [K, N], Gemm B).
+    ///   - threads: oneDNN and Swift worker threads.
+    public static func timeAgainstFloat32(node: Node, inputShape: [Int], weightShape: [Int], threads: Int,
+                                          repetitions: Int = 10) throws -> Int8Timing {
+        guard weightShape.count >= 2 else {
+            throw MPQError.shapeMismatch("int8 \(node.opType) weights must have rank >= 2, got \(weightShape)")
+        }
+        // Scattered values (timing does not depend on them), cheap to make even in debug builds.
+        func pattern(_ i: Int, _ period: Int) -> Int { i &* 7919 % period }
+        let bits = CPUFeatures.current.int8WeightBits
+        let codes = Tensor(shape: weightShape, scalars: (0..<weightShape.reduce(1, *)).map {
+            Int8(pattern($0, 1 << bits) - (1 << (bits - 1)))
+        })
+        let weightScale: Float = 0.01
+        let weights = Tensor(shape: weightShape, scalars: codes.scalars(as: Int8.self).map { weightScale * Float($0) })
+        let outputsInRows = try node.opType == "Conv" || node.opType == "Gemm" && node.int("transB", default: 0) != 0
+        let channels = outputsInRows ? weightShape[0] : weightShape[1]
+        let bias = node.opType == "MatMul" ? nil : Tensor(shape: [channels], scalars: (0..<channels).map { Float(pattern($0, 64)) / 32 - 1 })
+        let x = Tensor(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { Float(pattern($0, 4096)) / 1024 - 1 })
+
+        // oneDNN sizes its work split when a primitive is created: set the threads first.
+        omp_set_num_threads(Int32(threads))
+        let context = ExecutionContext(threads: threads)
+        let kernel = try Int8Kernel(node: node, inputShape: inputShape, weights: codes,
+                                    weightScales: Array(repeating: weightScale, count: channels), bias: bias,
+                                    input: UInt8Quantization(scale: 4 / 255, zeroPoint: 64))
+        let float32 = try OperatorRegistry.makeOperator(for: node, opset: 17)
+        float32.bindConstants([nil, weights, bias])
+        let inputCodes = try kernel.input.quantize(x, context: context)
+        return Int8Timing(
+            float32: try fastestMilliseconds(repetitions) { _ = try float32.run([x, weights, bias], context: context) },
+            int8: try fastestMilliseconds(repetitions) { _ = try kernel.run(x, context: context) },
+            int8FromCodes: try fastestMilliseconds(repetitions) { _ = try kernel.run(inputCodes, context: context) },
+            implementation: kernel.implementation)
+    }
+
+    /// The fastest of `repetitions` calls after three untimed ones: the run
+    /// least disturbed by other work on a shared machine.
+    private static func fastestMilliseconds(_ repetitions: Int, _ body: () throws -> Void) rethrows -> Double {
+        for _ in 0..<3 { try body() }
+        var fastest = Double.infinity
+        for _ in 0..<max(repetitions, 1) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            fastest = min(fastest, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        return fastest
+    }
+}
