@@ -151,10 +151,11 @@ public struct Graph: Sendable {
         initializers.values.filter { $0.dtype.isFloatingPoint && $0.rank > 0 }.reduce(0) { $0 + $1.count }
     }
 
-    /// Sorts nodes so that every value is produced before it is used.
+    /// Sorts nodes so that every value is produced before it is used
+    /// (`constants` names values provided outside `initializers`).
     /// Throws when a node reads a value nothing produces or the graph has a cycle.
-    public mutating func sortTopologically() throws {
-        var available = Set(inputs.map(\.name)).union(initializers.keys)
+    public mutating func sortTopologically(constants: Set<String> = []) throws {
+        var available = Set(inputs.map(\.name)).union(initializers.keys).union(constants)
         available.insert("")
         var pending = nodes
         var sorted: [Node] = []

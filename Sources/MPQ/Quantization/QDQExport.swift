@@ -68,7 +68,7 @@ public struct QDQExport {
             rewired.append(node)
         }
         graph.nodes = rewired + nodes
-        try graph.sortTopologically()
+        try graph.sortTopologically(constants: Set(extraInitializers.map(\.name)))
         notes += formatNotes.sorted()
 
         var out = Model(graph: graph, irVersion: Model.irVersion(forOpset: graph.opset), producer: "mpq").proto()

@@ -117,9 +117,10 @@ struct StreamingHistogram {
     /// Widens (or shifts) the window to hold [lo, hi], which must include every value counted so far.
     mutating func cover(_ lo: Float, _ hi: Float, minimumExponent: Int = .min) {
         if let lattice, lattice.exponent >= minimumExponent {
+            // Compared in Double: with a tiny bin width (all values so far 0) the index leaves Int's range.
             let scale = exp2(-Double(lattice.exponent))
-            if Self.index(lo, scale: scale) >= lattice.offset,
-               Self.index(hi, scale: scale) < lattice.offset + binCount { return }
+            if (Double(lo) * scale).rounded(.down) >= Double(lattice.offset),
+               (Double(hi) * scale).rounded(.down) < Double(lattice.offset + binCount) { return }
         }
         let target = Self.fitting(lo, hi, minimumExponent: max(minimumExponent, lattice?.exponent ?? .min),
                                   binCount: binCount)
