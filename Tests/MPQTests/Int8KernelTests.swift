@@ -99,6 +99,8 @@ import Testing
                 initializers["low"] = Tensor(scalar: low)
                 initializers["high"] = Tensor(scalar: high)
                 append("Clip", ["low", "high"])
+            case .gelu:
+                append("Gelu", [])
             }
         }
         let output = nodes.last!.outputs[0]

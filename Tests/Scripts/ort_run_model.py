@@ -1,5 +1,6 @@
 """Runs MODEL with ONNX Runtime on the arrays of INPUTS.npz, BATCH samples at a
-time along axis 0, and writes all outputs (concatenated) to OUT.npz."""
+time along axis 0, and writes all outputs (concatenated) to OUT.npz.
+Usage: ort_run_model.py MODEL INPUTS.npz OUT.npz BATCH [--exact]"""
 import sys
 
 import numpy as np
@@ -18,8 +19,14 @@ def with_dynamic_batch(path):
     return model.SerializeToString()
 
 
-def main(model, inputs, out, batch):
-    session = ort.InferenceSession(with_dynamic_batch(model), providers=["CPUExecutionProvider"])
+def main(model, inputs, out, batch, exact=False):
+    """`exact` turns ONNX Runtime's graph optimizations off, so QDQ models run
+    as written (QuantizeLinear/DequantizeLinear in float) instead of through
+    fused integer kernels."""
+    options = ort.SessionOptions()
+    if exact:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(with_dynamic_batch(model), options, providers=["CPUExecutionProvider"])
     feeds = dict(np.load(inputs))
     total = next(iter(feeds.values())).shape[0]
     names = [o.name for o in session.get_outputs()]
@@ -32,4 +39,4 @@ def main(model, inputs, out, batch):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), exact="--exact" in sys.argv[5:])

@@ -56,7 +56,10 @@ public struct QuantizationReport: Sendable {
         var offset = 0
         for (index, batch) in batches.enumerated() {
             let expected = try reference.run(batch)
-            let actual = try model.run(batch) { name, original, quantized in entries[name]?.add(original: original, quantized: quantized) }
+            let actual = try model.run(batch) { name, original, quantized in
+                entries[name]?.add(original: original, quantized: quantized)
+                return nil
+            }
             let size = batch.values.first?.shape.first ?? 0
             comparison.add(reference: expected, quantized: actual, feeds: batch,
                            labels: labels.map { Array($0[offset..<min(offset + size, $0.count)]) })

@@ -39,22 +39,23 @@ public final class QuantizedModel: @unchecked Sendable {
         self.computedSites = computedSites
     }
 
-    /// Runs the quantized model; `observe` sees each activation site's value before and after quantization.
+    /// Runs the quantized model. `observe` sees each activation site's value
+    /// before and after quantization and may return a replacement for the
+    /// quantized value (used to check each quantizer against another runtime).
     public func run(_ feeds: [String: Tensor],
-                    observe: ((_ site: String, _ original: Tensor, _ quantized: Tensor) -> Void)? = nil) throws -> [String: Tensor] {
+                    observe: ((_ site: String, _ original: Tensor, _ quantized: Tensor) throws -> Tensor?)? = nil)
+        throws -> [String: Tensor] {
         var quantizedFeeds = feeds
         for (name, p) in inputSites {
             guard let x = feeds[name] else { continue }
             let q = try x.fakeQuantized(p)
-            observe?(name, x, q)
-            quantizedFeeds[name] = q
+            quantizedFeeds[name] = try observe?(name, x, q) ?? q
         }
         let sites = computedSites
         return try session.run(quantizedFeeds) { name, value in
             guard let p = sites[name] else { return nil }
             let q = try value.fakeQuantized(p)
-            observe?(name, value, q)
-            return q
+            return try observe?(name, value, q) ?? q
         }
     }
 }

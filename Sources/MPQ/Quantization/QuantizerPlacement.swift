@@ -28,6 +28,9 @@ public struct QuantizerPlacement: Sendable {
     public private(set) var sites: [Site]
 
     public init(graph: Graph, options: Options = Options()) {
+        // Shapes tell skip connections (equal shapes) from broadcast adds such as attention masks.
+        let shapes = (try? InferenceSession(graph: graph, options: SessionOptions(threads: 1))
+            .specialize(inputShapes: ModelSummary.inputShapes(graph)).specs) ?? [:]
         var sites: [Site] = []
         var index: [String: Int] = [:]
         var readers: [String: [String]] = [:]
@@ -56,8 +59,10 @@ public struct QuantizerPlacement: Sendable {
                     add(b, .activation)
                 }
             } else if options.residualAdds, node.opType == "Add", node.inputs.count == 2,
-                      node.inputs.allSatisfy({ graph.initializers[$0] == nil }) {
-                // Both operands computed (a skip connection), not a bias add.
+                      node.inputs.allSatisfy({ graph.initializers[$0] == nil }),
+                      let shape = shapes[node.inputs[0]]?.shape, shape == shapes[node.inputs[1]]?.shape,
+                      shapes[node.inputs[0]]?.constant == nil, shapes[node.inputs[1]]?.constant == nil {
+                // Both operands computed and of one shape (a skip connection), not a bias or mask add.
                 node.inputs.forEach { add($0, .activation) }
             }
         }

@@ -26,16 +26,7 @@ public struct ModelSummary: Sendable {
     public init(graph: Graph, dimensions: [String: Int] = [:]) throws {
         inputs = graph.inputs
         outputs = graph.outputs
-        var shapes: [String: [Int]] = [:]
-        for input in graph.inputs {
-            shapes[input.name] = (input.shape ?? []).enumerated().map { axis, dim in
-                switch dim {
-                case .fixed(let n): return n
-                case .symbolic(let name): return dimensions[name] ?? (axis == 0 ? 1 : 128)
-                case .unknown: return axis == 0 ? 1 : 128
-                }
-            }
-        }
+        let shapes = Self.inputShapes(graph, dimensions: dimensions)
         inputShapes = shapes
         var counts: [String: Int] = [:]
         for node in graph.nodes { counts[node.opType, default: 0] += 1 }
@@ -53,6 +44,22 @@ public struct ModelSummary: Sendable {
             guard let out = node.outputs.first.flatMap(shape), let macs = Self.macs(node, shape) else { return nil }
             return Layer(name: node.name, opType: node.opType, outputShape: out, macs: macs)
         }
+    }
+
+    /// Concrete input shapes: fixed dims as declared, symbolic ones from
+    /// `dimensions` or 1 for the leading axis and 128 elsewhere.
+    public static func inputShapes(_ graph: Graph, dimensions: [String: Int] = [:]) -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        for input in graph.inputs {
+            shapes[input.name] = (input.shape ?? []).enumerated().map { axis, dim in
+                switch dim {
+                case .fixed(let n): return n
+                case .symbolic(let name): return dimensions[name] ?? (axis == 0 ? 1 : 128)
+                case .unknown: return axis == 0 ? 1 : 128
+                }
+            }
+        }
+        return shapes
     }
 
     private static func macs(_ node: Node, _ shape: (String) -> [Int]?) -> Int? {
