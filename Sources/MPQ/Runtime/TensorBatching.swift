@@ -2,10 +2,7 @@ extension Tensor {
     /// Element `index` of the leading axis, keeping that axis with size 1.
     public func sample(_ index: Int) -> Tensor {
         guard let batch = shape.first, batch > 0 else { return self }
-        let rowBytes = byteCount / batch
-        let result = Tensor(uninitialized: dtype, shape: [1] + shape.dropFirst())
-        result.rawPointer.copyMemory(from: rawPointer + index * rowBytes, byteCount: rowBytes)
-        return result
+        return rows(index..<(index + 1))
     }
 
     /// Tensors of equal type joined along `axis` (same sizes on all other axes).
