@@ -75,18 +75,12 @@ struct BenchCommand: ParsableCommand {
 
     /// Random float inputs, token ids in [0, 1000), masks of ones, type ids of zeros.
     private func generatedInputs(_ graph: Graph) throws -> [String: Tensor] {
-        let bound = try parseDimensions(dimensions)
+        let shapes = ModelSummary.inputShapes(graph, dimensions: try parseDimensions(dimensions))
         var rng = SystemRandomNumberGenerator()
         var feeds: [String: Tensor] = [:]
         for input in graph.inputs {
-            let shape = (input.shape ?? []).enumerated().map { axis, dim -> Int in
-                if axis == 0 { return batch }
-                switch dim {
-                case .fixed(let n): return n
-                case .symbolic(let name): return bound[name] ?? 128
-                case .unknown: return 128
-                }
-            }
+            var shape = shapes[input.name] ?? []
+            if !shape.isEmpty { shape[0] = batch }
             let count = shape.reduce(1, *)
             let lower = input.name.lowercased()
             let values: [Int64] = lower.contains("mask") ? Array(repeating: 1, count: count)

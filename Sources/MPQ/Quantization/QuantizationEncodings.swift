@@ -18,7 +18,7 @@ public enum QuantizationEncodings {
                 if p.format.isInteger {
                     entry["scale"] = Double(p.scales[i])
                     entry["offset"] = -p.zeroPoints[i]
-                    entry["is_symmetric"] = QuantizationCalibrator.isSymmetric(p.format) ? "True" : "False"
+                    entry["is_symmetric"] = p.format.isSymmetric ? "True" : "False"
                 }
                 return entry
             }

@@ -94,6 +94,16 @@ public enum QuantizationFormat: Hashable, Sendable, CustomStringConvertible, Cod
         }
     }
 
+    /// Grid size a range estimator optimises for: qmax - qmin + 1 for integers,
+    /// 256 for float formats (whose range only sets the scale).
+    public var levels: Int { isInteger ? qmax - qmin + 1 : 256 }
+
+    /// Whether ranges are symmetric around 0 (always for float formats).
+    public var isSymmetric: Bool {
+        if case .integer(_, _, let symmetric, _) = self { return symmetric }
+        return true
+    }
+
     public var isInteger: Bool {
         if case .integer = self { return true }
         return false

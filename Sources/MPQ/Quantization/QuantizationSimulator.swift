@@ -81,7 +81,7 @@ public enum QuantizationCalibrator {
                 }
             }()
             let ranges = try WeightRanges.ranges(of: weight, method: config.weightRange, axis: axis, groupSize: group,
-                                                 levels: levels(format), symmetric: isSymmetric(format))
+                                                 levels: format.levels, symmetric: format.isSymmetric)
             result[site.value] = QuantizationParameters(format: format, granularity: granularity,
                                                         minimums: ranges.minimums, maximums: ranges.maximums)
         }
@@ -109,7 +109,7 @@ public enum QuantizationCalibrator {
         for site in placement.activations {
             guard let observer = observers[site.value] else { continue }
             let format = config.format(for: site)
-            let range = observer.range(levels: levels(format), symmetric: isSymmetric(format))
+            let range = observer.range(levels: format.levels, symmetric: format.isSymmetric)
             result[site.value] = QuantizationParameters(format: format, granularity: .perTensor,
                                                         minimums: [range.minimum], maximums: [range.maximum])
         }
@@ -128,14 +128,5 @@ public enum QuantizationCalibrator {
             }
             return .perGroup(axis: axis, size: size)
         }
-    }
-
-    static func levels(_ format: QuantizationFormat) -> Int {
-        format.isInteger ? format.qmax - format.qmin + 1 : 256
-    }
-
-    static func isSymmetric(_ format: QuantizationFormat) -> Bool {
-        if case .integer(_, _, let symmetric, _) = format { return symmetric }
-        return true
     }
 }
