@@ -26,6 +26,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed runs.")
     var repetitions = 20
 
+    @Option(help: ArgumentHelp("Also quantize with this config (preset or JSON, per-channel weights) and time real int8 execution against float32.", valueName: "w7a8|FILE.json"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Calibration data for --config.", valueName: "DATA"))
+    var calib: String?
+
     @OptionGroup var threadOptions: ThreadOptions
 
     @Flag(help: "Print JSON.")
@@ -35,12 +41,11 @@ struct BenchCommand: ParsableCommand {
         guard batch >= 1, repetitions >= 1, warmup >= 0 else {
             throw ValidationError("--batch and --repetitions must be >= 1, --warmup >= 0")
         }
+        guard (config == nil) == (calib == nil) else { throw ValidationError("--config and --calib go together") }
     }
 
-    func run() throws {
-        let loaded = try Model(contentsOf: model)
-        let session = try InferenceSession(model: loaded, options: threadOptions.session)
-        let feeds = try inputs.map { try NPZ.read(contentsOf: $0) } ?? generatedInputs(loaded.graph)
+    /// Median, minimum and maximum milliseconds of `repetitions` runs after `warmup` untimed ones.
+    private func time(_ session: InferenceSession, _ feeds: [String: Tensor]) throws -> (median: Double, min: Double, max: Double) {
         for _ in 0..<warmup { _ = try session.run(feeds) }
         var times: [Double] = []
         for _ in 0..<repetitions {
@@ -49,7 +54,15 @@ struct BenchCommand: ParsableCommand {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         times.sort()
-        let median = times[times.count / 2]
+        return (times[times.count / 2], times[0], times[times.count - 1])
+    }
+
+    func run() throws {
+        let loaded = try Model(contentsOf: model)
+        let session = try InferenceSession(model: loaded, options: threadOptions.session)
+        let feeds = try inputs.map { try NPZ.read(contentsOf: $0) } ?? generatedInputs(loaded.graph)
+        let (median, fastest, slowest) = try time(session, feeds)
+        let quantized = config == nil ? [] : try int8Timings(loaded, feeds)
         let specialized = try session.specialize(inputShapes: feeds.mapValues(\.shape))
         let activations = specialized.peakLiveBytes(outputs: loaded.graph.outputs.map(\.name),
                                                     inputs: loaded.graph.inputs.map(\.name)) ?? 0
@@ -57,20 +70,48 @@ struct BenchCommand: ParsableCommand {
         let peak = ProcessMemory.peakResidentBytes
         let shapes = loaded.graph.inputs.map { "\($0.name)=\(feeds[$0.name]!.shape)" }.joined(separator: " ")
         if json {
-            let object: [String: Any] = [
-                "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1],
+            var object: [String: Any] = [
+                "median_ms": median, "min_ms": fastest, "max_ms": slowest,
                 "repetitions": repetitions, "threads": threadOptions.session.threads,
                 "peak_rss_bytes": peak, "weight_bytes": weights, "peak_activation_bytes": activations,
             ]
+            for timing in quantized {
+                object[timing.key + "_median_ms"] = timing.median
+                object[timing.key + "_lowered_layers"] = timing.lowered
+            }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("inputs: \(shapes)")
             print(String(format: "median %.3f ms  (min %.3f, max %.3f) over %d runs, %d threads",
-                         median, times[0], times[times.count - 1], repetitions, threadOptions.session.threads))
+                         median, fastest, slowest, repetitions, threadOptions.session.threads))
+            for timing in quantized {
+                print(String(format: "%@: median %.3f ms, %.2fx float32 (%d layers int8)",
+                             timing.label, timing.median, median / timing.median, timing.lowered))
+            }
             print("peak RSS \(formatBytes(peak)); weights \(formatBytes(weights)) + peak live activations \(formatBytes(activations))"
                   + String(format: " = %@ (ratio %.2f)", formatBytes(weights + activations), Double(peak) / Double(max(weights + activations, 1))))
         }
+    }
+
+    /// Calibrates `--config`, then times the simulation and real int8 execution: every layer the
+    /// int8 kernels run exactly, and the same without depthwise convolutions.
+    private func int8Timings(_ model: Model, _ feeds: [String: Tensor]) throws
+        -> [(key: String, label: String, median: Double, lowered: Int)] {
+        guard let config, let calib else { return [] }
+        let options = try QuantizationOptions.parse(["--calib", calib, "--config", config, "--per-channel"])
+        let (quantized, _) = try options.quantize(model, threads: threadOptions.session)
+        let all = try Int8Lowering(quantized)
+        for layer in all.skipped { print("float32: \(layer.node): \(layer.reason)") }
+        let dense = try Int8Lowering(quantized) { (try? $0.int("group", default: 1)) == 1 }
+        let simulation = try InferenceSession(graph: quantized.simulationGraph, options: threadOptions.session)
+        let int8 = try InferenceSession(graph: all.graph, options: threadOptions.session)
+        let denseInt8 = try InferenceSession(graph: dense.graph, options: threadOptions.session)
+        return [
+            ("simulation", "simulation (fake quantization)", try time(simulation, feeds).median, 0),
+            ("int8", "int8", try time(int8, feeds).median, all.loweredNodes.count),
+            ("int8_dense", "int8 except grouped/depthwise conv", try time(denseInt8, feeds).median, dense.loweredNodes.count),
+        ]
     }
 
     /// Random float inputs, token ids in [0, 1000), masks of ones, type ids of zeros.

@@ -1,9 +1,9 @@
 import Foundation
 
 /// A model with quantizers attached: weights replaced by their quantize-
-/// dequantized values, activations quantize-dequantized through value hooks
-/// as they are computed. This is what the search methods score, and what the
-/// exported QDQ model computes in ONNX Runtime.
+/// dequantized values, activations quantize-dequantized by `FakeQuantize`
+/// nodes as they are computed. This is what the search methods score, and
+/// what the exported QDQ model computes in ONNX Runtime.
 public final class QuantizedModel: @unchecked Sendable {
     public let original: Graph
     public let placement: QuantizerPlacement
@@ -12,7 +12,13 @@ public final class QuantizedModel: @unchecked Sendable {
     public let parameters: [String: QuantizationParameters]
     /// The graph with quantize-dequantized weights.
     public let graph: Graph
+    /// `graph` with a `FakeQuantize` node after every activation site: what
+    /// `run` executes, with operator fusion (a site's consumers read the
+    /// quantized value under the site's name; a computed site's float value is
+    /// renamed `NAME/float`, a graph input's quantized value `NAME/quantized`).
+    public let simulationGraph: Graph
     private let session: InferenceSession
+    private let simulation: InferenceSession
     private let inputSites: [String: QuantizationParameters]
     private let computedSites: [String: QuantizationParameters]
 
@@ -37,25 +43,53 @@ public final class QuantizedModel: @unchecked Sendable {
         }
         self.inputSites = inputSites
         self.computedSites = computedSites
+        simulationGraph = Self.insertingFakeQuantizers(into: graph, inputs: inputSites, computed: computedSites)
+        simulation = try InferenceSession(graph: simulationGraph, options: options)
+    }
+
+    /// `graph` with `FakeQuantize` nodes at the activation sites (see `simulationGraph`).
+    private static func insertingFakeQuantizers(into graph: Graph, inputs: [String: QuantizationParameters],
+                                                computed: [String: QuantizationParameters]) -> Graph {
+        var result = graph
+        result.nodes = []
+        var renamed: [String: String] = [:]
+        for (name, p) in inputs.sorted(by: { $0.key < $1.key }) {
+            renamed[name] = name + "/quantized"
+            result.nodes.append(.fakeQuantize(name, output: name + "/quantized", parameters: p))
+        }
+        for var node in graph.nodes {
+            node.inputs = node.inputs.map { renamed[$0] ?? $0 }
+            var quantizers: [Node] = []
+            for (index, output) in node.outputs.enumerated() {
+                guard let p = computed[output] else { continue }
+                node.outputs[index] = output + "/float"
+                quantizers.append(.fakeQuantize(output + "/float", output: output, parameters: p))
+            }
+            result.nodes.append(node)
+            result.nodes += quantizers
+        }
+        return result
     }
 
     /// Runs the quantized model. `observe` sees each activation site's value
     /// before and after quantization and may return a replacement for the
-    /// quantized value (used to check each quantizer against another runtime).
+    /// quantized value (used to check each quantizer against another runtime);
+    /// with it, the graph runs unfused, quantizing through value hooks.
     public func run(_ feeds: [String: Tensor],
                     observe: ((_ site: String, _ original: Tensor, _ quantized: Tensor) throws -> Tensor?)? = nil)
         throws -> [String: Tensor] {
+        guard let observe else { return try simulation.run(feeds) }
         var quantizedFeeds = feeds
         for (name, p) in inputSites {
             guard let x = feeds[name] else { continue }
             let q = try x.fakeQuantized(p)
-            quantizedFeeds[name] = try observe?(name, x, q) ?? q
+            quantizedFeeds[name] = try observe(name, x, q) ?? q
         }
         let sites = computedSites
         return try session.run(quantizedFeeds) { name, value in
             guard let p = sites[name] else { return nil }
             let q = try value.fakeQuantized(p)
-            return try observe?(name, value, q) ?? q
+            return try observe(name, value, q) ?? q
         }
     }
 }

@@ -72,6 +72,13 @@ struct MemoryDescriptor {
         return dnnl_memory_desc_get_size(&copy)
     }
 
+    /// The same dims and layout with elements of another type.
+    func with(dataType type: dnnl_data_type_t) -> MemoryDescriptor {
+        var copy = raw
+        copy.data_type = type
+        return MemoryDescriptor(raw: copy)
+    }
+
     func equals(_ other: MemoryDescriptor) -> Bool {
         var a = raw, b = other.raw
         return dnnl_memory_desc_equal(&a, &b) != 0

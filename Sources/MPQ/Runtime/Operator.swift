@@ -77,7 +77,8 @@ public final class ExecutionContext: @unchecked Sendable {
     }
 }
 
-/// The operators mpq executes, by ONNX op type (default domain).
+/// The operators mpq executes, by ONNX op type (default domain), and mpq's
+/// own quantization operators (domain "mpq", `QuantizationOperators`).
 public enum OperatorRegistry {
     static let factories: [String: OperatorFactory] = {
         var all: [String: OperatorFactory] = [:]
@@ -95,7 +96,13 @@ public enum OperatorRegistry {
 
     /// Creates the operator for `node`, or throws naming the op, node and opset.
     public static func makeOperator(for node: Node, opset: Int) throws -> Operator {
-        guard node.domain.isEmpty || node.domain == "ai.onnx", let factory = factories[node.opType] else {
+        let family: [String: OperatorFactory]
+        switch node.domain {
+        case "", "ai.onnx": family = factories
+        case QuantizationOperators.domain: family = QuantizationOperators.factories
+        default: family = [:]
+        }
+        guard let factory = family[node.opType] else {
             let domain = node.domain.isEmpty ? "" : " in domain '\(node.domain)'"
             throw MPQError.unsupportedNodes([UnsupportedNode(
                 opType: node.opType, nodeName: node.name, opset: opset,

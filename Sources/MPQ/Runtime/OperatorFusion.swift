@@ -5,11 +5,11 @@
 ///   the same shape, a bias `Add` after a MatMul with constant weights, the
 ///   exact GELU subgraph x * (1 + erf(x / sqrt 2)) * 0.5 of BERT exports, and a
 ///   Relu or Clip with constant bounds (MobileNet's ReLU6) run inside the
-///   Conv / ConvTranspose / Gemm / MatMul primitive as oneDNN post-ops,
+///   Conv / ConvTranspose / Gemm / MatMul primitive (float32 or int8) as oneDNN post-ops,
 ///   saving a memory pass each;
 /// - layout propagation: a Conv whose every consumer is a Conv hands over its
-///   output in oneDNN's blocked layout, so chains of convolutions skip the
-///   reorders to and from row-major.
+///   output in oneDNN's blocked layout (int8 convolutions: channels-last), so
+///   chains of convolutions skip the reorders to and from row-major.
 enum OperatorFusion {
     static func fuse(_ graph: SpecializedGraph, outputs: Set<String>) throws -> SpecializedGraph {
         var consumers: [String: Int] = [:]
@@ -40,7 +40,7 @@ enum OperatorFusion {
             guard consumers[value] == 1 || readersCount == consumers[value], !outputs.contains(value),
                   let index = producer[value], let entry = nodes[index], entry.node.outputs.count == 1 else { return nil }
             switch entry.node.opType {
-            case "Conv", "ConvTranspose", "Gemm": return index
+            case "Conv", "ConvTranspose", "Gemm", "QuantizedConv", "QuantizedGemm", "QuantizedMatMul": return index
             case "MatMul": return graph.constants[entry.node.inputs[1]]?.rank == 2 ? index : nil
             default: return nil
             }
@@ -56,7 +56,7 @@ enum OperatorFusion {
                 let shapes = node.inputs.map { graph.specs[$0]?.shape }
                 for (mine, other) in [(0, 1), (1, 0)] where shapes[0] != nil && shapes[0] == shapes[1] {
                     if let candidate = fusableProducer(of: node.inputs[mine]),
-                       nodes[candidate]!.node.opType.hasPrefix("Conv"),
+                       ["Conv", "ConvTranspose", "QuantizedConv"].contains(nodes[candidate]!.node.opType),
                        // The residual must exist when the Conv runs.
                        producer[node.inputs[other]].map({ $0 < candidate }) ?? true {
                         target = candidate
@@ -67,7 +67,7 @@ enum OperatorFusion {
                 }
                 if target == nil, let constantSide = node.inputs.firstIndex(where: { graph.constants[$0] != nil }),
                    let candidate = fusableProducer(of: node.inputs[1 - constantSide]),
-                   nodes[candidate]!.node.opType == "MatMul", nodes[candidate]!.node.inputs.count == 2,
+                   ["MatMul", "QuantizedMatMul"].contains(nodes[candidate]!.node.opType), nodes[candidate]!.node.inputs.count == 2,
                    let bias = graph.constants[node.inputs[constantSide]], bias.dtype == .float32,
                    let width = graph.specs[node.inputs[1 - constantSide]]?.shape?.last, bias.count == width,
                    bias.shape.dropLast().allSatisfy({ $0 == 1 }) {
@@ -75,7 +75,7 @@ enum OperatorFusion {
                     var fusedNode = nodes[candidate]!.node
                     fusedNode.outputs = node.outputs
                     fusedNode.inputs.append(node.inputs[constantSide])
-                    let fused = MatMulOperator(node: fusedNode)
+                    let fused: Operator = fusedNode.opType == "MatMul" ? MatMulOperator(node: fusedNode) : try QuantizedLinearOperator(node: fusedNode)
                     nodes[candidate] = (fusedNode, fused)
                     nodes[index] = nil
                     producer[node.outputs[0]] = candidate
@@ -116,10 +116,18 @@ enum OperatorFusion {
             for (slot, name) in entry.node.inputs.enumerated() { readers[name, default: []].append((entry.op, slot)) }
         }
         for entry in kept {
-            guard let conv = entry.op as? ConvolutionOperator, let value = entry.node.outputs.first,
-                  !outputs.contains(value), let uses = readers[value], !uses.isEmpty,
-                  uses.allSatisfy({ $0.op is ConvolutionOperator && ($0.slot == 0 || $0.slot == 3) }) else { continue }
-            conv.emitsOpaqueOutput = true
+            guard let value = entry.node.outputs.first, !outputs.contains(value), let uses = readers[value], !uses.isEmpty
+            else { continue }
+            switch entry.op {
+            case let conv as ConvolutionOperator
+                where uses.allSatisfy({ $0.op is ConvolutionOperator && ($0.slot == 0 || $0.slot == 3) }):
+                conv.emitsOpaqueOutput = true
+            case let int8 as QuantizedLinearOperator
+                where uses.allSatisfy({ ($0.op is ConvolutionOperator || $0.op is QuantizedLinearOperator) && ($0.slot == 0 || $0.slot == 3) }):
+                int8.emitsOpaqueOutput = true
+            default:
+                break
+            }
         }
         var result = graph
         result.nodes = kept
@@ -147,6 +155,10 @@ enum OperatorFusion {
         case let matmul as MatMulOperator where postOp != .sum:
             let fused = MatMulOperator(node: node)
             fused.postOps = matmul.postOps + [postOp]
+            return (node, fused)
+        case let quantized as QuantizedLinearOperator where postOp != .sum || quantized.opType == "Conv":
+            let fused = try QuantizedLinearOperator(node: node)
+            fused.postOps = quantized.postOps + [postOp]
             return (node, fused)
         default:
             return nil

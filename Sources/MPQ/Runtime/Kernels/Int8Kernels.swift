@@ -20,7 +20,7 @@ public struct UInt8Quantization: Sendable, Equatable {
     public func quantize(_ x: Tensor, context: ExecutionContext) throws -> Tensor {
         guard x.dtype == .float32 else { throw MPQError.typeMismatch("uint8 quantization takes float32, got \(x.dtype)") }
         let codes = context.allocate(.uint8, x.shape)
-        try InputCodeQuantizer(self, count: x.count).run(x.rowMajor(), into: codes)
+        try PerTensorQuantizer(self, count: x.count).run(x.rowMajor(), into: codes)
         return codes
     }
 
@@ -34,9 +34,12 @@ public struct UInt8Quantization: Sendable, Equatable {
     }
 }
 
-/// QuantizeLinear to uint8 for a fixed number of float32 values, as one
-/// oneDNN binary primitive: x / scale, then round half to even and + zero
-/// point as post-ops, saturated to u8 on the way out.
+/// Per-tensor linear quantization of a fixed number of float32 values as one
+/// oneDNN binary primitive: x / scale, then post-ops: either the uint8 codes
+/// of QuantizeLinear (round half to even, + zero point, saturated to u8 on
+/// the way out), or QuantizeLinear followed by DequantizeLinear (round, clip
+/// to [qmin - z, qmax - z], times scale), bit for bit what
+/// `Tensor.fakeQuantized` computes.
 ///
 /// Not oneDNN's f32 -> u8 reorder with scales: it multiplies by 1 / scale and
 /// adds the zero point before rounding, so at ties with an odd zero point it
@@ -44,27 +47,47 @@ public struct UInt8Quantization: Sendable, Equatable {
 /// = 1). Nor a loop: without SSE4.1 (the default target) rounding is a libm
 /// call per element; such a loop in C took 12 ms for 4.8M values on one core
 /// here, the primitive 1.2 ms on two.
-final class InputCodeQuantizer {
+final class PerTensorQuantizer {
+    enum Output {
+        /// uint8 codes.
+        case codes
+        /// Float32 values `scale * (q - zeroPoint)`, q clamped to `qmin...qmax`.
+        case dequantized(qmin: Int, qmax: Int)
+    }
+
     private let primitive: Primitive
     /// The binary primitive's second source: the scale, broadcast.
     private let scale: Tensor
 
-    init(_ quantization: UInt8Quantization, count: Int) throws {
+    init(scale: Float, zeroPoint: Int, output: Output, count: Int) throws {
         var source = try MemoryDescriptor(plain: [count]).raw
         var divisor = try MemoryDescriptor(plain: [1]).raw
-        var destination = try MemoryDescriptor(plain: [count], dnnl_u8).raw
         var desc = dnnl_binary_desc_t()
-        try DNNL.check(dnnl_binary_desc_init(&desc, dnnl_binary_div, &source, &divisor, &destination), "quantize descriptor")
         let attributes = try PrimitiveAttributes()
-        try attributes.setEltwisePostOps([(dnnl_eltwise_round, 0, 0), (dnnl_eltwise_linear, 1, Float(quantization.zeroPoint))])
+        switch output {
+        case .codes:
+            var destination = try MemoryDescriptor(plain: [count], dnnl_u8).raw
+            try DNNL.check(dnnl_binary_desc_init(&desc, dnnl_binary_div, &source, &divisor, &destination), "quantize descriptor")
+            try attributes.setEltwisePostOps([(dnnl_eltwise_round, 0, 0), (dnnl_eltwise_linear, 1, Float(zeroPoint))])
+        case let .dequantized(qmin, qmax):
+            var destination = source
+            try DNNL.check(dnnl_binary_desc_init(&desc, dnnl_binary_div, &source, &divisor, &destination), "quantize descriptor")
+            try attributes.setEltwisePostOps([(dnnl_eltwise_round, 0, 0),
+                                              (dnnl_eltwise_clip, Float(qmin - zeroPoint), Float(qmax - zeroPoint)),
+                                              (dnnl_eltwise_linear, scale, 0)])
+        }
         primitive = try Primitive(&desc, attributes: attributes, name: "quantize")
-        scale = Tensor(shape: [1], scalars: [quantization.scale])
+        self.scale = Tensor(shape: [1], scalars: [scale])
     }
 
-    /// Writes the codes of row-major float32 `values` into `codes`.
-    func run(_ values: Tensor, into codes: Tensor) throws {
+    convenience init(_ quantization: UInt8Quantization, count: Int) throws {
+        try self.init(scale: quantization.scale, zeroPoint: quantization.zeroPoint, output: .codes, count: count)
+    }
+
+    /// Writes the codes or dequantized values of dense float32 `values` into `result`.
+    func run(_ values: Tensor, into result: Tensor) throws {
         try primitive.execute([(DNNL.argSource, values.rawPointer), (DNNL.argSource1, scale.rawPointer),
-                               (DNNL.argDestination, codes.rawPointer)])
+                               (DNNL.argDestination, result.rawPointer)])
     }
 }
 
@@ -102,7 +125,7 @@ public final class Int8Kernel {
     public let postOps: [PostOp]
 
     private let primitive: Primitive
-    private let quantizer: InputCodeQuantizer
+    private let quantizer: PerTensorQuantizer
     /// Weight codes in the layout the primitive chose.
     private let weights: Tensor
     /// Bias divided by the output scales.
@@ -112,6 +135,11 @@ public final class Int8Kernel {
     /// The primitive's float32 output layout to and from row-major, when they differ.
     private let toRowMajorOutput: Primitive?
     private let fromRowMajorOutput: Primitive?
+    /// The source codes' layout with float32 elements: input handed over in it
+    /// (by a kernel emitting `outputLayout`) is quantized in place, no reorder.
+    private let sourceLayoutInFloat32: MemoryDescriptor?
+    /// The output's layout when it is not row-major (e.g. channels-last).
+    let outputLayout: OpaqueLayout?
 
     /// oneDNN's name for the implementation it chose, e.g. "jit_uni_int8:avx2";
     /// "ref_int8:any" marks its slow reference kernel.
@@ -174,14 +202,18 @@ public final class Int8Kernel {
         let rowMajorSource = try MemoryDescriptor(plain: problem.sourceDims, dnnl_u8)
         let chosenSource = primitive.memoryDescriptor(for: DNNL.argSource)
         toSourceLayout = chosenSource.equals(rowMajorSource) ? nil : try Primitive(reorderFrom: rowMajorSource, to: chosenSource)
+        // Only dense layouts: quantizing padding would feed garbage codes to the kernel.
+        let count = inputShape.reduce(1, *)
+        sourceLayoutInFloat32 = toSourceLayout != nil && chosenSource.byteCount == count ? chosenSource.with(dataType: dnnl_f32) : nil
         let rowMajorOutput = try MemoryDescriptor(plain: problem.destinationDims)
         let chosenOutput = primitive.memoryDescriptor(for: DNNL.argDestination)
         let outputIsRowMajor = chosenOutput.equals(rowMajorOutput)
         toRowMajorOutput = outputIsRowMajor ? nil : try Primitive(reorderFrom: chosenOutput, to: rowMajorOutput)
+        outputLayout = outputIsRowMajor ? nil : DNNLLayout(chosenOutput, dims: problem.outputShape)
         fromRowMajorOutput = outputIsRowMajor || !postOps.contains(.sum)
             ? nil : try Primitive(reorderFrom: rowMajorOutput, to: chosenOutput)
 
-        quantizer = try InputCodeQuantizer(input, count: inputShape.reduce(1, *))
+        quantizer = try PerTensorQuantizer(input, count: inputShape.reduce(1, *))
         opType = node.opType
         self.inputShape = inputShape
         outputShape = problem.outputShape
@@ -189,30 +221,43 @@ public final class Int8Kernel {
         self.postOps = postOps
     }
 
-    /// The float32 output (row-major) for `x`: float32 activations, which are
-    /// quantized first, or their uint8 codes. `residual` (float32, output
-    /// shape) is what a `.sum` post-op adds.
-    public func run(_ x: Tensor, residual: Tensor? = nil, context: ExecutionContext) throws -> Tensor {
+    /// The float32 output for `x`: float32 activations, which are quantized
+    /// first, or their uint8 codes. `residual` (float32, output shape) is what
+    /// a `.sum` post-op adds. The output is row-major unless `keepLayout` is
+    /// set, when it stays in `outputLayout` (for a kernel that takes it as is:
+    /// another Int8Kernel or a float convolution).
+    public func run(_ x: Tensor, residual: Tensor? = nil, keepLayout: Bool = false, context: ExecutionContext) throws -> Tensor {
         guard x.shape == inputShape else {
             throw MPQError.shapeMismatch("int8 \(opType) was built for input \(inputShape), got \(x.shape)")
         }
-        let codes: Tensor
-        switch x.dtype {
-        case .float32:
-            codes = context.allocate(.uint8, x.shape)
-            try quantizer.run(x.rowMajor(), into: codes)
-        case .uint8: codes = try x.rowMajor()
-        default: throw MPQError.typeMismatch("int8 \(opType) takes float32 or uint8 input, got \(x.dtype)")
-        }
         let source: Tensor
-        if let toSourceLayout {
-            source = context.allocate(.uint8, [toSourceLayout.memoryDescriptor(for: DNNL.argDestination).byteCount])
-            try toSourceLayout.execute([(DNNL.argSource, codes.rawPointer), (DNNL.argDestination, source.rawPointer)])
+        if x.dtype == .float32, let layout = x.opaqueLayout as? DNNLLayout, let inFloat32 = sourceLayoutInFloat32,
+           layout.descriptor.equals(inFloat32) {
+            // Already in the source layout: quantize element by element, layouts match.
+            source = context.allocate(.uint8, x.shape)
+            try quantizer.run(x, into: source)
         } else {
-            source = codes
+            let codes: Tensor
+            switch x.dtype {
+            case .float32:
+                codes = context.allocate(.uint8, x.shape)
+                try quantizer.run(x.rowMajor(), into: codes)
+            case .uint8: codes = try x.rowMajor()
+            default: throw MPQError.typeMismatch("int8 \(opType) takes float32 or uint8 input, got \(x.dtype)")
+            }
+            if let toSourceLayout {
+                source = context.allocate(.uint8, [toSourceLayout.memoryDescriptor(for: DNNL.argDestination).byteCount])
+                try toSourceLayout.execute([(DNNL.argSource, codes.rawPointer), (DNNL.argDestination, source.rawPointer)])
+            } else {
+                source = codes
+            }
         }
-        let output = context.allocate(.float32, outputShape)
-        let destination = toRowMajorOutput.map { context.allocate(.uint8, [$0.memoryDescriptor(for: DNNL.argSource).byteCount]) } ?? output
+        let keep = keepLayout && outputLayout != nil
+        let output = keep ? Tensor(dtype: .float32, shape: outputShape, storage: TensorStorage(
+                                byteCount: primitive.memoryDescriptor(for: DNNL.argDestination).byteCount), opaqueLayout: outputLayout)
+            : context.allocate(.float32, outputShape)
+        let destination = keep ? output
+            : toRowMajorOutput.map { context.allocate(.uint8, [$0.memoryDescriptor(for: DNNL.argSource).byteCount]) } ?? output
         if postOps.contains(.sum) {
             guard let residual, residual.dtype == .float32, residual.shape == outputShape else {
                 throw MPQError.shapeMismatch(
@@ -222,7 +267,7 @@ public final class Int8Kernel {
             if let fromRowMajorOutput {
                 try fromRowMajorOutput.execute([(DNNL.argSource, rowMajor.rawPointer), (DNNL.argDestination, destination.rawPointer)])
             } else {
-                destination.rawPointer.copyMemory(from: rowMajor.rawPointer, byteCount: output.byteCount)
+                destination.rawPointer.copyMemory(from: rowMajor.rawPointer, byteCount: output.count * 4)
             }
         } else if residual != nil {
             throw MPQError.invalidInput("int8 \(opType) got a residual but has no .sum post-op")
@@ -231,7 +276,7 @@ public final class Int8Kernel {
                          (DNNL.argDestination, destination.rawPointer)]
         if let bias { arguments.append((DNNL.argBias, bias.rawPointer)) }
         try primitive.execute(arguments)
-        if let toRowMajorOutput {
+        if !keep, let toRowMajorOutput {
             try toRowMajorOutput.execute([(DNNL.argSource, destination.rawPointer), (DNNL.argDestination, output.rawPointer)])
         }
         return output
