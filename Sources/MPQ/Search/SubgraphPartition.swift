@@ -8,10 +8,13 @@
 /// (Shape -> Gather -> Reshape chains and `Constant` nodes become constants
 /// and are not part of any block):
 /// 1. Side values: values computed from the graph inputs without passing
-///    through any unit node (graph inputs themselves, the embeddings before
-///    the first layer, an attention mask derived from its input). They may be
-///    read anywhere, so they are available to every block and never count as
-///    crossing a cut; a block that reads one lists it among its entries.
+///    through any unit node and not read by a unit node themselves (an
+///    attention mask derived from its input, token ids before the embedding
+///    lookup). They may be read anywhere, so they are available to every
+///    block and never count as crossing a cut; a block that reads one lists it
+///    among its entries. Values a unit reads (the image entering the first
+///    convolution, the embeddings entering the first attention) are the main
+///    path.
 /// 2. Cut points: positions in the topological order where at most one
 ///    computed, non-side value is produced before and read after (or is a
 ///    graph output): the single entry / exit. Residual branches have no cut
@@ -38,8 +41,9 @@ public struct SubgraphPartition: Sendable {
     }
 
     public var blocks: [Block]
-    /// Values derived from graph inputs alone (no unit on the way), available to
-    /// every block; a block's entries and exits besides these are single.
+    /// Values derived from graph inputs alone (no unit on the way or reading
+    /// them), available to every block; a block's entries and exits besides
+    /// these are single.
     public var sideValues: Set<String>
     /// Units with no node left to run after constant folding; they belong to no block.
     public var unplacedUnits: [Int]
@@ -82,13 +86,18 @@ public struct SubgraphPartition: Sendable {
             }
         }
 
-        // Side values: no unit node among their producers' ancestors.
+        // Side values: no unit node among their ancestors, and no unit node reads them.
+        let readByUnits = Set(live.indices.filter { unitOf[$0] != nil }.flatMap { live[$0].inputs })
         var fromUnits: Set<String> = []
-        var side = Set(graph.inputs.map(\.name))
+        var side = Set(graph.inputs.map(\.name).filter { !readByUnits.contains($0) })
         for (index, node) in live.enumerated() {
             let tainted = unitOf[index] != nil || node.inputs.contains(where: fromUnits.contains)
             for output in node.outputs where !output.isEmpty {
-                if tainted { fromUnits.insert(output) } else if !graphOutputs.contains(output) { side.insert(output) }
+                if tainted {
+                    fromUnits.insert(output)
+                } else if !graphOutputs.contains(output) && !readByUnits.contains(output) {
+                    side.insert(output)
+                }
             }
         }
 
@@ -195,7 +204,9 @@ public struct SubgraphPartition: Sendable {
     }
 
     /// Each block's entry values when `graph` runs on `feeds` (one run of the
-    /// whole graph), ready to feed the block subgraphs.
+    /// whole graph), ready to feed the block subgraphs for timing. The run
+    /// reads values through a hook, which turns kernel fusion off, so values
+    /// may differ from a fused run in the last bits.
     public func entryValues(of graph: Graph, feeds: [String: Tensor],
                             options: SessionOptions = SessionOptions()) throws -> [[String: Tensor]] {
         let wanted = Set(blocks.flatMap(\.entry))
