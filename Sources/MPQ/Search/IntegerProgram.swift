@@ -76,25 +76,17 @@ public struct MultipleChoiceProgram: Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let scaled = try scaledRows()
 
-        let choice: [Int]
-        let status: Solution.Status
-        let gap: Double
-        let rawChoice = try Self.solverLock.withLock { () throws -> (choice: [Int], optimal: Bool, bound: Double)? in
-            try runCBC(scaled, timeLimit: timeLimit)
-        }
-        guard let rawChoice else { throw try infeasibility() }
-        choice = rawChoice.choice
+        let answer = try Self.solverLock.withLock { try runCBC(scaled, timeLimit: timeLimit) }
+        guard let answer else { throw try infeasibility() }
+        let choice = answer.choice
         let objective = zip(blocks, choice).reduce(0) { $0 + $1.0[$1.1].gain }
-        if rawChoice.optimal {
-            status = .optimal
-            gap = 0
-        } else {
-            status = .timeLimit
-            let bound = scaled.gainOffset + rawChoice.bound * scaled.gainScale
-            gap = abs(bound - objective) / max(abs(objective), 1e-12)
-        }
+        let status: Solution.Status = answer.optimal ? .optimal : .timeLimit
+        let bound = scaled.gainOffset + answer.bound * scaled.gainScale
+        let gap = answer.optimal ? 0 : abs(bound - objective) / max(abs(objective), 1e-12)
+        // CBC meets each scaled row to its primal tolerance, and each binary to its integrality tolerance.
         let totals = self.totals(of: choice)
-        for (k, total) in totals.enumerated() where total > budgets[k] + Self.budgetTolerance * scaled.costScales[k] {
+        let slack = Double(blocks.count + 1) * Self.budgetTolerance
+        for (k, total) in totals.enumerated() where total > budgets[k] + slack * scaled.costScales[k] {
             throw MPQError.kernelFailure(
                 "CBC returned a configuration with \(resourceNames[k]) \(total) above the budget \(budgets[k])")
         }
@@ -145,7 +137,7 @@ public struct MultipleChoiceProgram: Sendable {
 
     /// CBC's C interface (CbcMain1 underneath) keeps global state: one solve at a time.
     private static let solverLock = NSLock()
-    /// Budget slack allowed in units of a row's scale (CBC's primal tolerance).
+    /// CBC's primal and integrality tolerance, in units of a scaled row.
     private static let budgetTolerance = 1e-9
 
     /// Rows and objective after the scaling described on the type.
@@ -221,7 +213,7 @@ public struct MultipleChoiceProgram: Sendable {
         Cbc_setParameter(model, "allowableGap", "1e-9")
         Cbc_setParameter(model, "ratioGap", "0")
         Cbc_setParameter(model, "primalTolerance", "\(Self.budgetTolerance)")
-        Cbc_setParameter(model, "integerTolerance", "1e-9")
+        Cbc_setParameter(model, "integerTolerance", "\(Self.budgetTolerance)")
         if let timeLimit { Cbc_setMaximumSeconds(model, max(timeLimit, 0.01)) }
         Cbc_solve(model)
 
