@@ -14,8 +14,7 @@ struct SubgraphPartitionTests {
     static func runChain(_ partition: SubgraphPartition, of graph: Graph,
                          feeds: [String: Tensor]) throws -> [String: Tensor] {
         var values = feeds
-        for index in partition.blocks.indices {
-            let subgraph = try partition.subgraph(index, of: graph, inputShapes: feeds.mapValues(\.shape))
+        for (index, subgraph) in try partition.subgraphs(of: graph, inputShapes: feeds.mapValues(\.shape)).enumerated() {
             var blockFeeds: [String: Tensor] = [:]
             for input in subgraph.inputs { blockFeeds[input.name] = try #require(values[input.name], "block \(index) input \(input.name)") }
             let outputs = try InferenceSession(graph: subgraph, options: SessionOptions(threads: 2)).run(blockFeeds)
@@ -106,6 +105,17 @@ struct SubgraphPartitionTests {
             let chained = try Self.runChain(partition, of: graph, feeds: feeds)
             #expect(Self.maxAbsDifference(try #require(chained["y"]), try #require(whole["y"])) == 0)
         }
+    }
+
+    @Test("Units with nothing left to run belong to no block")
+    func unplacedUnits() throws {
+        var graph = Self.residualChain()
+        graph.nodes.append(Node(name: "unused", opType: "MatMul", inputs: ["x", "w1"], outputs: ["dead"]))
+        let partition = try SubgraphPartition(graph: graph, units: [["mm1"], ["unused"], ["mm2"], ["mm3"]],
+                                              maxUnitsPerBlock: 1)
+        #expect(partition.unplacedUnits == [1])
+        #expect(partition.blocks.map(\.units) == [[0], [2], [3]])
+        #expect(!partition.blocks.flatMap(\.nodes).contains("unused"))
     }
 
     @Test("Bad units and limits are rejected")

@@ -182,8 +182,20 @@ public struct SubgraphPartition: Sendable {
         guard blocks.indices.contains(block) else {
             throw MPQError.invalidInput("block \(block) does not exist (the partition has \(blocks.count) blocks)")
         }
-        let specs = try InferenceSession(graph: graph, options: SessionOptions(threads: 1))
-            .specialize(inputShapes: inputShapes).specs
+        return try subgraph(block, of: graph, specs: Self.specs(of: graph, inputShapes: inputShapes))
+    }
+
+    /// Every block's subgraph (specializing `graph` once).
+    public func subgraphs(of graph: Graph, inputShapes: [String: [Int]]) throws -> [Graph] {
+        let specs = try Self.specs(of: graph, inputShapes: inputShapes)
+        return try blocks.indices.map { try subgraph($0, of: graph, specs: specs) }
+    }
+
+    private static func specs(of graph: Graph, inputShapes: [String: [Int]]) throws -> [String: ValueSpec] {
+        try InferenceSession(graph: graph, options: SessionOptions(threads: 1)).specialize(inputShapes: inputShapes).specs
+    }
+
+    private func subgraph(_ block: Int, of graph: Graph, specs: [String: ValueSpec]) throws -> Graph {
         let members = Set(blocks[block].nodes)
         let nodes = graph.nodes.filter { members.contains($0.name) }
         var initializers: [String: Tensor] = [:]
