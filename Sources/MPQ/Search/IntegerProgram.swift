@@ -1,7 +1,7 @@
 import CCBC
 import Foundation
 
-/// The integer program of Taylor-IP (Markovich-Golan et al. 2025, section 3.3):
+/// The integer program of Taylor-IP (Markovich-Golan et al. 2025, arXiv 2505.13060):
 /// choose exactly one option per block (one configuration per sub-graph or
 /// quantizer group) to maximise the summed gain (e.g. measured time saved)
 /// subject to one budget per resource (predicted loss MSE, memory, BOPs...).

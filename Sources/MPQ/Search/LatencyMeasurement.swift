@@ -33,10 +33,10 @@ public struct Timing: Sendable, Codable, Equatable {
 }
 
 /// Latency measured with the real kernels, as Taylor-IP's time objective
-/// needs (Markovich-Golan et al. 2025, section 3.2: each sub-graph
-/// configuration is timed on the target): warm-up runs first (primitive
-/// creation, caches, page faults), then the median of repeated runs, which
-/// is robust to the occasional slow run on a shared machine.
+/// needs (Markovich-Golan et al. 2025: each sub-graph configuration is timed
+/// on the target): warm-up runs first (primitive creation, caches, page
+/// faults), then the median of repeated runs, which is robust to the
+/// occasional slow run on a shared machine.
 public enum LatencyMeasurement {
     /// Times `body`: `warmup` untimed runs, then `repetitions` timed ones.
     public static func measure(warmup: Int = 3, repetitions: Int = 15, _ body: () throws -> Void) throws -> Timing {

@@ -1,4 +1,4 @@
-/// A sequential sub-graph partition (Markovich-Golan et al. 2025, section 3.2):
+/// A sequential sub-graph partition (Markovich-Golan et al. 2025, arXiv 2505.13060):
 /// the graph cut into a chain of blocks, each with a single entry and a single
 /// exit, each covering whole units (the compute nodes of quantizer groups).
 /// Each block's latency is measured per configuration of its units, and the
