@@ -15,6 +15,8 @@ let package = Package(
     targets: [
         // oneDNN 2.6 C API (Debian libdnnl-dev) and the OpenMP runtime it is built against.
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        // CBC mixed-integer solver, C API (Debian coinor-libcbc-dev).
+        .systemLibrary(name: "CCBC", path: "Sources/CCBC", pkgConfig: "cbc"),
         // Generated from onnx.proto by scripts/generate-onnx-proto.sh; do not edit.
         .target(
             name: "ONNXProto",
@@ -23,7 +25,7 @@ let package = Package(
         .target(
             name: "MPQ",
             dependencies: [
-                "CDNNL", "ONNXProto",
+                "CCBC", "CDNNL", "ONNXProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+@testable import MPQ
+
+@Suite("Latency measurement")
+struct LatencyMeasurementTests {
+    @Test("Median, extremes and median absolute deviation of run times")
+    func statistics() throws {
+        let odd = try Timing(samples: [3, 1, 2, 10, 2])
+        #expect(odd == Timing(median: 2, minimum: 1, maximum: 10, deviation: 1))
+        let even = try Timing(samples: [4, 1, 3, 2])
+        #expect(even.median == 2.5)
+        #expect(even.deviation == 1)
+        #expect(throws: MPQError.self) { try Timing(samples: []) }
+    }
+
+    @Test("Warm-up runs are not timed; each repetition is")
+    func warmupAndRepetitions() throws {
+        var calls = 0
+        let timing = try LatencyMeasurement.measure(warmup: 2, repetitions: 5) {
+            calls += 1
+            Thread.sleep(forTimeInterval: calls <= 2 ? 0.05 : 0.002)
+        }
+        #expect(calls == 7)
+        // Sleeps last at least as long as asked; the 50 ms warm-up runs are not among the samples.
+        #expect(timing.minimum >= 2)
+        #expect(timing.median < 50)
+        #expect(timing.minimum <= timing.median && timing.median <= timing.maximum)
+        #expect(throws: MPQError.self) { try LatencyMeasurement.measure(repetitions: 0) {} }
+    }
+
+    static func matMul(rows: Int) -> (Graph, [String: Tensor]) {
+        var rng = SeededGenerator(seed: 11)
+        let graph = Graph(name: "matmul", nodes: [Node(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"])],
+                          inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(rows), .fixed(512)])],
+                          outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+                          initializers: ["w": Tensor.random([512, 512], using: &rng)], opset: 17)
+        return (graph, ["x": Tensor.random([rows, 512], using: &rng)])
+    }
+
+    @Test("A MatMul with 8x the work measures slower")
+    func relativeCost() throws {
+        let (small, smallFeeds) = Self.matMul(rows: 64)
+        let (large, largeFeeds) = Self.matMul(rows: 512)
+        let options = SessionOptions(threads: 1)
+        let fast = try LatencyMeasurement.measure(graph: small, feeds: smallFeeds, options: options, repetitions: 9)
+        let slow = try LatencyMeasurement.measure(graph: large, feeds: largeFeeds, options: options, repetitions: 9)
+        #expect(slow.median > fast.median, "8x work: \(slow.median) ms, 1x: \(fast.median) ms")
+    }
+
+    @Test("A block of a partition is timed on its entry values")
+    func block() throws {
+        let graph = SubgraphPartitionTests.residualChain()
+        let partition = try SubgraphPartition(graph: graph, units: [["mm1"], ["mm2"], ["mm3"]], maxUnitsPerBlock: 1)
+        var rng = SeededGenerator(seed: 2)
+        let feeds = ["x": Tensor.random([4, 8], using: &rng)]
+        let entries = try partition.entryValues(of: graph, feeds: feeds, options: SessionOptions(threads: 1))
+        for index in partition.blocks.indices {
+            let timing = try LatencyMeasurement.measure(block: index, of: partition, graph: graph, inputShapes: ["x": [4, 8]],
+                                                        feeds: entries[index], options: SessionOptions(threads: 1),
+                                                        warmup: 1, repetitions: 3)
+            #expect(timing.median > 0 && timing.minimum <= timing.median)
+        }
+    }
+}
