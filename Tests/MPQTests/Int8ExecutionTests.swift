@@ -85,11 +85,16 @@ import Testing
     @Test func layersTheKernelsCannotRunExactlyStayInFloat() throws {
         var config = int8Config
         config.weights = .integer(bits: 8, signed: true, symmetric: true)
-        let (model, _) = try mobileNet(samples: 2, config: config)
+        let (model, data) = try mobileNet(samples: 2, config: config)
         let lowering = try Int8Lowering(model, weightBits: 7)
         #expect(lowering.loweredNodes.isEmpty)
         #expect(lowering.skipped.count == 53)
         #expect(lowering.skipped.first?.reason.contains("at most 7 bits") == true, "\(lowering.skipped.first?.reason ?? "")")
+        // Deployed without int8 layers, the graph is the float graph on quantize-dequantized weights.
+        let deployed = try Int8Lowering(model, weightBits: 7, simulatingTheRest: false)
+        #expect(!deployed.graph.nodes.contains { !$0.domain.isEmpty })
+        let expected = try InferenceSession(graph: model.graph).run(data.inputs)["logits"]!
+        #expect(maxAbsDifference(try InferenceSession(graph: deployed.graph).run(data.inputs)["logits"]!, expected) == 0)
         let subset = try Int8Lowering(try mobileNet(samples: 2, config: int8Config).0) { (try? $0.int("group", default: 1)) == 1 }
         #expect(subset.loweredNodes.count == 53 - 17, "depthwise layers excluded: \(subset.loweredNodes.count)")
     }

@@ -28,8 +28,14 @@ public struct Int8Lowering: Sendable {
     public let skipped: [SkippedLayer]
 
     /// Lowers every eligible layer of `model` for which `include` returns true.
+    ///
+    /// With `simulatingTheRest` (the default) the other quantizers stay as
+    /// `FakeQuantize` nodes, so the graph computes the simulated configuration;
+    /// without, they are dropped and the graph is what a runtime deploys on this
+    /// CPU: int8 kernels where they exist, float32 elsewhere (what latency
+    /// measurements time).
     public init(_ model: QuantizedModel, weightBits: Int = CPUFeatures.current.int8WeightBits,
-                include: (Node) -> Bool = { _ in true }) throws {
+                simulatingTheRest: Bool = true, include: (Node) -> Bool = { _ in true }) throws {
         let source = model.simulationGraph
         var producer: [String: Node] = [:]
         for node in source.nodes { for output in node.outputs { producer[output] = node } }
@@ -45,6 +51,7 @@ public struct Int8Lowering: Sendable {
                 skipped.append(SkippedLayer(node: node.name, reason: reason.message))
             }
         }
+        if !simulatingTheRest { graph.bypassFakeQuantizers() }
         graph.removeUnreadNodesAndInitializers()
         self.graph = graph
         loweredNodes = lowered
@@ -103,6 +110,28 @@ public struct Int8Lowering: Sendable {
 }
 
 extension Graph {
+    /// Removes every `FakeQuantize` node, its readers reading its input instead
+    /// (a graph output keeps its name: its producer writes it directly).
+    mutating func bypassFakeQuantizers() {
+        let outputNames = Set(outputs.map(\.name))
+        var source: [String: String] = [:]
+        var renamedOutput: [String: String] = [:]
+        for node in nodes where node.domain == QuantizationOperators.domain && node.opType == "FakeQuantize" {
+            if outputNames.contains(node.outputs[0]) {
+                renamedOutput[node.inputs[0]] = node.outputs[0]
+            } else {
+                source[node.outputs[0]] = node.inputs[0]
+            }
+        }
+        nodes = nodes.compactMap { node in
+            if node.domain == QuantizationOperators.domain && node.opType == "FakeQuantize" { return nil }
+            var node = node
+            node.inputs = node.inputs.map { source[$0] ?? $0 }.map { renamedOutput[$0] ?? $0 }
+            node.outputs = node.outputs.map { renamedOutput[$0] ?? $0 }
+            return node
+        }
+    }
+
     /// Drops nodes whose outputs nobody reads (graph outputs excepted), repeatedly, then unread initializers.
     mutating func removeUnreadNodesAndInitializers() {
         while true {
