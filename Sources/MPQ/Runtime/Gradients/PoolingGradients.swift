@@ -1,5 +1,7 @@
 /// Vector-Jacobian products of pooling. Average pooling spreads each output
-/// gradient evenly over its window (divided as the forward pass divides);
+/// gradient evenly over its window (divided as the forward kernel divides:
+/// by the window's elements inside the input, or with count_include_pad by
+/// the whole window);
 /// max pooling gives it to the window's first maximal element.
 let poolingGradients: [String: VectorJacobianProduct] = [
     "GlobalAveragePool": VectorJacobianProduct(firstInputs: 1, saved: .nothing) { arguments in
@@ -44,7 +46,9 @@ private func windowGradient(maximum: Bool) -> VectorJacobianProduct {
         func padded(_ values: [Int], _ fill: Int) -> [Int] { [Int](repeating: fill, count: extra) + values }
         let inSize = padded(Array(shape[2...]), 1), outSize = padded(Array(dy.shape[2...]), 1)
         let k = padded(kernel, 1), s = padded(geometry.strides, 1), d = padded(geometry.dilations, 1)
-        let begin = padded(geometry.padsBegin, 0), end = padded(geometry.padsEnd, 0)
+        let begin = padded(geometry.padsBegin, 0)
+        // As the forward kernel (oneDNN avg_include_padding): the divisor is the whole window.
+        let windowVolume = kernel.reduce(1, *)
         let planes = shape[0] * shape[1]
         let inPlane = inSize.reduce(1, *), outPlane = outSize.reduce(1, *)
         let dx = GradientMath.zeros(shape)
@@ -56,15 +60,10 @@ private func windowGradient(maximum: Bool) -> VectorJacobianProduct {
                 let gradient = g[plane * outPlane + (o0 * outSize[1] + o1) * outSize[2] + o2]
                 let start = [o0 * s[0] - begin[0], o1 * s[1] - begin[1], o2 * s[2] - begin[2]]
                 var positions: [Int] = []
-                var padded = 0
                 for k0 in 0..<k[0] { for k1 in 0..<k[1] { for k2 in 0..<k[2] {
                     let p = [start[0] + k0 * d[0], start[1] + k1 * d[1], start[2] + k2 * d[2]]
                     let inside = (0..<3).allSatisfy { p[$0] >= 0 && p[$0] < inSize[$0] }
-                    if inside {
-                        positions.append(plane * inPlane + (p[0] * inSize[1] + p[1]) * inSize[2] + p[2])
-                    } else if (0..<3).allSatisfy({ p[$0] >= -begin[$0] && p[$0] < inSize[$0] + end[$0] }) {
-                        padded += 1
-                    }
+                    if inside { positions.append(plane * inPlane + (p[0] * inSize[1] + p[1]) * inSize[2] + p[2]) }
                 }}}
                 guard !positions.isEmpty else { continue }
                 if let v {
@@ -72,7 +71,7 @@ private func windowGradient(maximum: Bool) -> VectorJacobianProduct {
                     for position in positions.dropFirst() where v[position] > v[best] { best = position }
                     target[best] += gradient
                 } else {
-                    let divisor = Float(positions.count + (countIncludePad ? padded : 0))
+                    let divisor = Float(countIncludePad ? windowVolume : positions.count)
                     for position in positions { target[position] += gradient / divisor }
                 }
             }}}
