@@ -77,7 +77,7 @@ public final class GradientComputation: @unchecked Sendable {
         }
         let specialized = try SpecializedGraph(graph: graph, operators: operators, inputs: specs, context: context)
         var sources = Set(graph.inputs.filter { $0.dtype == .float32 }.map(\.name))
-        for (name, tensor) in specialized.constants where tensor.dtype == .float32 && tensor.rank > 0 {
+        for (name, tensor) in specialized.constants where graph.initializers[name] != nil && tensor.dtype == .float32 && tensor.rank > 0 {
             sources.insert(name)
         }
         _ = try GradientPlan(specialized, graph: graph, lossOutput: lossOutput, sources: sources,
