@@ -17,12 +17,14 @@ let poolingGradients: [String: VectorJacobianProduct] = [
         // The first maximal element of each plane takes the gradient.
         let dx = GradientMath.zeros(x.shape)
         let size = x.shape[2...].reduce(1, *)
-        let v = x.pointer(as: Float.self), m = maximum.pointer(as: Float.self), g = dy.pointer(as: Float.self)
-        let target = dx.pointer(as: Float.self)
-        for plane in 0..<(x.count / max(size, 1)) {
-            let base = plane * size
-            if let first = (0..<size).first(where: { v[base + $0] == m[base + $0] }) {
-                target[base + first] = g[base + first]
+        withExtendedLifetime((x, maximum, dy)) {
+            let v = x.pointer(as: Float.self), m = maximum.pointer(as: Float.self), g = dy.pointer(as: Float.self)
+            let target = dx.pointer(as: Float.self)
+            for plane in 0..<(x.count / max(size, 1)) {
+                let base = plane * size
+                if let first = (0..<size).first(where: { v[base + $0] == m[base + $0] }) {
+                    target[base + first] = g[base + first]
+                }
             }
         }
         return [dx]
