@@ -281,6 +281,9 @@ private func ints(_ shape: [Int], _ values: [Int64]) -> Tensor { Tensor(shape: s
             cases.append(GradientCase("Pad \(mode)", "Pad", ["mode": .string(mode)],
                                       inputs: [x, ints([6], [0, 2, 1, 0, 1, -1]), Tensor(scalar: Float(0.5))], constants: [2], wrt: [0]))
         }
+        cases.append(GradientCase("Resize nearest", "Resize", ["mode": .string("nearest")],
+                                  inputs: [Tensor.random([1, 2, 3, 3], using: &rng), nil, Tensor(shape: [4], scalars: [1, 1, 2, 1.5] as [Float])],
+                                  constants: [2], wrt: [0], opset: 13))
         // Split is checked through a Concat of its outputs in another order.
         let split = Node(name: "split", opType: "Split", inputs: ["a", "sizes"], outputs: ["p", "q", "r"], attributes: ["axis": .int(2)])
         let join = Node(name: "join", opType: "Concat", inputs: ["r", "p", "q"], outputs: ["y"], attributes: ["axis": .int(2)])

@@ -104,12 +104,13 @@ import Testing
 
     @Test func opsWithoutGradientsAreNamedAtInit() throws {
         let graph = Graph(name: "resize", nodes: [
-            Node(name: "upsample", opType: "Resize", inputs: ["x", "", "scales"], outputs: ["y"]),
+            Node(name: "upsample", opType: "Resize", inputs: ["x", "", "scales"], outputs: ["y"],
+                 attributes: ["mode": .string("linear")]),
         ], inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(1), .fixed(2), .fixed(2)])],
            outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
            initializers: ["scales": Tensor(shape: [4], scalars: [1, 1, 2, 2] as [Float])], opset: 13)
         #expect(throws: MPQError.unsupportedNodes([UnsupportedNode(
-            opType: "Resize", nodeName: "upsample", opset: 13, reason: "no vector-Jacobian product (gradient) for this op type")])) {
+            opType: "Resize", nodeName: "upsample", opset: 13, reason: "no vector-Jacobian product for mode 'linear' (only 'nearest')")])) {
             try GradientComputation(graph: graph)
         }
     }

@@ -210,6 +210,10 @@ final class GradientPlan {
                                                reason: "no vector-Jacobian product (gradient) for this op type"))
                 continue
             }
+            if let reason = try rule.unsupportedReason(node) {
+                missing.append(UnsupportedNode(opType: node.opType, nodeName: node.name, opset: graph.opset, reason: reason))
+                continue
+            }
             let wanted = node.inputs.indices.map { inputs.contains($0) }
             var saved: [String] = []
             for (index, name) in node.inputs.enumerated() where rule.savesInput(index) && !name.isEmpty

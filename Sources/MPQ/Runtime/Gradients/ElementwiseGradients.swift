@@ -49,8 +49,8 @@ let elementwiseGradients: [String: VectorJacobianProduct] = [
         let mask = GradientMath.map(x) { $0 >= low && $0 <= high ? 1 : 0 }
         return [GradientMath.zip(try arguments.outputGradient(), mask, *)]
     },
-    "Add": binary(.nothing) { arguments, dy, _, _ in (dy, dy) },
-    "Sub": binary(.nothing) { arguments, dy, _, _ in (dy, GradientMath.map(dy) { -$0 }) },
+    "Add": binary(.nothing) { _, dy, _, _ in (dy, dy) },
+    "Sub": binary(.nothing) { _, dy, _, _ in (dy, GradientMath.map(dy) { -$0 }) },
     "Mul": binary(.allInputs) { _, dy, a, b in (GradientMath.zip(dy, b!, *), GradientMath.zip(dy, a!, *)) },
     "Div": binary(.allInputs) { _, dy, a, b in
         (GradientMath.zip(dy, b!, /), GradientMath.zip(dy, a!, b!) { g, x, y in -g * x / (y * y) })

@@ -2,7 +2,7 @@
 ///
 /// Views (Reshape, Flatten, Squeeze, Unsqueeze) reshape the gradient back.
 /// Ops that move or repeat elements (Transpose, Slice, Pad, Tile, Concat,
-/// Split) are differentiated by tracing: the forward operator itself runs on
+/// Split, nearest-neighbour Resize) are differentiated by tracing: the forward operator itself runs on
 /// a tensor of element positions, which says where each output element came
 /// from, and the gradient is scatter-added back along that map. This is exact
 /// for every attribute combination the forward kernel supports.
@@ -18,6 +18,10 @@ let shapeGradients: [String: VectorJacobianProduct] = [
     "Slice": traced(),
     "Tile": traced(),
     "Pad": traced(),
+    "Resize": traced { node in
+        let mode = try node.string("mode", default: "nearest")
+        return mode == "nearest" ? nil : "no vector-Jacobian product for mode '\(mode)' (only 'nearest')"
+    },
     "Concat": VectorJacobianProduct(firstInputs: .max, saved: .nothing) { arguments in
         let dy = try arguments.outputGradient()
         let shapes = try arguments.node.inputs.indices.map { try arguments.inputShape($0) }
@@ -76,8 +80,8 @@ private func view() -> VectorJacobianProduct {
 }
 
 /// One-input data movement: trace element positions through the forward op (see above).
-private func traced() -> VectorJacobianProduct {
-    VectorJacobianProduct(firstInputs: 1, saved: .inputs(Array(1..<8))) { arguments in
+private func traced(unsupportedReason: @escaping @Sendable (Node) throws -> String? = { _ in nil }) -> VectorJacobianProduct {
+    VectorJacobianProduct(firstInputs: 1, saved: .inputs(Array(1..<8)), unsupportedReason: unsupportedReason) { arguments in
         let shape = try arguments.inputShape(0)
         var inputs = arguments.inputs
         inputs[0] = GradientMath.positions(shape)

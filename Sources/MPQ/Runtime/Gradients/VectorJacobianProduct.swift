@@ -71,18 +71,25 @@ struct VectorJacobianProduct: Sendable {
     /// Inputs a gradient flows into (others, e.g. indices, shapes or bounds, get none).
     let differentiableInputs: @Sendable (Node) -> [Int]
     let saved: Saved
+    /// Why the rule cannot differentiate this node's attributes (nil: it can).
+    let unsupportedReason: @Sendable (Node) throws -> String?
     let apply: @Sendable (GradientArguments) throws -> [Tensor?]
 
     init(differentiableInputs: @escaping @Sendable (Node) -> [Int], saved: Saved,
+         unsupportedReason: @escaping @Sendable (Node) throws -> String? = { _ in nil },
          apply: @escaping @Sendable (GradientArguments) throws -> [Tensor?]) {
         self.differentiableInputs = differentiableInputs
         self.saved = saved
+        self.unsupportedReason = unsupportedReason
         self.apply = apply
     }
 
     /// A rule whose gradients flow into the first `count` inputs (`Int.max`: all).
-    init(firstInputs count: Int, saved: Saved, apply: @escaping @Sendable (GradientArguments) throws -> [Tensor?]) {
-        self.init(differentiableInputs: { Array(0..<min(count, $0.inputs.count)) }, saved: saved, apply: apply)
+    init(firstInputs count: Int, saved: Saved,
+         unsupportedReason: @escaping @Sendable (Node) throws -> String? = { _ in nil },
+         apply: @escaping @Sendable (GradientArguments) throws -> [Tensor?]) {
+        self.init(differentiableInputs: { Array(0..<min(count, $0.inputs.count)) }, saved: saved,
+                  unsupportedReason: unsupportedReason, apply: apply)
     }
 
     func savesInput(_ index: Int) -> Bool {
