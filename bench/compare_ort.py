@@ -39,9 +39,9 @@ def ort_median(model, feeds, threads, warmup, repetitions):
     return statistics.median(times)
 
 
-def mpq_bench(binary, model, inputs, threads, warmup, repetitions):
+def mpq_bench(binary, model, inputs, threads, warmup, repetitions, extra=()):
     out = subprocess.run([binary, "bench", model, "--inputs", inputs, "--threads", str(threads),
-                          "--warmup", str(warmup), "--repetitions", str(repetitions), "--json"],
+                          "--warmup", str(warmup), "--repetitions", str(repetitions), "--json", *extra],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 

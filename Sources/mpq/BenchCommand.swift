@@ -102,7 +102,7 @@ struct BenchCommand: ParsableCommand {
         let options = try QuantizationOptions.parse(["--calib", calib, "--config", config, "--per-channel"])
         let (quantized, _) = try options.quantize(model, threads: threadOptions.session)
         let all = try Int8Lowering(quantized)
-        for layer in all.skipped { print("float32: \(layer.node): \(layer.reason)") }
+        for layer in all.skipped { FileHandle.standardError.write(Data("float32: \(layer.node): \(layer.reason)\n".utf8)) }
         let dense = try Int8Lowering(quantized) { (try? $0.int("group", default: 1)) == 1 }
         let simulation = try InferenceSession(graph: quantized.simulationGraph, options: threadOptions.session)
         let int8 = try InferenceSession(graph: all.graph, options: threadOptions.session)
