@@ -136,6 +136,9 @@ func summary(_ report: QuantizationReport) -> String {
     if let accuracy = report.output.accuracy {
         lines.append(String(format: "accuracy %.2f%% (FP32 %.2f%%)", accuracy.quantized * 100, accuracy.reference * 100))
     }
+    if !report.calibrationNotes.isEmpty {
+        lines.append("\(report.calibrationNotes.count) weights quantized per channel: their reduction dim is not a multiple of the group size (report.json)")
+    }
     lines.append("\(report.entries.count) quantizers; lowest SQNR: " + report.entries.sorted { $0.sqnr < $1.sqnr }.prefix(3)
         .map { String(format: "%@ %.1f dB", $0.site.value, $0.sqnr) }.joined(separator: ", "))
     return lines.joined(separator: "\n")

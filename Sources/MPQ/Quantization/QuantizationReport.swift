@@ -34,6 +34,8 @@ public struct QuantizationReport: Sendable {
     }
 
     public var entries: [Entry]
+    /// The weight granularity the configuration asked for.
+    public var configuredGranularity: QuantizationConfig.WeightGranularity
     public var output: OutputComparison
     /// How formats were expressed in the export.
     public var exportNotes: [String] = []
@@ -67,7 +69,19 @@ public struct QuantizationReport: Sendable {
             progress?(index + 1, batches.count)
         }
         self.entries = model.placement.sites.compactMap { entries[$0.value] }
+        configuredGranularity = model.config.weightGranularity
         output = comparison
+    }
+
+    /// Where the configuration could not be followed as written: per-group weights whose
+    /// reduction dim the group size does not divide are quantized per channel instead.
+    public var calibrationNotes: [String] {
+        guard case .perGroup(let size) = configuredGranularity else { return [] }
+        return entries.compactMap { e in
+            guard e.site.role == .weight else { return nil }
+            if case .perGroup = e.parameters.granularity { return nil }
+            return "\(e.site.value): groups of \(size) do not divide its reduction dim; quantized \(e.parameters.granularity)"
+        }
     }
 
     public func json() throws -> Data {
@@ -82,6 +96,7 @@ public struct QuantizationReport: Sendable {
         let object: [String: Any] = [
             "output": outputObject,
             "export_notes": exportNotes,
+            "calibration_notes": calibrationNotes,
             "quantizers": entries.map { e -> [String: Any] in
                 [
                     "name": e.site.value, "role": e.site.role.rawValue, "format": e.parameters.format.name,
