@@ -248,6 +248,10 @@ public final class ParetoGreedySearch: @unchecked Sendable {
                 for (name, parameters) in quantizers { if let value = feeds[name] { feeds[name] = try value.fakeQuantized(parameters) } }
                 for (name, value) in try session.run(feeds, hook: hook) { quantized[name] = value }
             }
+            // Model outputs produced before the cut that the group quantizes (an output group).
+            for (name, value) in quantized where !outputs.contains(name) {
+                if let parameters = quantizers[name] { quantized[name] = try value.fakeQuantized(parameters) }
+            }
             let size = batch.values.first?.shape.first ?? 0
             accumulator.add(reference: calibration.referenceOutputs[b], quantized: quantized, feeds: batch,
                             labels: options.labels.map { Array($0[offset..<min(offset + size, $0.count)]) })

@@ -110,12 +110,14 @@ public struct QuantizerGroups: Sendable {
         }
         var built: [Group] = members.values.map { indices in
             let groupSites = indices.sorted().map { sites[$0] }
-            let nodeIndices = Array(Set(indices.flatMap { computeNodesOfSite[$0] ?? [] })).sorted()
+            let first = groupSites[0]
+            // Model inputs and outputs are quantized by their own (de)quantize step, not by a compute kernel.
+            let isModelEdge = indices.count == 1 && isolated.contains(indices[0])
+            let nodeIndices = isModelEdge ? [] : Array(Set(indices.flatMap { computeNodesOfSite[$0] ?? [] })).sorted()
             let computeNodes = nodeIndices.map { graph.nodes[$0].name }
             var opTypes = Array(Set(nodeIndices.map { Self.profileOpType(graph.nodes[$0], graph: graph) })).sorted()
             var name = computeNodes.first ?? ""
             if computeNodes.isEmpty {
-                let first = groupSites[0]
                 if graphInputs.contains(first.value) {
                     opTypes = ["Input"]; name = "input \(first.value)"
                 } else if graphOutputs.contains(first.value) {
