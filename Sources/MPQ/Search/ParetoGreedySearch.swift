@@ -284,7 +284,7 @@ public final class ParetoGreedySearch: @unchecked Sendable {
     }
 
     private var referenceAccuracy: Double? {
-        guard let labels = options.labels, let calibration else { return nil }
+        guard let labels = options.labels, let calibration = try? calibrated() else { return nil }
         var comparison = OutputComparison(), offset = 0
         for (b, batch) in calibration.batches.enumerated() {
             let size = batch.values.first?.shape.first ?? 0
