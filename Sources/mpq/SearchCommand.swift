@@ -123,6 +123,7 @@ struct SearchCommand: ParsableCommand {
                 selectionError = error
             }
         }
+        result.statistics = search.currentStatistics
         try writeFront(result, search: search, profile: hardware)
         if let selectionError { throw selectionError }
         guard let chosen = result.chosen else {

@@ -120,6 +120,9 @@ public final class ParetoGreedySearch: @unchecked Sendable {
                                   front: front, references: references, chosen: chosen, statistics: statistics)
     }
 
+    /// Counts and times of the work done so far (phase 3 included, unlike a `run` result's).
+    public var currentStatistics: ParetoSearchResult.Statistics { statistics }
+
     /// The calibration (ranges for every format and FP32 outputs), computed on first use.
     public func calibrated(progress: ((Progress) -> Void)? = nil) throws -> CandidateCalibration {
         if let calibration { return calibration }
