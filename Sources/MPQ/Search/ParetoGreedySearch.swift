@@ -239,17 +239,17 @@ public final class ParetoGreedySearch: @unchecked Sendable {
         let outputs = graph.outputs.map(\.name).filter { facts.producer[$0].map(nodeSet.contains) ?? false }
         var accumulator = ScoreAccumulator(metric: options.metric)
         let subgraph = cut.subgraph(nodes: cut.nodeIndices, outputs: outputs, weights: weights)
-        let session = outputs.isEmpty ? nil : try InferenceSession(graph: subgraph, options: options.session)
+        // Quantizers as graph nodes: the tail keeps operator fusion.
         let fedValues = Set(subgraph.inputs.map(\.name))
-        let computed = quantizers.filter { !fedValues.contains($0.key) }
-        let hook: ValueHook? = computed.isEmpty ? nil : { name, value in try computed[name].map { try value.fakeQuantized($0) } }
+        let quantizedTail = subgraph.insertingFakeQuantizers(inputs: quantizers.filter { fedValues.contains($0.key) },
+                                                             computed: quantizers.filter { !fedValues.contains($0.key) })
+        let session = outputs.isEmpty ? nil : try InferenceSession(graph: quantizedTail, options: options.session)
         var offset = 0
         for (b, batch) in calibration.batches.enumerated() {
             var quantized = calibration.referenceOutputs[b]
             if let session {
-                var feeds = try Self.feeds(for: subgraph, batch: batch, cached: activations.values(batch: b))
-                for (name, parameters) in quantizers { if let value = feeds[name] { feeds[name] = try value.fakeQuantized(parameters) } }
-                for (name, value) in try session.run(feeds, hook: hook) { quantized[name] = value }
+                let feeds = try Self.feeds(for: subgraph, batch: batch, cached: activations.values(batch: b))
+                for (name, value) in try session.run(feeds) { quantized[name] = value }
             }
             // Model outputs produced before the cut that the group quantizes (an output group).
             for (name, value) in quantized where !outputs.contains(name) {
