@@ -7,27 +7,6 @@ import Testing
     let folder = temporaryFolder("mpq-cli")
     let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
 
-    /// Runs the built `mpq` executable; returns exit status and stderr.
-    func mpq(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("mpq")
-        let candidates = [binary, repositoryRoot.appendingPathComponent(".build/debug/mpq")]
-        guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw MPQError.fileNotFound("mpq executable next to the test bundle")
-        }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, stdout, stderr)
-    }
-
     func expectCleanFailure(_ arguments: [String], mentions words: [String]) throws {
         let result = try mpq(arguments)
         #expect(result.status == 1, "exit status \(result.status) for \(arguments): \(result.stderr)")
@@ -130,7 +109,7 @@ import Testing
         let calib = folder.appendingPathComponent("calib.npy").path
         try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib, "--count", "8"])
         let out = folder.appendingPathComponent("w8a8").path
-        let result = try cli.mpq(["quantize", mobileNet, "--calib", calib, "--config", "w8a8", "--per-channel", "--out", out])
+        let result = try mpq(["quantize", mobileNet, "--calib", calib, "--config", "w8a8", "--per-channel", "--out", out])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("output SQNR"))
         let check = """
@@ -151,7 +130,7 @@ import Testing
 
         // Group sizes that do not divide a weight's reduction dim fall back to per-channel, said in the report.
         let grouped = folder.appendingPathComponent("w4a8-g16").path
-        let groupedRun = try cli.mpq(["quantize", mobileNet, "--calib", calib, "--config", "w4a8", "--group-size", "16", "--out", grouped])
+        let groupedRun = try mpq(["quantize", mobileNet, "--calib", calib, "--config", "w4a8", "--group-size", "16", "--out", grouped])
         #expect(groupedRun.status == 0, "\(groupedRun.stderr)")
         let notes = """
         import json, sys

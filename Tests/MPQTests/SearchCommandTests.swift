@@ -6,25 +6,6 @@ import Testing
 @Suite(.serialized) struct SearchCommandTests {
     let folder = temporaryFolder("mpq-search-cli")
 
-    func mpq(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mpq")
-        let candidates = [binary, repositoryRoot.appendingPathComponent(".build/debug/mpq")]
-        guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw MPQError.fileNotFound("mpq executable next to the test bundle")
-        }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, stdout, stderr)
-    }
-
     /// The residual test model and 8 random samples, as files.
     func files() throws -> (model: String, data: String) {
         let model = folder.appendingPathComponent("residual.onnx").path, data = folder.appendingPathComponent("x.npy").path

@@ -41,16 +41,7 @@ public final class InferenceSession: @unchecked Sendable {
     public init(graph: Graph, options: SessionOptions = SessionOptions()) throws {
         self.graph = graph
         self.options = options
-        var operators: [Operator] = []
-        var unsupportedNodes: [UnsupportedNode] = []
-        for node in graph.nodes {
-            do {
-                operators.append(try OperatorRegistry.makeOperator(for: node, opset: graph.opset))
-            } catch MPQError.unsupportedNodes(let nodes) {
-                unsupportedNodes += nodes
-            }
-        }
-        guard unsupportedNodes.isEmpty else { throw MPQError.unsupportedNodes(unsupportedNodes) }
+        let operators = try OperatorRegistry.makeOperators(for: graph)
         self.operators = operators
         omp_set_num_threads(Int32(options.threads))
         context = ExecutionContext(threads: options.threads)

@@ -94,6 +94,22 @@ public enum OperatorRegistry {
     /// Sorted names of every supported op type.
     public static var supportedOpTypes: [String] { factories.keys.sorted() }
 
+    /// Operators for every node of `graph`, in order; throws once, listing every
+    /// unsupported node (op type, name, opset, reason).
+    static func makeOperators(for graph: Graph) throws -> [Operator] {
+        var operators: [Operator] = []
+        var unsupportedNodes: [UnsupportedNode] = []
+        for node in graph.nodes {
+            do {
+                operators.append(try makeOperator(for: node, opset: graph.opset))
+            } catch MPQError.unsupportedNodes(let nodes) {
+                unsupportedNodes += nodes
+            }
+        }
+        guard unsupportedNodes.isEmpty else { throw MPQError.unsupportedNodes(unsupportedNodes) }
+        return operators
+    }
+
     /// Creates the operator for `node`, or throws naming the op, node and opset.
     public static func makeOperator(for node: Node, opset: Int) throws -> Operator {
         let family: [String: OperatorFactory]

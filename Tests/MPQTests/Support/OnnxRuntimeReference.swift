@@ -164,3 +164,24 @@ func runPython(_ arguments: [String]) throws -> String {
     }
     return String(decoding: output, as: UTF8.self)
 }
+
+/// Runs the built `mpq` executable; returns its exit status, stdout and stderr.
+func mpq(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("mpq")
+    let candidates = [binary, repositoryRoot.appendingPathComponent(".build/debug/mpq")]
+    guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw MPQError.fileNotFound("mpq executable next to the test bundle")
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, stdout, stderr)
+}

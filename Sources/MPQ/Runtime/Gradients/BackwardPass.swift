@@ -54,16 +54,7 @@ public final class GradientComputation: @unchecked Sendable {
     public init(graph: Graph, options: SessionOptions = SessionOptions()) throws {
         self.graph = graph
         self.options = options
-        var operators: [Operator] = []
-        var unsupportedNodes: [UnsupportedNode] = []
-        for node in graph.nodes {
-            do {
-                operators.append(try OperatorRegistry.makeOperator(for: node, opset: graph.opset))
-            } catch MPQError.unsupportedNodes(let nodes) {
-                unsupportedNodes += nodes
-            }
-        }
-        guard unsupportedNodes.isEmpty else { throw MPQError.unsupportedNodes(unsupportedNodes) }
+        let operators = try OperatorRegistry.makeOperators(for: graph)
         guard let output = graph.outputs.first else { throw MPQError.invalidModel("the graph has no outputs") }
         self.operators = operators
         lossOutput = output.name
