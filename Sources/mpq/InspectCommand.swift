@@ -16,14 +16,39 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Flag(help: "List the quantizer groups (quantizers that take one precision together) instead.")
+    var groups = false
+
     func run() throws {
         let loaded = try Model(contentsOf: model)
+        if groups {
+            let placement = QuantizerPlacement(graph: loaded.graph)
+            let found = try QuantizerGroups(graph: loaded.graph, placement: placement)
+            print(json ? try groupsJSON(found) : groupsText(found))
+            return
+        }
         let summary = try ModelSummary(graph: loaded.graph, dimensions: try parseDimensions(dimensions))
         if json {
             print(try jsonText(summary, model: loaded))
         } else {
             print(text(summary, model: loaded))
         }
+    }
+
+    private func groupsText(_ found: QuantizerGroups) -> String {
+        var lines = ["\(found.groups.count) quantizer groups (\(found.groups.reduce(0) { $0 + $1.sites.count }) quantizers):"]
+        for (index, group) in found.groups.enumerated() {
+            lines.append("  \(index) \(group.name) [\(group.opTypes.joined(separator: ", "))]")
+            if !group.activations.isEmpty { lines.append("      activations: " + group.activations.map(\.value).joined(separator: ", ")) }
+            if !group.weights.isEmpty { lines.append("      weights: " + group.weights.map(\.value).joined(separator: ", ")) }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func groupsJSON(_ found: QuantizerGroups) throws -> String {
+        let data = try JSONSerialization.data(withJSONObject: ["model": model, "groups": found.jsonObject()] as [String: Any],
+                                              options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self)
     }
 
     private func shapeText(_ shape: [ShapeDimension]?) -> String {

@@ -7,7 +7,8 @@ struct MPQCommand: ParsableCommand {
         commandName: "mpq",
         abstract: "Automatic mixed-precision post-training quantization of neural networks.",
         discussion: "Runs ONNX models on the CPU (oneDNN) and finds per-layer precisions under hardware constraints.",
-        subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, QuantizeCommand.self, EvalCommand.self]
+        subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, QuantizeCommand.self, EvalCommand.self,
+                      SearchCommand.self]
     )
 }
 

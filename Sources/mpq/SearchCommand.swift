@@ -1,0 +1,210 @@
+import ArgumentParser
+import Foundation
+import MPQ
+
+/// Mixed-precision search methods `mpq search --method` offers.
+enum SearchMethod: String, ExpressibleByArgument, CaseIterable {
+    /// Pareto-greedy (Pandey et al. 2023; AIMET's AMP).
+    case pareto
+}
+
+struct SearchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Find per-layer precisions: the accuracy-vs-cost front and a configuration that meets a target.",
+        discussion: """
+            Writes DIR/pareto.csv, pareto.json, sensitivity.csv, pareto.svg, report.html and, with a target, \
+            config.json (loadable by `mpq quantize --config`), model.qdq.onnx, encodings.json and report.json of the chosen point.
+            """)
+
+    @Argument(help: "ONNX model file.")
+    var model: String
+
+    @Option(help: "Search method.")
+    var method: SearchMethod = .pareto
+
+    @Option(help: ArgumentHelp("Calibration data: .npy, .npz or a folder of them.", valueName: "DATA"))
+    var calib: String
+
+    @Option(help: ArgumentHelp("Candidates to consider, comma-separated (default: the profile's).", valueName: "w8a8,w4a8,..."))
+    var candidates: String?
+
+    @Option(help: ArgumentHelp("Hardware profile: default, cpu-avx2 or a JSON file.", valueName: "NAME|FILE.json"))
+    var profile = "default"
+
+    @Option(help: ArgumentHelp("Score: \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "METRIC"))
+    var metric = "sqnr"
+
+    @Option(help: ArgumentHelp("Class labels, one integer per calibration sample (for --metric accuracy).", valueName: "FILE.npy"))
+    var labels: String?
+
+    @Option(help: ArgumentHelp("Select the cheapest point whose output SQNR is at least DB (metric sqnr).", valueName: "DB"))
+    var targetSqnr: Double?
+
+    @Option(help: ArgumentHelp("Select the cheapest point whose metric drops at most X (SQNR: from the most precise configuration).", valueName: "X"))
+    var maxDrop: Double?
+
+    @Option(help: ArgumentHelp("Select the best point of relative cost at most R.", valueName: "R"))
+    var targetCost: Double?
+
+    @Option(help: ArgumentHelp("Score cache folder (default: ~/.cache/mpq).", valueName: "DIR"))
+    var cache: String?
+
+    @Option(help: ArgumentHelp("Memory for cached activations; the rest spills to the cache folder (e.g. 512MB, 2GB).", valueName: "SIZE"))
+    var cacheMemory = "2GB"
+
+    @Flag(help: "Run the whole model for every phase-1 evaluation instead of only the part after each group.")
+    var noActivationCache = false
+
+    @Option(help: ArgumentHelp("Activation range estimator: minmax, percentile or mse.", valueName: "METHOD"))
+    var activationRange = "mse"
+
+    @Option(help: ArgumentHelp("Weight range estimator: minmax or mse.", valueName: "METHOD"))
+    var weightRange = "minmax"
+
+    @Option(help: "Samples per batch.")
+    var batchSize = 16
+
+    @OptionGroup var threadOptions: ThreadOptions
+
+    @Option(help: ArgumentHelp("Output folder (created if missing).", valueName: "DIR"))
+    var out: String
+
+    func validate() throws {
+        if [targetSqnr, maxDrop, targetCost].compactMap({ $0 }).count > 1 {
+            throw ValidationError("give at most one of --target-sqnr, --max-drop, --target-cost")
+        }
+        if targetSqnr != nil && metric != "sqnr" { throw ValidationError("--target-sqnr needs --metric sqnr (use --max-drop for other metrics)") }
+        if let targetCost, !(targetCost > 0) { throw ValidationError("--target-cost must be a positive relative cost (e.g. 0.25)") }
+        if let maxDrop, !(maxDrop >= 0) { throw ValidationError("--max-drop must be >= 0") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be >= 1") }
+        if SearchMetric(rawValue: metric) == nil {
+            throw ValidationError("unknown metric '\(metric)' (use \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        if metric == "accuracy" && labels == nil { throw ValidationError("--metric accuracy needs --labels FILE.npy") }
+        _ = try parseByteSize(cacheMemory)
+    }
+
+    func run() throws {
+        let loaded = try Model(contentsOf: model)
+        let graph = loaded.graph
+        var hardware = try HardwareProfile.load(profile)
+        if let candidates {
+            hardware = try hardware.restricted(to: candidates.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        let data = try CalibrationData(contentsOf: calib, graph: graph)
+        var options = ParetoGreedySearch.Options()
+        options.metric = SearchMetric(rawValue: metric) ?? .sqnr
+        options.batchSize = batchSize
+        options.labels = try labels.map { try NPY.read(contentsOf: $0).integers() }
+        options.cacheRoot = cache.map { URL(fileURLWithPath: $0) }
+        options.activationCacheBytes = try parseByteSize(cacheMemory)
+        options.usesActivationCache = !noActivationCache
+        options.session = threadOptions.session
+        for (text, keyPath) in [(activationRange, \ParetoGreedySearch.Options.activationRange), (weightRange, \.weightRange)] {
+            guard let method = RangeMethod(rawValue: text) else {
+                throw ValidationError("unknown range method '\(text)' (use \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            options[keyPath: keyPath] = method
+        }
+        let target: ParetoGreedySearch.Target? = targetSqnr.map { .score($0) } ?? maxDrop.map { .maximumDrop($0) }
+            ?? targetCost.map { .relativeCost($0) }
+
+        let search = try ParetoGreedySearch(graph: graph, data: data, profile: hardware, options: options)
+        FileHandle.standardError.write(Data("\(search.groups.groups.count) quantizer groups, \(search.candidates.reduce(0) { $0 + $1.count }) (group, candidate) entries; cache \(search.cache.folder.path)\n".utf8))
+        let bar = SearchProgressBar()
+        var result = try search.run(target: nil, progress: bar.report)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        var selectionError: Error?
+        if let target {
+            do {
+                result.chosen = try search.select(target, front: &result.front)
+            } catch {
+                selectionError = error
+            }
+        }
+        try writeFront(result, search: search, profile: hardware)
+        if let selectionError { throw selectionError }
+        guard let chosen = result.chosen else {
+            print(frontSummary(result))
+            print("no target given: wrote the front to \(out) (add --target-sqnr, --max-drop or --target-cost to export a configuration)")
+            return
+        }
+        let point = result.front[chosen]
+        try AtomicFile.write(try ParetoSearchFiles.configJSON(search, assignment: point.assignment), to: path("config.json"))
+        let quantized = try search.quantizedModel(point.assignment)
+        var report = try QuantizationReport(model: quantized, data: data, batchSize: batchSize, labels: options.labels,
+                                            options: threadOptions.session, progress: Progress.reporter("evaluating"))
+        let export = try QDQExport(quantized)
+        report.exportNotes = export.notes
+        try export.write(to: path("model.qdq.onnx"))
+        try AtomicFile.write(try QuantizationEncodings.json(quantized), to: path("encodings.json"))
+        try AtomicFile.write(try report.json(), to: path("report.json"))
+        print(frontSummary(result))
+        print(String(format: "chosen: step %d, relative cost %.4f, evaluated %@ %@", point.step, point.relativeCost, result.metric.rawValue,
+                     ParetoSearchFiles.text(point.evaluatedScore)))
+        print(summary(report))
+        print("wrote \(out)/pareto.csv, pareto.json, sensitivity.csv, pareto.svg, report.html, config.json, model.qdq.onnx, encodings.json, report.json")
+    }
+
+    private func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
+
+    private func writeFront(_ result: ParetoSearchResult, search: ParetoGreedySearch, profile: HardwareProfile) throws {
+        let names = profile.candidates.map(\.name)
+        let plot = ParetoSearchFiles.plot(result, costName: profile.cost.rawValue)
+        try AtomicFile.write(ParetoSearchFiles.paretoCSV(result), to: path("pareto.csv"))
+        try AtomicFile.write(try ParetoSearchFiles.paretoJSON(result), to: path("pareto.json"))
+        try AtomicFile.write(ParetoSearchFiles.sensitivityCSV(result, candidateNames: names), to: path("sensitivity.csv"))
+        try AtomicFile.write(Data(plot.svg().utf8), to: path("pareto.svg"))
+        let html = SearchReportHTML.html(model: model, profile: profile, result: result, plot: plot, candidateNames: names)
+        try AtomicFile.write(Data(html.utf8), to: path("report.html"))
+    }
+
+    private func frontSummary(_ result: ParetoSearchResult) -> String {
+        var lines = ["\(result.groups.count) groups; phase 1: \(result.statistics.phase1Evaluations) evaluations run, "
+            + "\(result.statistics.phase1Loaded) cached, " + String(format: "%.1f s", result.statistics.phase1Seconds)
+            + "; front of \(result.front.count) points; \(result.statistics.fullEvaluations) end-to-end evaluations"]
+        for reference in result.references {
+            lines.append(String(format: "uniform %@: relative cost %.4f, %@ %@", reference.candidate, reference.relativeCost,
+                                result.metric.rawValue, ParetoSearchFiles.text(reference.score)))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// "2GB", "512MB", "64KiB" or a number of bytes.
+func parseByteSize(_ text: String) throws -> Int {
+    let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
+    let upper = text.uppercased().trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where upper.hasSuffix(suffix) {
+        if let value = Double(upper.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), value >= 0 {
+            return Int(value * factor)
+        }
+    }
+    if let value = Int(upper), value >= 0 { return value }
+    throw ValidationError("--cache-memory \(text): write a size such as 512MB or 2GB")
+}
+
+/// Progress on standard error: a bar with ETA on a terminal, plain lines otherwise.
+final class SearchProgressBar: @unchecked Sendable {
+    private var start = Date()
+    private var phase = ""
+    private let terminal = isatty(STDERR_FILENO) != 0
+
+    func report(_ progress: ParetoGreedySearch.Progress) {
+        if progress.phase != phase {
+            phase = progress.phase
+            start = Date()
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = progress.done > 0 ? elapsed / Double(progress.done) * Double(progress.total - progress.done) : 0
+        let status = String(format: "%@ %d/%d, %.1f s, eta %.0f s", progress.phase, progress.done, progress.total, elapsed, eta)
+        if terminal {
+            let width = 30, filled = progress.total > 0 ? width * progress.done / progress.total : width
+            let bar = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+            FileHandle.standardError.write(Data(("\r" + bar + status + (progress.done == progress.total ? "\n" : "")).utf8))
+        } else {
+            FileHandle.standardError.write(Data((status + "\n").utf8))
+        }
+    }
+}
