@@ -15,6 +15,9 @@ enum DNNL {
     static let argShift: Int32 = 52
     static let argMean: Int32 = 49
     static let argVariance: Int32 = 50
+    static let argDifferenceSource: Int32 = 129
+    static let argDifferenceDestination: Int32 = 145
+    static let argDifferenceWeights: Int32 = 161
 
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
         var engine: dnnl_engine_t?
@@ -91,12 +94,14 @@ final class Primitive {
     private let primitive: dnnl_primitive_t
     private var memories: [Int32: dnnl_memory_t] = [:]
 
-    /// Creates the primitive from an initialised operation descriptor.
-    init<Operation>(_ operation: inout Operation, attributes: PrimitiveAttributes? = nil, name: String) throws {
+    /// Creates the primitive from an initialised operation descriptor
+    /// (backward primitives name the forward one they invert as `hint`).
+    init<Operation>(_ operation: inout Operation, attributes: PrimitiveAttributes? = nil, hint: Primitive? = nil,
+                    name: String) throws {
         let attributes = try attributes ?? PrimitiveAttributes()
         var pd: dnnl_primitive_desc_t?
         let status = withUnsafePointer(to: &operation) {
-            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attributes.raw, DNNL.engine, nil)
+            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attributes.raw, DNNL.engine, hint?.descriptor)
         }
         try DNNL.check(status, "\(name) primitive descriptor")
         descriptor = pd!
