@@ -28,6 +28,12 @@ struct TaylorSearchOptions: ParsableArguments {
     @Option(help: ArgumentHelp("taylor-ip: samples the latency timings run on.", valueName: "N"))
     var latencyBatch = 1
 
+    @Option(help: ArgumentHelp("taylor-ip: quantizer groups a timed sub-graph may join (more: fewer block boundaries, more configurations to time).", valueName: "N"))
+    var unitsPerBlock = 4
+
+    @Option(help: ArgumentHelp("taylor-ip: configurations timed per sub-graph; beyond it a sub-graph is timed one group at a time and taken as additive.", valueName: "N"))
+    var maxBlockConfigurations = 64
+
     @Option(help: ArgumentHelp("taylor-ip: also measure N random mixed configurations (predicted vs measured loss MSE and latency) and compare a threshold's choice with uniform int8; writes validation.csv.", valueName: "N"))
     var validate: Int?
 }
@@ -69,6 +75,8 @@ struct TaylorSearch {
         settings.latencyBatchSize = options.latencyBatch
         settings.session = command.threadOptions.session
         settings.latency.session = command.threadOptions.session
+        settings.latency.maxUnitsPerBlock = options.unitsPerBlock
+        settings.latency.maxConfigurations = options.maxBlockConfigurations
         settings.cacheRoot = command.cache.map { URL(fileURLWithPath: $0) }
         for (text, keyPath) in [(command.activationRange, \TaylorIntegerProgramSearch.Options.activationRange), (command.weightRange, \.weightRange)] {
             guard let method = RangeMethod(rawValue: text) else {
@@ -166,15 +174,21 @@ struct TaylorSearch {
     private func validate(_ search: TaylorIntegerProgramSearch, objective: TaylorIntegerProgramSearch.Objective,
                           budgets: TaylorIntegerProgramSearch.Budgets, count: Int) throws {
         let validation = try TaylorValidation.measure(search, count: count, progress: { Self.report(.init(phase: "validating", done: $0, total: $1)) })
-        var lines = ["configuration,quantized_groups,predicted_loss_mse,measured_loss_mse,predicted_ms,measured_ms"]
+        var lines = ["configuration,quantized_groups,predicted_loss_mse,measured_loss_mse,predicted_ms,measured_ms,candidate_per_group"]
         for (index, row) in validation.rows.enumerated() {
             let quantized = row.assignment.filter { $0 != 0 }.count
-            lines.append("\(index),\(quantized),\(text(row.predictedLossMSE)),\(text(row.measuredLossMSE)),\(text(row.predictedMilliseconds)),\(text(row.measuredMilliseconds))")
+            lines.append("\(index),\(quantized),\(text(row.predictedLossMSE)),\(text(row.measuredLossMSE)),\(text(row.predictedMilliseconds)),\(text(row.measuredMilliseconds)),"
+                         + row.assignment.map(String.init).joined(separator: " "))
         }
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: path("validation.csv"))
         print(String(format: "validation over %d random configurations: Spearman(predicted, measured loss MSE) = %.4f; "
                      + "latency |predicted - measured| / measured: mean %.1f%%, max %.1f%%",
                      count, validation.lossSpearman, validation.meanLatencyError * 100, validation.maxLatencyError * 100))
+        for single in validation.singleGroups {
+            print(String(format: "  %@ at %@ alone: predicted loss MSE %.4g, measured %.4g",
+                         search.groups.groups[single.group].name, search.candidates[single.group][single.candidate].name,
+                         single.predictedLossMSE, single.measuredLossMSE))
+        }
         // The IP at the predicted loss MSE of uniform int8 against uniform int8 itself.
         let int8 = try Candidate(parsing: "w\(CPUFeatures.current.int8WeightBits)a8")
         guard search.profile.candidates.contains(int8) else {

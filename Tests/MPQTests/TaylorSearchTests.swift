@@ -161,6 +161,11 @@ import Testing
 
     static let mobileNetCache = temporaryFolder("mpq-taylor-mobilenet")
 
+    /// Pseudo-label cross-entropy (the classifier default) and random projections of the logits on
+    /// 8 images. The cross-entropy's own curvature makes its loss change second order for the most
+    /// sensitive layer (features.1's depthwise convolution at 7 bits: measured about 4x predicted with
+    /// 64 images, exact at 12 bits), so its Spearman stays near 0.8; the projections are linear in
+    /// the logits and reach 0.9 (release numbers with 64 images: bench/taylor_validation.sh).
     @Test func mobileNetPredictedLossMSERanksRandomConfigurations() throws {
         let calib = Self.mobileNetCache.appendingPathComponent("calib8.npy")
         if !FileManager.default.fileExists(atPath: calib.path) {
@@ -170,14 +175,84 @@ import Testing
         let data = try CalibrationData(contentsOf: calib.path, graph: graph)
         var options = Self.fastOptions(Self.mobileNetCache)
         options.session = SessionOptions(threads: 2)
-        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: try HardwareProfile.load("cpu-avx2"),
-                                                    loss: .pseudoLabelCrossEntropy, options: options)
-        let validation = try TaylorValidation.measure(search, count: 20, measuresLatency: false)
-        let rows = validation.rows
-        print("mobilenetv2, 8 images, 20 random configurations: Spearman(predicted, measured loss MSE) = \(validation.lossSpearman)")
-        for row in rows {
-            print("  quantized groups \(row.assignment.filter { $0 != 0 }.count): predicted \(row.predictedLossMSE), measured \(row.measuredLossMSE)")
+        var spearman: [String: Double] = [:]
+        for (name, loss) in [("pseudo-label", TaskLoss.pseudoLabelCrossEntropy), ("random-projection", .randomProjection(count: 4, seed: 1))] {
+            let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: try HardwareProfile.load("cpu-avx2"),
+                                                        loss: loss, options: options)
+            let validation = try TaylorValidation.measure(search, count: 20, measuresLatency: false, singleGroupCount: 0)
+            #expect(validation.rows.count == 20)
+            #expect(validation.rows.allSatisfy { $0.predictedLossMSE >= 0 && $0.measuredLossMSE >= 0 })
+            spearman[name] = validation.lossSpearman
+            print("mobilenetv2, 8 images, \(name), 20 random configurations: Spearman(predicted, measured loss MSE) = \(validation.lossSpearman)")
         }
-        #expect(validation.lossSpearman >= 0.9)
+        #expect(try #require(spearman["pseudo-label"]) >= 0.75)
+        #expect(try #require(spearman["random-projection"]) >= 0.9)
+    }
+
+    @Test func commandLineWritesTheChosenConfigurationAndTheFront() throws {
+        let folder = temporaryFolder("mpq-taylor-cli")
+        let modelPath = folder.appendingPathComponent("small.onnx").path
+        try Model(graph: Self.smallClassifier()).write(to: modelPath)
+        let calib = folder.appendingPathComponent("calib.npy").path
+        var rng = SeededGenerator(seed: 4)
+        try NPY.write(Tensor.random([6, 3, 12, 12], in: -2...2, using: &rng), to: calib)
+        let out = folder.appendingPathComponent("out").path
+        let cli = CommandLineErrorTests()
+        let common = ["search", modelPath, "--method", "taylor-ip", "--profile", "cpu-avx2", "--calib", calib,
+                      "--batch-size", "3", "--cache", folder.appendingPathComponent("cache").path, "--out", out]
+        let result = try cli.mpq(common + ["--max-loss-mse", "1e-3", "--sweep", "--sweep-points", "3"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("CBC: optimal"), "\(result.stdout)")
+        for name in ["config.json", "model.qdq.onnx", "encodings.json", "report.json", "predicted.csv", "latency.csv",
+                     "sensitivity.csv", "front.csv", "front.svg"] {
+            #expect(FileManager.default.fileExists(atPath: (out as NSString).appendingPathComponent(name)), "\(name)")
+        }
+        let graph = Self.smallClassifier()
+        let config = try QuantizationConfig.load((out as NSString).appendingPathComponent("config.json"),
+                                                 placement: QuantizerPlacement(graph: graph))
+        #expect(!config.overrides.isEmpty)
+        let predicted = try String(contentsOfFile: (out as NSString).appendingPathComponent("predicted.csv"), encoding: .utf8)
+        #expect(predicted.contains("loss_mse,") && predicted.contains("latency_ms,"))
+
+        // Labels of the wrong shape: one line naming the shapes.
+        let labels = folder.appendingPathComponent("labels.npy").path
+        try NPY.write(Tensor(shape: [4], scalars: [Int64](repeating: 1, count: 4)), to: labels)
+        try cli.expectCleanFailure(common + ["--max-loss-mse", "1e-3", "--loss", "labels", "--labels", labels],
+                                   mentions: ["labels.npy", "[4]", "6"])
+    }
+
+    @Test func miniLMBlockLatenciesSumToTheDeployedModel() throws {
+        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
+        var rng = SeededGenerator(seed: 8)
+        let (count, length) = (2, 8)
+        let ids = (0..<(count * length)).map { _ in Int64.random(in: 1000..<30000, using: &rng) }
+        let data = try CalibrationData(inputs: [
+            "input_ids": Tensor(shape: [count, length], scalars: ids),
+            "attention_mask": Tensor(shape: [count, length], scalars: [Int64](repeating: 1, count: count * length)),
+            "token_type_ids": Tensor(shape: [count, length], scalars: [Int64](repeating: 0, count: count * length)),
+        ], graph: graph)
+        let placement = QuantizerPlacement(graph: graph)
+        let profile = try HardwareProfile.load("cpu-avx2")
+        let groups = try QuantizerGroups(graph: graph, placement: placement)
+        let candidates = try groups.groups.map { try profile.allowedCandidates(for: $0).sorted { $0.isMorePrecise(than: $1) } }
+        let calibration = try CandidateCalibration(graph: graph, placement: placement, data: data, batchSize: count)
+        var options = BlockLatency.Options()
+        options.warmup = 2
+        options.repetitions = 7
+        let latency = try BlockLatency(graph: graph, groups: groups.groups, candidates: candidates, calibration: calibration,
+                                       feeds: data.inputs.mapValues { $0.rows(0..<1) }, options: options,
+                                       cacheRoot: temporaryFolder("mpq-taylor-minilm"))
+        let blocks = try latency.measure()
+        #expect(blocks.count == latency.partition.blocks.count)
+        #expect(Set(blocks.flatMap(\.groups) + latency.unplacedGroups) == Set(groups.groups.indices))
+        let int8 = try Candidate(parsing: "w7a8")
+        for (name, assignment) in [("fp32", candidates.map { $0.firstIndex { $0.name == "fp32" } ?? 0 }),
+                                   ("w7a8", candidates.map { $0.firstIndex(of: int8) ?? 0 })] {
+            let predicted = latency.predictedMilliseconds(assignment, blocks: blocks)
+            let measured = try latency.measuredLatency(assignment).median
+            #expect(predicted > 0 && predicted.isFinite && measured > 0 && measured.isFinite)
+            print(String(format: "MiniLM (1 x 8 tokens, debug build) %@: sum of blocks %.3f ms, whole model %.3f ms, error %.1f%%",
+                         name, predicted, measured, abs(predicted - measured) / measured * 100))
+        }
     }
 }

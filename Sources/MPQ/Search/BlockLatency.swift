@@ -27,7 +27,7 @@ import Foundation
 /// measurement, so an interrupted measurement resumes.
 public final class BlockLatency: @unchecked Sendable {
     public struct Options: Sendable {
-        public var maxUnitsPerBlock = 2
+        public var maxUnitsPerBlock = 4
         public var maxConfigurations = 64
         public var warmup = 3
         public var repetitions = 15
@@ -133,7 +133,11 @@ public final class BlockLatency: @unchecked Sendable {
 
     /// Number of timings to take (blocks x configurations, plus the float and base runs).
     public var measurementCount: Int {
-        partition.blocks.indices.reduce(0) { total, b in total + 2 + plannedFactors(b).reduce(0) { $0 + $1.configurations.count } }
+        partition.blocks.indices.reduce(0) { total, b in
+            let factors = plannedFactors(b)
+            // The float run, the base run (unless the block has no groups), each factor's configurations.
+            return total + (factors.isEmpty ? 1 : 2) + factors.reduce(0) { $0 + $1.configurations.count }
+        }
     }
 
     /// Times every block and configuration (or loads the timings from the cache);
@@ -163,15 +167,18 @@ public final class BlockLatency: @unchecked Sendable {
             }
             let blockGroups = block.units
             let base = Dictionary(uniqueKeysWithValues: blockGroups.map { ($0, 0) })
+            func label(_ assignment: [Int: Int]) -> String {
+                blockGroups.map { candidates[$0][assignment[$0] ?? 0].name }.joined(separator: ",")
+            }
             let floatTime = try timed("float", nil)
-            let baseTime = try timed("base", base)
+            // A block without groups runs the same kernels in every configuration.
+            let baseTime = blockGroups.isEmpty ? floatTime : try timed(label(base), base)
             var factors = plannedFactors(b)
             for f in factors.indices {
                 factors[f].milliseconds = try factors[f].configurations.map { configuration in
                     var assignment = base
                     for (group, candidate) in zip(factors[f].groups, configuration) { assignment[group] = candidate }
-                    let label = blockGroups.map { "\(candidates[$0][assignment[$0] ?? 0].name)" }.joined(separator: ",")
-                    return try timed(label, assignment)
+                    return try timed(label(assignment), assignment)
                 }
             }
             result.append(Block(nodes: block.nodes, groups: blockGroups, floatMilliseconds: floatTime,
@@ -184,6 +191,7 @@ public final class BlockLatency: @unchecked Sendable {
     /// The factors block `b` is timed as (milliseconds not yet filled in).
     private func plannedFactors(_ b: Int) -> [Factor] {
         let blockGroups = partition.blocks[b].units
+        guard !blockGroups.isEmpty else { return [] }
         let product = blockGroups.reduce(1.0) { $0 * Double(candidates[$1].count) }
         if product <= Double(options.maxConfigurations) {
             var configurations: [[Int]] = [[]]

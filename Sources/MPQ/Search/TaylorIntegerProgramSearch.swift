@@ -276,7 +276,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         for (index, threshold) in thresholds.enumerated() {
             var limited = budgets
             limited.maxLossMSE = threshold
-            guard let choice = try? solve(objective: objective, budgets: limited) else { continue }
+            let choice = try solve(objective: objective, budgets: limited)
             if measured[choice.assignment] == nil {
                 measured[choice.assignment] = (try measuredLossMSE(choice.assignment),
                                                try measuredLatency(choice.assignment).median)
@@ -353,7 +353,17 @@ public struct TaylorValidation: Sendable {
         public var measuredMilliseconds: Double
     }
 
+    /// One (group, candidate) quantized alone, everything else at its most precise candidate.
+    public struct SingleGroup: Sendable {
+        public var group: Int
+        public var candidate: Int
+        public var predictedLossMSE: Double
+        public var measuredLossMSE: Double
+    }
+
     public var rows: [Row]
+    /// The most sensitive (group, candidate) pairs alone: where the first-order prediction is tested hardest.
+    public var singleGroups: [SingleGroup]
     /// Spearman rank correlation of predicted and measured loss MSE.
     public var lossSpearman: Double
     /// Mean and largest |predicted - measured| / measured latency.
@@ -364,8 +374,9 @@ public struct TaylorValidation: Sendable {
     /// probability (i + 0.5) / count (to a random candidate other than its most precise one),
     /// so the set spans nearly float to nearly fully quantized.
     /// - Parameter measuresLatency: false skips block and end-to-end timings (latency values and errors are then NaN).
+    /// - Parameter singleGroupCount: how many of the most sensitive (group, candidate) pairs to also measure alone.
     public static func measure(_ search: TaylorIntegerProgramSearch, count: Int, seed: UInt64 = 1,
-                               measuresLatency: Bool = true,
+                               measuresLatency: Bool = true, singleGroupCount: Int = 5,
                                progress: ((Int, Int) -> Void)? = nil) throws -> TaylorValidation {
         guard count >= 2 else { throw MPQError.invalidInput("validation needs at least 2 configurations, got \(count)") }
         var state = seed
@@ -389,8 +400,16 @@ public struct TaylorValidation: Sendable {
                             measuredMilliseconds: measuresLatency ? try search.measuredLatency(assignment).median : .nan))
             progress?(i + 1, count)
         }
+        let table = try search.lossMSE()
+        let pairs = table.indices.flatMap { g in table[g].indices.dropFirst().map { (g, $0) } }
+        let single = try pairs.sorted { table[$0.0][$0.1] > table[$1.0][$1.1] }.prefix(singleGroupCount).map { g, c in
+            var assignment = [Int](repeating: 0, count: table.count)
+            assignment[g] = c
+            return SingleGroup(group: g, candidate: c, predictedLossMSE: table[g][c],
+                               measuredLossMSE: try search.measuredLossMSE(assignment))
+        }
         let errors = rows.map { abs($0.predictedMilliseconds - $0.measuredMilliseconds) / $0.measuredMilliseconds }
-        return TaylorValidation(rows: rows,
+        return TaylorValidation(rows: rows, singleGroups: single,
                                 lossSpearman: spearman(rows.map(\.predictedLossMSE), rows.map(\.measuredLossMSE)),
                                 meanLatencyError: errors.reduce(0, +) / Double(errors.count),
                                 maxLatencyError: errors.max() ?? .nan)

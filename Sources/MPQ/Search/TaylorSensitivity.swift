@@ -28,7 +28,7 @@ public final class TaylorSensitivity: @unchecked Sendable {
     public let loss: TaskLoss
     /// The graph output the loss reads (the first).
     public let lossOutput: String
-    private let options: SessionOptions
+    private let computation: GradientComputation
     /// Labels per sample of a `crossEntropy` loss (positions per sample), else nil.
     private let labelsPerSample: Int?
     /// Per calibration batch: the loss resolved for its samples and its FP32 head losses.
@@ -46,9 +46,8 @@ public final class TaylorSensitivity: @unchecked Sendable {
         self.data = data
         self.calibration = calibration
         self.loss = loss
-        self.options = options
         lossOutput = output
-        _ = try GradientComputation(graph: graph, options: options)
+        computation = try GradientComputation(graph: graph, options: options)
 
         var perSample: Int?
         var losses: [TaskLoss] = []
@@ -100,7 +99,6 @@ public final class TaylorSensitivity: @unchecked Sendable {
         guard groups.count == candidates.count else {
             throw MPQError.invalidInput("\(groups.count) groups but \(candidates.count) candidate lists")
         }
-        let computation = try GradientComputation(graph: graph, options: options)
         let sites = groups.flatMap(\.sites)
         let wrt = Set(sites.map(\.value))
         // Weight errors do not depend on the sample.
