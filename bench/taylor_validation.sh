@@ -6,13 +6,15 @@
 # CPUs without VNNI) measures faster than uniform int8 at equal or lower measured loss MSE.
 #
 # Usage: bench/taylor_validation.sh [WORK_DIR]   (build first: swift build -c release --product mpq)
-# Environment: MPQ (the mpq binary), CONFIGURATIONS (random configurations, default 24), THREADS.
+# Environment: MPQ (the mpq binary), CONFIGURATIONS (random configurations, default 24), THREADS (default 1:
+# on a shared 2-core machine two OpenMP threads stall at barriers whenever another process takes a core,
+# in 4 ms scheduler ticks, which swamps sub-millisecond block timings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared"
 mpq=${MPQ:-$root/.build/release/mpq}
 configurations=${CONFIGURATIONS:-24}
-threads=${THREADS:-2}
+threads=${THREADS:-1}
 work=${1:-$(mktemp -d -t mpq-taylor-XXXXXX)}
 mkdir -p "$work"
 [ -x "$mpq" ] || { echo "no mpq binary at $mpq (swift build -c release --product mpq)" >&2; exit 1; }
@@ -24,6 +26,10 @@ mkdir -p "$work"
 echo "== mobilenetv2, 64 images, pseudo-label cross-entropy, profile cpu-avx2"
 "$mpq" search "$shared/models/mobilenetv2.onnx" --method taylor-ip --profile cpu-avx2 --calib "$work/images64.npy" \
     --validate "$configurations" --sweep --threads "$threads" --cache "$work/cache" --out "$work/mobilenetv2"
+
+echo "== mobilenetv2, 64 images, random projections of the logits (8 heads), profile cpu-avx2"
+"$mpq" search "$shared/models/mobilenetv2.onnx" --method taylor-ip --profile cpu-avx2 --calib "$work/images64.npy" \
+    --loss random-projection --validate "$configurations" --threads "$threads" --cache "$work/cache" --out "$work/mobilenetv2-projections"
 
 echo "== all-MiniLM-L6-v2, 64 sentences (<= 32 tokens), random-projection loss (8 heads), profile cpu-avx2"
 "$mpq" search "$shared/models/all-MiniLM-L6-v2.onnx" --method taylor-ip --profile cpu-avx2 --calib "$work/text64.npz" \
