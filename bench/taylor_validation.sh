@@ -8,13 +8,15 @@
 # Usage: bench/taylor_validation.sh [WORK_DIR]   (build first: swift build -c release --product mpq)
 # Environment: MPQ (the mpq binary), CONFIGURATIONS (random configurations, default 24), THREADS (default 1:
 # on a shared 2-core machine two OpenMP threads stall at barriers whenever another process takes a core,
-# in 4 ms scheduler ticks, which swamps sub-millisecond block timings).
+# in 4 ms scheduler ticks, which swamps sub-millisecond block timings), STATISTIC (median or minimum of the
+# repeated runs each timing keeps; default median).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared"
 mpq=${MPQ:-$root/.build/release/mpq}
 configurations=${CONFIGURATIONS:-24}
 threads=${THREADS:-1}
+statistic=${STATISTIC:-median}
 work=${1:-$(mktemp -d -t mpq-taylor-XXXXXX)}
 mkdir -p "$work"
 [ -x "$mpq" ] || { echo "no mpq binary at $mpq (swift build -c release --product mpq)" >&2; exit 1; }
@@ -25,13 +27,13 @@ mkdir -p "$work"
 
 echo "== mobilenetv2, 64 images, pseudo-label cross-entropy, profile cpu-avx2"
 "$mpq" search "$shared/models/mobilenetv2.onnx" --method taylor-ip --profile cpu-avx2 --calib "$work/images64.npy" \
-    --validate "$configurations" --sweep --threads "$threads" --cache "$work/cache" --out "$work/mobilenetv2"
+    --validate "$configurations" --sweep --threads "$threads" --latency-statistic "$statistic" --cache "$work/cache" --out "$work/mobilenetv2"
 
 echo "== mobilenetv2, 64 images, random projections of the logits (8 heads), profile cpu-avx2"
 "$mpq" search "$shared/models/mobilenetv2.onnx" --method taylor-ip --profile cpu-avx2 --calib "$work/images64.npy" \
-    --loss random-projection --validate "$configurations" --threads "$threads" --cache "$work/cache" --out "$work/mobilenetv2-projections"
+    --loss random-projection --validate "$configurations" --threads "$threads" --latency-statistic "$statistic" --cache "$work/cache" --out "$work/mobilenetv2-projections"
 
 echo "== all-MiniLM-L6-v2, 64 sentences (<= 32 tokens), random-projection loss (8 heads), profile cpu-avx2"
 "$mpq" search "$shared/models/all-MiniLM-L6-v2.onnx" --method taylor-ip --profile cpu-avx2 --calib "$work/text64.npz" \
-    --validate "$configurations" --sweep --threads "$threads" --cache "$work/cache" --out "$work/minilm"
+    --validate "$configurations" --sweep --threads "$threads" --latency-statistic "$statistic" --cache "$work/cache" --out "$work/minilm"
 echo "outputs in $work"

@@ -34,6 +34,9 @@ struct TaylorSearchOptions: ParsableArguments {
     @Option(help: ArgumentHelp("taylor-ip: configurations timed per sub-graph; beyond it a sub-graph is timed one group at a time and taken as additive.", valueName: "N"))
     var maxBlockConfigurations = 64
 
+    @Option(help: ArgumentHelp("taylor-ip: what a timing keeps of its repeated runs: median or minimum (for machines shared with other work).", valueName: "STAT"))
+    var latencyStatistic = "median"
+
     @Option(help: ArgumentHelp("taylor-ip: also measure N random mixed configurations (predicted vs measured loss MSE and latency) and compare a threshold's choice with uniform int8; writes validation.csv.", valueName: "N"))
     var validate: Int?
 }
@@ -77,6 +80,10 @@ struct TaylorSearch {
         settings.latency.session = command.threadOptions.session
         settings.latency.maxUnitsPerBlock = options.unitsPerBlock
         settings.latency.maxConfigurations = options.maxBlockConfigurations
+        guard let statistic = BlockLatency.Statistic(rawValue: options.latencyStatistic) else {
+            throw ValidationError("unknown --latency-statistic \(options.latencyStatistic) (use median or minimum)")
+        }
+        settings.latency.statistic = statistic
         settings.cacheRoot = command.cache.map { URL(fileURLWithPath: $0) }
         for (text, keyPath) in [(command.activationRange, \TaylorIntegerProgramSearch.Options.activationRange), (command.weightRange, \.weightRange)] {
             guard let method = RangeMethod(rawValue: text) else {
@@ -113,7 +120,7 @@ struct TaylorSearch {
         budgets.maxLossMSE = threshold
         let choice = try search.solve(objective: objective, budgets: budgets)
         let measuredLoss = try search.measuredLossMSE(choice.assignment)
-        let measuredTime = try search.measuredLatency(choice.assignment).median
+        let measuredTime = try search.measuredMilliseconds(choice.assignment)
         print(String(format: "CBC: %@, gap %.3g, %.3f s", choice.status.rawValue, choice.gap, choice.solveSeconds))
         print(String(format: "chosen: predicted loss MSE %.4g (threshold %.4g), measured %.4g; predicted latency %.3f ms, measured %.3f ms",
                      choice.predictedLossMSE, threshold, measuredLoss, choice.predictedMilliseconds, measuredTime))
@@ -199,9 +206,9 @@ struct TaylorSearch {
         var atUniform = budgets
         atUniform.maxLossMSE = try search.predictedLossMSE(uniform)
         let choice = try search.solve(objective: objective, budgets: atUniform)
-        let uniformLoss = try search.measuredLossMSE(uniform), uniformTime = try search.measuredLatency(uniform).median
-        let chosenLoss = try search.measuredLossMSE(choice.assignment), chosenTime = try search.measuredLatency(choice.assignment).median
-        let floatTime = try search.measuredLatency([Int](repeating: 0, count: search.groups.groups.count)).median
+        let uniformLoss = try search.measuredLossMSE(uniform), uniformTime = try search.measuredMilliseconds(uniform)
+        let chosenLoss = try search.measuredLossMSE(choice.assignment), chosenTime = try search.measuredMilliseconds(choice.assignment)
+        let floatTime = try search.measuredMilliseconds([Int](repeating: 0, count: search.groups.groups.count))
         print(String(format: "IP solve %.3f s (%@, gap %.3g) at threshold %.4g (uniform %@ predicted loss MSE)",
                      choice.solveSeconds, choice.status.rawValue, choice.gap, atUniform.maxLossMSE, int8.name))
         print(String(format: "uniform %@: measured loss MSE %.4g, %.3f ms; chosen: measured loss MSE %.4g, %.3f ms; most precise: %.3f ms",

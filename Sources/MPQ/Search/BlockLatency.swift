@@ -15,8 +15,8 @@ import Foundation
 /// Each block is timed as deployed: its subgraph quantized with its groups'
 /// formats (`QuantizedModel`) and lowered with `Int8Lowering(simulatingTheRest:
 /// false)` (int8 kernels where the CPU has them, float32 elsewhere), with
-/// warm-up and the median of repetitions (`LatencyMeasurement`) on the block's
-/// entry values. A block whose configurations (the product of its groups'
+/// warm-up and the median (or minimum, `Options.statistic`) of repetitions
+/// (`LatencyMeasurement`) on the block's entry values. A block whose configurations (the product of its groups'
 /// candidate counts) number at most `maxConfigurations` is timed for each;
 /// beyond that it is timed with every group at its first (most precise)
 /// candidate and with one group changed at a time, and the block's time is
@@ -26,7 +26,16 @@ import Foundation
 /// the candidates, the partition settings, threads and the CPU, after each
 /// measurement, so an interrupted measurement resumes.
 public final class BlockLatency: @unchecked Sendable {
+    /// Which summary of the repeated runs a timing keeps.
+    public enum Statistic: String, Sendable, CaseIterable {
+        /// The median run (robust to occasional slow runs).
+        case median
+        /// The fastest run (robust to a machine shared with other work, whose noise only adds time).
+        case minimum
+    }
+
     public struct Options: Sendable {
+        public var statistic = Statistic.median
         public var maxUnitsPerBlock = 4
         public var maxConfigurations = 64
         public var warmup = 3
@@ -112,7 +121,7 @@ public final class BlockLatency: @unchecked Sendable {
         let settings = [
             "block latency 1", "threads \(options.session.threads)", "cpu \(Self.cpuName)",
             "int8 weight bits \(CPUFeatures.current.int8WeightBits)", "units per block \(options.maxUnitsPerBlock)",
-            "max configurations \(options.maxConfigurations)", "warmup \(options.warmup)", "repetitions \(options.repetitions)",
+            "max configurations \(options.maxConfigurations)", "statistic \(options.statistic.rawValue)", "warmup \(options.warmup)", "repetitions \(options.repetitions)",
             "activation range \(calibration.activationRange.rawValue)", "weight range \(calibration.weightRange.rawValue)",
             "granularity \(calibration.weightGranularity)", "inputs \(shapes)",
         ] + zip(groups, candidates).map { "\($0.name): \($1.map(\.name).joined(separator: ","))" }
@@ -160,10 +169,11 @@ public final class BlockLatency: @unchecked Sendable {
                 let deployed = try assignment.map { try deployedGraph(subgraphs[b], assignment: $0) } ?? subgraphs[b]
                 let timing = try LatencyMeasurement.measure(graph: deployed, feeds: entries[b], options: options.session,
                                                             warmup: options.warmup, repetitions: options.repetitions)
-                try cache.store(name, timing.median)
+                let value = options.statistic == .median ? timing.median : timing.minimum
+                try cache.store(name, value)
                 done += 1
                 progress?(done, total)
-                return timing.median
+                return value
             }
             let blockGroups = block.units
             let base = Dictionary(uniqueKeysWithValues: blockGroups.map { ($0, 0) })
@@ -246,7 +256,14 @@ public final class BlockLatency: @unchecked Sendable {
         return try Int8Lowering(model, simulatingTheRest: false).graph
     }
 
-    /// The whole deployed model of `assignment` timed the same way as the blocks.
+    /// The whole deployed model of `assignment` timed the same way as the blocks (in milliseconds,
+    /// `options.statistic` of the runs).
+    public func measuredMilliseconds(_ assignment: [Int]) throws -> Double {
+        let timing = try measuredLatency(assignment)
+        return options.statistic == .median ? timing.median : timing.minimum
+    }
+
+    /// The whole deployed model of `assignment` timed with the blocks' warm-up and repetitions.
     public func measuredLatency(_ assignment: [Int]) throws -> Timing {
         var formats: [String: QuantizationFormat] = [:]
         for (g, group) in groups.enumerated() {

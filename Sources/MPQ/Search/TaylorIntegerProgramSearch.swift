@@ -279,7 +279,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
             let choice = try solve(objective: objective, budgets: limited)
             if measured[choice.assignment] == nil {
                 measured[choice.assignment] = (try measuredLossMSE(choice.assignment),
-                                               try measuredLatency(choice.assignment).median)
+                                               try measuredMilliseconds(choice.assignment))
             }
             let values = measured[choice.assignment] ?? (0, 0)
             points.append(FrontPoint(threshold: threshold, choice: choice, measuredLossMSE: values.loss,
@@ -313,9 +313,9 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         try sensitivity.measuredLossMSE(quantizedModel(assignment))
     }
 
-    /// The whole deployed model of `assignment` timed as the blocks are.
-    public func measuredLatency(_ assignment: [Int]) throws -> Timing {
-        try latency.measuredLatency(assignment)
+    /// Milliseconds of the whole deployed model of `assignment`, timed as the blocks are.
+    public func measuredMilliseconds(_ assignment: [Int]) throws -> Double {
+        try latency.measuredMilliseconds(assignment)
     }
 
     /// The configuration in the `mpq quantize --config FILE.json` layout: every site's format
@@ -397,7 +397,7 @@ public struct TaylorValidation: Sendable {
             rows.append(Row(assignment: assignment, predictedLossMSE: try search.predictedLossMSE(assignment),
                             measuredLossMSE: try search.measuredLossMSE(assignment),
                             predictedMilliseconds: measuresLatency ? try search.predictedMilliseconds(assignment) : .nan,
-                            measuredMilliseconds: measuresLatency ? try search.measuredLatency(assignment).median : .nan))
+                            measuredMilliseconds: measuresLatency ? try search.measuredMilliseconds(assignment) : .nan))
             progress?(i + 1, count)
         }
         let table = try search.lossMSE()
