@@ -256,7 +256,8 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     }
 
     /// Solves at `count` loss thresholds log-spaced from the smallest positive reachable loss MSE
-    /// to that of the unconstrained optimum, and measures each distinct configuration:
+    /// to that of the unconstrained optimum (one threshold when the optimum is also the least
+    /// lossy configuration), and measures each distinct configuration:
     /// loss MSE on the calibration data, latency of the whole deployed model.
     public func sweep(objective: Objective, budgets: Budgets, count: Int = 8,
                       progress: ((Progress) -> Void)? = nil) throws -> [FrontPoint] {
@@ -265,11 +266,9 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         let (smallest, unconstrained) = try reachableLossMSE(objective: objective, budgets: budgets)
         let positive = table.flatMap { $0 }.filter { $0 > 0 }.min() ?? 0
         let low = max(smallest, positive), high = unconstrained
-        guard high > 0 else {
-            throw MPQError.invalidInput("every configuration predicts zero loss MSE: there is nothing to sweep")
-        }
-        let thresholds = (0..<count).map { i -> Double in
-            high <= low ? high : low * pow(high / low, Double(i) / Double(count - 1))
+        // When the best configuration is also the least lossy one (or no loss is positive), the front is that point.
+        let thresholds = high <= low || low <= 0 ? [high] : (0..<count).map { i in
+            low * pow(high / low, Double(i) / Double(count - 1))
         }
         var points: [FrontPoint] = []
         var measured: [[Int]: (loss: Double, milliseconds: Double)] = [:]
@@ -284,7 +283,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
             let values = measured[choice.assignment] ?? (0, 0)
             points.append(FrontPoint(threshold: threshold, choice: choice, measuredLossMSE: values.loss,
                                      measuredMilliseconds: values.milliseconds))
-            progress?(Progress(phase: "sweep", done: index + 1, total: count))
+            progress?(Progress(phase: "sweep", done: index + 1, total: thresholds.count))
         }
         return points
     }
