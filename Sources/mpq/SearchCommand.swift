@@ -6,6 +6,8 @@ import MPQ
 enum SearchMethod: String, ExpressibleByArgument, CaseIterable {
     /// Pareto-greedy (Pandey et al. 2023; AIMET's AMP).
     case pareto
+    /// Taylor-IP (Markovich-Golan et al. 2025): loss-MSE sensitivities, measured block latency, CBC.
+    case taylorIP = "taylor-ip"
 }
 
 struct SearchCommand: ParsableCommand {
@@ -70,6 +72,8 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Output folder (created if missing).", valueName: "DIR"))
     var out: String
 
+    @OptionGroup var taylor: TaylorSearchOptions
+
     func validate() throws {
         if [targetSqnr, maxDrop, targetCost].compactMap({ $0 }).count > 1 {
             throw ValidationError("give at most one of --target-sqnr, --max-drop, --target-cost")
@@ -86,6 +90,7 @@ struct SearchCommand: ParsableCommand {
     }
 
     func run() throws {
+        if method == .taylorIP { return try TaylorSearch(command: self).run() }
         let loaded = try Model(contentsOf: model)
         let graph = loaded.graph
         var hardware = try HardwareProfile.load(profile)
