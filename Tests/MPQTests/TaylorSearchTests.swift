@@ -201,10 +201,9 @@ import Testing
         var rng = SeededGenerator(seed: 4)
         try NPY.write(Tensor.random([6, 3, 12, 12], in: -2...2, using: &rng), to: calib)
         let out = folder.appendingPathComponent("out").path
-        let cli = CommandLineErrorTests()
         let common = ["search", modelPath, "--method", "taylor-ip", "--profile", "cpu-avx2", "--calib", calib,
                       "--batch-size", "3", "--cache", folder.appendingPathComponent("cache").path, "--out", out]
-        let result = try cli.mpq(common + ["--max-loss-mse", "1e-3", "--sweep", "--sweep-points", "3"])
+        let result = try mpq(common + ["--max-loss-mse", "1e-3", "--sweep", "--sweep-points", "3"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("CBC: optimal"), "\(result.stdout)")
         for name in ["config.json", "model.qdq.onnx", "encodings.json", "report.json", "predicted.csv", "latency.csv",
@@ -221,7 +220,7 @@ import Testing
         // Labels of the wrong shape: one line naming the shapes.
         let labels = folder.appendingPathComponent("labels.npy").path
         try NPY.write(Tensor(shape: [4], scalars: [Int64](repeating: 1, count: 4)), to: labels)
-        try cli.expectCleanFailure(common + ["--max-loss-mse", "1e-3", "--loss", "labels", "--labels", labels],
+        try CommandLineErrorTests().expectCleanFailure(common + ["--max-loss-mse", "1e-3", "--loss", "labels", "--labels", labels],
                                    mentions: ["labels.npy", "[4]", "6"])
     }
 
