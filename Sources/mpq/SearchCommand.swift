@@ -37,7 +37,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Score: \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "METRIC"))
     var metric = "sqnr"
 
-    @Option(help: ArgumentHelp("Class labels, one integer per calibration sample (for --metric accuracy).", valueName: "FILE.npy"))
+    @Option(help: ArgumentHelp("Class labels, one integer per calibration sample (pareto: for --metric accuracy; taylor-ip: the cross-entropy loss).", valueName: "FILE.npy"))
     var labels: String?
 
     @Option(help: ArgumentHelp("Select the cheapest point whose output SQNR is at least DB (metric sqnr).", valueName: "DB"))
