@@ -15,8 +15,8 @@ python3 "$ROOT/Tests/Scripts/make_text_inputs.py" "$SHARED/models/all-MiniLM-L6-
   "$SHARED/data/text/hamlet_gut.txt" "$TMP/tokens.npz" 64 >/dev/null
 run() { # name model calib extra...
   local name="$1" model="$2" calib="$3"; shift 3
-  for mode in cache no-cache; do
-    local flag=(); [ "$mode" = no-cache ] && flag=(--no-activation-cache)
+  for mode in with without; do
+    local flag=(); [ "$mode" = without ] && flag=(--no-activation-cache)
     "$MPQ" search "$SHARED/models/$model" --method pareto --calib "$calib" --candidates w8a8,w4a8,w8a16,w16a16 \
       --cache "$TMP/cache-$name-$mode" --out "$TMP/out-$name-$mode" "$@" "${flag[@]}" 2>/dev/null \
       | grep -E "phase 1|chosen" | sed "s/^/$name ($mode activation cache): /"
