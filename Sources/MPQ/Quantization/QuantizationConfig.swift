@@ -93,6 +93,15 @@ public struct QuantizationConfig: Sendable, Equatable {
 }
 
 extension QuantizationConfig.WeightGranularity {
+    /// "per-tensor", "per-channel" or "per-group:G", as `init(parsing:)` reads it.
+    public var name: String {
+        switch self {
+        case .perTensor: return "per-tensor"
+        case .perChannel: return "per-channel"
+        case .perGroup(let size): return "per-group:\(size)"
+        }
+    }
+
     /// "per-tensor", "per-channel" or "per-group:G".
     public init(parsing text: String) throws {
         switch text {

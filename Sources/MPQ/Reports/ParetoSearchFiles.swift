@@ -75,25 +75,10 @@ public enum ParetoSearchFiles {
     /// The configuration of `assignment`: every site's format under "tensors" (loadable with
     /// `QuantizationConfig.load`, so `mpq quantize --config config.json` reproduces it) and the choice per group.
     public static func configJSON(_ search: ParetoGreedySearch, assignment: [Int]) throws -> Data {
-        let granularity: String
-        switch search.options.weightGranularity {
-        case .perTensor: granularity = "per-tensor"
-        case .perChannel: granularity = "per-channel"
-        case .perGroup(let size): granularity = "per-group:\(size)"
-        }
-        let object: [String: Any] = [
-            "weights": "fp32",
-            "activations": "fp32",
-            "granularity": granularity,
-            "weight_range": search.options.weightRange.rawValue,
-            "activation_range": search.options.activationRange.rawValue,
-            "tensors": search.formats(assignment).mapValues(\.name),
-            "groups": Dictionary(uniqueKeysWithValues: zip(search.groups.groups, zip(search.candidates, assignment))
-                .map { ($0.name, $1.0[$1.1].name) }),
-            "relative_cost": search.relativeCost(assignment),
-            "cost": search.profile.cost.rawValue,
-        ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try CandidateAssignment(groups: search.groups, candidates: search.candidates, choice: assignment).configJSON(
+            granularity: search.options.weightGranularity, weightRange: search.options.weightRange,
+            activationRange: search.options.activationRange,
+            extra: ["relative_cost": search.relativeCost(assignment), "cost": search.profile.cost.rawValue])
     }
 
     /// The front as a chart: predicted score against relative cost, evaluated points marked, the

@@ -365,12 +365,7 @@ public final class ParetoGreedySearch: @unchecked Sendable {
 
     /// Formats of every site under `assignment`.
     public func formats(_ assignment: [Int]) -> [String: QuantizationFormat] {
-        var formats: [String: QuantizationFormat] = [:]
-        for (g, group) in groups.groups.enumerated() {
-            let candidate = candidates[g][assignment[g]]
-            for site in group.sites { formats[site.value] = site.role == .weight ? candidate.weights : candidate.activations }
-        }
-        return formats
+        CandidateAssignment(groups: groups, candidates: candidates, choice: assignment).formats
     }
 
     /// The quantized model of a configuration.

@@ -292,12 +292,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
 
     /// Formats of every site under `assignment`.
     public func formats(_ assignment: [Int]) -> [String: QuantizationFormat] {
-        var formats: [String: QuantizationFormat] = [:]
-        for (g, group) in groups.groups.enumerated() {
-            let candidate = candidates[g][assignment[g]]
-            for site in group.sites { formats[site.value] = site.role == .weight ? candidate.weights : candidate.activations }
-        }
-        return formats
+        CandidateAssignment(groups: groups, candidates: candidates, choice: assignment).formats
     }
 
     /// The simulated quantized model of `assignment`.
@@ -320,22 +315,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     /// The configuration in the `mpq quantize --config FILE.json` layout: every site's format
     /// under "tensors", plus the candidate per group.
     public func configJSON(_ assignment: [Int]) throws -> Data {
-        let granularity: String
-        switch options.weightGranularity {
-        case .perTensor: granularity = "per-tensor"
-        case .perChannel: granularity = "per-channel"
-        case .perGroup(let size): granularity = "per-group:\(size)"
-        }
-        let object: [String: Any] = [
-            "weights": "fp32",
-            "activations": "fp32",
-            "granularity": granularity,
-            "weight_range": options.weightRange.rawValue,
-            "activation_range": options.activationRange.rawValue,
-            "tensors": formats(assignment).mapValues(\.name),
-            "groups": Dictionary(uniqueKeysWithValues: zip(groups.groups, zip(candidates, assignment))
-                .map { ($0.name, $1.0[$1.1].name) }),
-        ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try CandidateAssignment(groups: groups, candidates: candidates, choice: assignment).configJSON(
+            granularity: options.weightGranularity, weightRange: options.weightRange, activationRange: options.activationRange)
     }
 }
