@@ -134,6 +134,18 @@ public struct HardwareProfile: Sendable {
         return profile
     }
 
+    /// What a search chooses over in `graph` under this profile: its quantizers, their groups
+    /// (with the profile's shared values) and each group's allowed candidates, most precise first.
+    public func searchSpace(for graph: Graph) throws
+        -> (placement: QuantizerPlacement, groups: QuantizerGroups, candidates: [[Candidate]]) {
+        let placement = QuantizerPlacement(graph: graph)
+        let groups = try QuantizerGroups(graph: graph, placement: placement, shared: shared)
+        let candidates = try groups.groups.map { group in
+            try allowedCandidates(for: group).sorted { $0.isMorePrecise(than: $1) }
+        }
+        return (placement, groups, candidates)
+    }
+
     /// Candidates `group` may take: the profile's, filtered by the allow-list of each of its op types.
     /// Throws `MPQError.invalidInput` naming the group when none is left.
     public func allowedCandidates(for group: QuantizerGroups.Group) throws -> [Candidate] {

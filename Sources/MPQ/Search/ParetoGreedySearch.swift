@@ -77,12 +77,7 @@ public final class ParetoGreedySearch: @unchecked Sendable {
         self.data = data
         self.profile = profile
         self.options = options
-        placement = QuantizerPlacement(graph: graph)
-        groups = try QuantizerGroups(graph: graph, placement: placement, shared: profile.shared)
-        candidates = try groups.groups.map { group in
-            let allowed = try profile.allowedCandidates(for: group)
-            return allowed.sorted { $0.isMorePrecise(than: $1) }
-        }
+        (placement, groups, candidates) = try profile.searchSpace(for: graph)
         costModel = try CostModel(graph: graph, groups: groups, candidates: candidates, profile: profile)
         let settings = [
             "pareto-greedy 1", "profile \(profile.source)", "metric \(options.metric.rawValue)", "batch \(options.batchSize)",

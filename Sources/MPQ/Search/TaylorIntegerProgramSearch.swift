@@ -112,11 +112,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         self.graph = graph
         self.profile = profile
         self.options = options
-        placement = QuantizerPlacement(graph: graph)
-        groups = try QuantizerGroups(graph: graph, placement: placement, shared: profile.shared)
-        candidates = try groups.groups.map { group in
-            try profile.allowedCandidates(for: group).sorted { $0.isMorePrecise(than: $1) }
-        }
+        (placement, groups, candidates) = try profile.searchSpace(for: graph)
         var memoryProfile = profile, bopsProfile = profile
         memoryProfile.cost = .memory
         bopsProfile.cost = .bops
