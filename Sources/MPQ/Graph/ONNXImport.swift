@@ -23,7 +23,11 @@ public struct Model: Sendable {
     /// Reads an ONNX file. Initializers may be in `raw_data`, typed fields,
     /// `Constant` nodes or external-data files beside the model.
     public init(contentsOf path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw MPQError.fileNotFound(path) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw MPQError.fileNotFound(path) }
+        guard !isDirectory.boolValue else {
+            throw MPQError.invalidModel("\(path) is a directory, expected an .onnx file")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
@@ -57,7 +61,20 @@ public struct Model: Sendable {
         let g = proto.graph
         var initializers: [String: Tensor] = [:]
         for tensor in g.initializer {
+            guard !tensor.name.isEmpty else { throw MPQError.invalidModel("an initializer has an empty name") }
+            guard initializers[tensor.name] == nil else {
+                throw MPQError.invalidModel("initializer '\(tensor.name)' is defined twice (each value must have a single writer)")
+            }
             initializers[tensor.name] = try importer.tensor(from: tensor)
+        }
+        // Graph inputs that name initializers (default values) must agree with them in type.
+        for input in g.input {
+            guard let value = initializers[input.name], case .tensorType(let t)? = input.type.value,
+                  t.elemType != 0 else { continue }
+            guard t.elemType == Int32(value.dtype.rawValue) else {
+                let declared = DataType(rawValue: Int(t.elemType)).map { "\($0)" } ?? "element type \(t.elemType)"
+                throw MPQError.invalidModel("graph input '\(input.name)' is declared \(declared), its initializer holds \(value.dtype)")
+            }
         }
         var nodes: [Node] = []
         for (index, n) in g.node.enumerated() {
@@ -72,7 +89,12 @@ public struct Model: Sendable {
                             outputs: n.output, attributes: attributes)
             if node.opType == "Constant" && (node.domain.isEmpty || node.domain == "ai.onnx"),
                let value = try Self.constantValue(of: node) {
-                for output in node.outputs { initializers[output] = value }
+                for output in node.outputs {
+                    guard initializers[output] == nil else {
+                        throw MPQError.invalidModel("value '\(output)' is written twice: by an initializer or Constant and by Constant node '\(name)' (each value must have a single writer)")
+                    }
+                    initializers[output] = value
+                }
             } else {
                 nodes.append(node)
             }
@@ -82,6 +104,7 @@ public struct Model: Sendable {
         let outputs = try g.output.map(Self.valueInfo)
         var graph = Graph(name: g.name, nodes: nodes, inputs: inputs, outputs: outputs,
                           initializers: initializers, opset: opset)
+        try graph.validate()
         try graph.sortTopologically()
         self.init(graph: graph, irVersion: Int(proto.irVersion), producer: proto.producerName)
     }
@@ -136,7 +159,7 @@ struct TensorImporter {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw MPQError.invalidModel("tensor '\(name)' has negative dimensions \(shape)")
         }
-        let count = shape.reduce(1, *)
+        let count = try SizeLimits.checkedCount(shape, dtype: dtype, what: "tensor '\(name)'")
         let expectedBytes = count * dtype.byteSize
 
         if proto.dataLocation == .external {
@@ -192,16 +215,17 @@ struct TensorImporter {
         guard let base = baseDirectory else {
             throw MPQError.invalidModel("tensor '\(proto.name)' is external, but the model was not read from a file")
         }
-        let url = base.appendingPathComponent(location)
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw MPQError.fileNotFound("\(url.path) (external data of tensor '\(proto.name)')")
+        let url = try ExternalDataLocation.resolve(location, base: base, tensor: proto.name)
+        let data: Data
+        do {
+            data = try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw MPQError.io("cannot read \(url.path) (external data of tensor '\(proto.name)'): \(error.localizedDescription)")
         }
-        let offset = Int(fields["offset"] ?? "0") ?? 0
-        let length = Int(fields["length"] ?? "") ?? expectedBytes
-        let data = try Data(contentsOf: url, options: .alwaysMapped)
-        guard length == expectedBytes, offset >= 0, offset + length <= data.count else {
-            throw MPQError.invalidModel("external data of tensor '\(proto.name)' in \(location) (offset \(offset), length \(length)) does not match its shape \(shape) or the file size \(data.count)")
-        }
+        let range = try ExternalDataLocation.range(offset: fields["offset"], length: fields["length"],
+                                                   expectedBytes: expectedBytes, fileSize: data.count,
+                                                   location: location, tensor: proto.name, shape: shape)
+        let offset = range.lowerBound, length = range.count
         return data.withUnsafeBytes { bytes in
             Tensor(dtype: dtype, shape: shape, bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)]))
         }

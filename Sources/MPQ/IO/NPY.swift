@@ -54,7 +54,7 @@ public enum NPY {
         guard order == "<" || order == "|" || (order == "=" && dtype.byteSize > 0) else {
             throw fail("big-endian data ('\(descr)') is not supported")
         }
-        let count = shape.reduce(1, *)
+        let count = try SizeLimits.checkedCount(shape, dtype: dtype, what: "\(source): the array")
         let payloadStart = start + headerStart + headerLength
         let expected = count * dtype.byteSize
         guard data.count - headerStart - headerLength >= expected else {

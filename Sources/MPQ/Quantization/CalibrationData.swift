@@ -57,6 +57,11 @@ public struct CalibrationData: Sendable {
                 }
                 parts[graph.inputs[0].name, default: []].append(try NPY.read(contentsOf: file))
             }
+            for (name, tensors) in parts {
+                if let scalar = tensors.first(where: { $0.rank == 0 }) {
+                    throw MPQError.invalidInput("\(file): array '\(name)' is 0-d (shape \(scalar.shape)); calibration arrays hold samples along axis 0, e.g. shape [N, ...]")
+                }
+            }
         }
         try self.init(inputs: parts.mapValues { try Tensor.concatenate($0, axis: 0) }, graph: graph)
     }

@@ -21,13 +21,30 @@ public struct SpecializedGraph {
     public init(graph: Graph, operators: [Operator], inputs: [String: ValueSpec],
                 context: ExecutionContext) throws {
         var specs = inputs
+        for (name, spec) in inputs {
+            if let shape = spec.shape {
+                try SizeLimits.checkedCount(shape, dtype: spec.dtype, what: "model input '\(name)'")
+            }
+        }
         for (name, tensor) in graph.initializers { specs[name] = ValueSpec(tensor) }
         var remaining: [(node: Node, op: Operator)] = []
+        /// Every output shape is checked (overflow, memory) before anything of that size is allocated.
+        func checkSizes(_ outputs: [ValueSpec], of node: Node) throws {
+            for (index, spec) in outputs.enumerated() {
+                guard let shape = spec.shape else { continue }
+                let name = index < node.outputs.count ? node.outputs[index] : "#\(index)"
+                try SizeLimits.checkedCount(shape, dtype: spec.dtype,
+                                            what: "output '\(name)' of \(node.opType) node '\(node.name)'")
+            }
+        }
         for (node, op) in zip(graph.nodes, operators) {
             let inputSpecs: [ValueSpec?] = node.inputs.map { $0.isEmpty ? nil : specs[$0] }
             let outputs: [ValueSpec]
             do {
                 if inputSpecs.allSatisfy({ $0 == nil || $0?.constant != nil }) {
+                    // Folding runs the kernel: check the sizes it would allocate first
+                    // (where shape inference can tell them without running it).
+                    if let predicted = try? op.inferOutputs(inputSpecs) { try checkSizes(predicted, of: node) }
                     let values = try op.run(inputSpecs.map { $0?.constant }, context: context)
                     outputs = values.map(ValueSpec.init)
                 } else {
@@ -36,6 +53,7 @@ public struct SpecializedGraph {
             } catch let error as MPQError {
                 throw error.located(at: node)
             }
+            try checkSizes(outputs, of: node)
             guard outputs.count >= node.outputs.filter({ !$0.isEmpty }).count else {
                 throw MPQError.invalidModel("\(node.opType) node '\(node.name)' declares \(node.outputs.count) outputs, the operator yields \(outputs.count)")
             }

@@ -38,11 +38,14 @@ public struct ModelSummary: Sendable {
         let session = try InferenceSession(graph: graph, options: SessionOptions(threads: 1))
         let specialized = try session.specialize(inputShapes: shapes)
         nodesAfterFolding = specialized.nodes.count
-        outputShapes = Dictionary(uniqueKeysWithValues: graph.outputs.map { ($0.name, specialized.specs[$0.name]?.shape) })
-        layers = graph.nodes.compactMap { node in
+        outputShapes = Dictionary(graph.outputs.map { ($0.name, specialized.specs[$0.name]?.shape) }) { first, _ in first }
+        layers = try graph.nodes.compactMap { node in
             let shape = { (name: String) in specialized.specs[name]?.shape }
-            guard let out = node.outputs.first.flatMap(shape), let macs = Self.macs(node, shape) else { return nil }
+            guard let out = node.outputs.first.flatMap(shape), let macs = try Self.macs(node, shape) else { return nil }
             return Layer(name: node.name, opType: node.opType, outputShape: out, macs: macs)
+        }
+        guard layers.reduce(Optional(0), { total, layer in total.flatMap { SizeLimits.add($0, layer.macs) } }) != nil else {
+            throw MPQError.limitExceeded("the model's total MACs overflow a 64-bit integer")
         }
     }
 
@@ -62,21 +65,28 @@ public struct ModelSummary: Sendable {
         return shapes
     }
 
-    private static func macs(_ node: Node, _ shape: (String) -> [Int]?) -> Int? {
+    /// MACs of `node` (overflow-checked: an error naming the node when they do not fit 64 bits).
+    private static func macs(_ node: Node, _ shape: (String) -> [Int]?) throws -> Int? {
         guard node.inputs.count >= 2, let a = shape(node.inputs[0]), let b = shape(node.inputs[1]),
-              let y = shape(node.outputs[0]) else { return nil }
+              let y = shape(node.outputs[0]), !a.isEmpty, !b.isEmpty else { return nil }
+        func product(_ factors: [Int]) throws -> Int {
+            guard let value = SizeLimits.product(factors) else {
+                throw MPQError.limitExceeded("the MACs of \(node.opType) node '\(node.name)' overflow a 64-bit integer")
+            }
+            return value
+        }
         switch node.opType {
         case "Conv":
             // Each output element sums over (C_in / group) x kernel.
-            return y.reduce(1, *) * b.dropFirst().reduce(1, *)
+            return try product(y + Array(b.dropFirst()))
         case "ConvTranspose":
             // Each input element scatters into (C_out / group) x kernel outputs.
-            return a.reduce(1, *) * b.dropFirst().reduce(1, *)
+            return try product(a + Array(b.dropFirst()))
         case "Gemm":
             let transA = ((try? node.int("transA", default: 0)) ?? 0) != 0
-            return y.reduce(1, *) * (transA ? a[0] : a[a.count - 1])
+            return try product(y + [transA ? a[0] : a[a.count - 1]])
         case "MatMul":
-            return y.reduce(1, *) * a[a.count - 1]
+            return try product(y + [a[a.count - 1]])
         default:
             return nil
         }

@@ -9,6 +9,9 @@ extension Tensor {
     public static func concatenate(_ parts: [Tensor], axis: Int) throws -> Tensor {
         guard let first = parts.first else { throw MPQError.invalidInput("nothing to concatenate") }
         let rank = first.rank
+        guard rank >= 1 else {
+            throw MPQError.shapeMismatch("cannot concatenate 0-d (scalar) arrays: samples go along axis 0 of arrays of rank >= 1")
+        }
         let axis = try normalizedAxis(axis, rank: rank)
         for part in parts {
             guard part.dtype == first.dtype else {
@@ -20,7 +23,11 @@ extension Tensor {
             }
         }
         var shape = first.shape
-        shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        guard let total = parts.reduce(Optional(0), { sum, part in sum.flatMap { SizeLimits.add($0, part.shape[axis]) } }) else {
+            throw MPQError.limitExceeded("concatenated size along axis \(axis) overflows a 64-bit integer")
+        }
+        shape[axis] = total
+        try SizeLimits.checkedCount(shape, dtype: first.dtype, what: "the concatenation of \(parts.count) arrays")
         let result = Tensor(uninitialized: first.dtype, shape: shape)
         let outer = shape[..<axis].reduce(1, *)
         let inner = shape[(axis + 1)...].reduce(1, *) * first.dtype.byteSize

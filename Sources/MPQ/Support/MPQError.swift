@@ -23,6 +23,8 @@ public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
     case invalidTensorFile(String)
     case io(String)
     case kernelFailure(String)
+    /// A size or number beyond what mpq accepts (overflow, more than the machine's memory).
+    case limitExceeded(String)
 
     public var description: String {
         switch self {
@@ -51,6 +53,7 @@ public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
         case .invalidTensorFile(let message): return "invalid tensor file: \(message)"
         case .io(let message): return "I/O error: \(message)"
         case .kernelFailure(let message): return "kernel failure: \(message)"
+        case .limitExceeded(let message): return "too large: \(message)"
         }
     }
 }

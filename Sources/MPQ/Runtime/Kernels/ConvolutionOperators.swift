@@ -18,6 +18,7 @@ struct WindowGeometry {
     init(node: Node, spatial: [Int], kernel: [Int]) throws {
         let n = spatial.count
         self.kernel = kernel
+        try Self.validateAttributes(node, kernel: kernel)
         strides = try node.ints("strides") ?? Array(repeating: 1, count: n)
         dilations = try node.ints("dilations") ?? Array(repeating: 1, count: n)
         let pads = try node.ints("pads") ?? Array(repeating: 0, count: 2 * n)
@@ -37,6 +38,45 @@ struct WindowGeometry {
         } else if autoPad == "VALID" {
             padsBegin = Array(repeating: 0, count: n)
             padsEnd = padsBegin
+        }
+    }
+
+    /// Checks the window attributes of `node` that do not depend on shapes:
+    /// strides, dilations and kernel sizes in 1...limit, pads in 0...limit
+    /// (`SizeLimits.maximumWindowAttribute`), so that no later size
+    /// computation divides by zero or overflows. Called when the operator is
+    /// created, i.e. before any plan is made.
+    static func validateAttributes(_ node: Node, kernel: [Int]? = nil) throws {
+        let limit = SizeLimits.maximumWindowAttribute
+        func check(_ name: String, _ values: [Int]?, minimum: Int) throws {
+            guard let values else { return }
+            if let bad = values.first(where: { $0 < minimum || $0 > limit }) {
+                throw MPQError.invalidModel("\(node.opType) node '\(node.name)': \(name) \(values) has \(bad), each must be in \(minimum)...\(limit)")
+            }
+        }
+        try check("strides", try node.ints("strides"), minimum: 1)
+        try check("dilations", try node.ints("dilations"), minimum: 1)
+        try check("pads", try node.ints("pads"), minimum: 0)
+        try check("output_padding", try node.ints("output_padding"), minimum: 0)
+        try check("kernel_shape", kernel ?? (try node.ints("kernel_shape")), minimum: 1)
+        if let pads = try node.ints("pads"), pads.count % 2 != 0 {
+            throw MPQError.invalidModel("\(node.opType) node '\(node.name)': pads \(pads) must hold a begin and an end per spatial axis (an even count)")
+        }
+        let autoPad = try node.string("auto_pad", default: "NOTSET")
+        let valid = ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]
+        guard valid.contains(autoPad) else {
+            throw MPQError.invalidModel("\(node.opType) node '\(node.name)': auto_pad '\(autoPad)' is not one of \(valid.joined(separator: ", "))")
+        }
+    }
+
+    /// Throws unless the (dilated) kernel fits the padded input on every axis.
+    func requireKernelFits(_ spatial: [Int], node: Node) throws {
+        for i in spatial.indices {
+            let extent = (kernel[i] - 1) * dilations[i] + 1
+            let padded = spatial[i] + padsBegin[i] + padsEnd[i]
+            guard extent <= padded else {
+                throw MPQError.shapeMismatch("\(node.opType) node '\(node.name)': kernel extent \(extent) on spatial axis \(i) does not fit the padded input (\(spatial[i]) + pads \(padsBegin[i]) + \(padsEnd[i]) = \(padded))")
+            }
         }
     }
 
@@ -129,6 +169,7 @@ final class ConvolutionOperator: Operator {
         self.transposed = transposed
         group = try node.int("group", default: 1)
         guard group >= 1 else { throw unsupported(node, "group must be >= 1") }
+        try WindowGeometry.validateAttributes(node)
         if transposed, try node.ints("output_shape") != nil {
             throw unsupported(node, "attribute 'output_shape' is not supported (give pads instead)")
         }
@@ -158,6 +199,7 @@ final class ConvolutionOperator: Operator {
                 throw MPQError.shapeMismatch("input \(input) does not match weights \(weights) (group \(group))")
             }
             outputChannels = weights[0]
+            try geometry.requireKernelFits(spatial, node: node)
             outputSpatial = geometry.outputSize(spatial)
         }
         guard outputSpatial.allSatisfy({ $0 > 0 }) else {

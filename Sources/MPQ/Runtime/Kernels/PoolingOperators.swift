@@ -23,6 +23,7 @@ final class PoolingOperator: Operator {
         self.maximum = maximum
         guard let kernel = try node.ints("kernel_shape") else { throw unsupported(node, "kernel_shape is required") }
         self.kernel = kernel
+        try WindowGeometry.validateAttributes(node, kernel: kernel)
         ceilMode = try node.int("ceil_mode", default: 0) != 0
         countIncludePad = try node.int("count_include_pad", default: 0) != 0
         if node.outputs.count > 1 && !node.outputs[1].isEmpty {
@@ -38,6 +39,7 @@ final class PoolingOperator: Operator {
             throw MPQError.shapeMismatch("\(node.opType) with a \(kernel.count)-D kernel needs \(kernel.count + 2)-D input, got \(input)")
         }
         let g = try WindowGeometry(node: node, spatial: Array(input[2...]), kernel: kernel)
+        try g.requireKernelFits(Array(input[2...]), node: node)
         let spatial = g.outputSize(Array(input[2...]), ceilMode: ceilMode)
         guard spatial.allSatisfy({ $0 > 0 }) else { throw MPQError.shapeMismatch("\(node.opType) output would be empty for \(input)") }
         return (g, Array(input[..<2]) + spatial)
