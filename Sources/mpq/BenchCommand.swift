@@ -14,16 +14,16 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Inputs to time (default: generated for --batch and --dim).", valueName: "FILE.npz"))
     var inputs: String?
 
-    @Option(help: "Batch size for generated inputs.")
+    @Option(parsing: .unconditional, help: "Batch size for generated inputs.")
     var batch = 1
 
     @Option(name: .customLong("dim"), help: ArgumentHelp("Bind a symbolic dim for generated inputs.", valueName: "NAME=N"))
     var dimensions: [String] = []
 
-    @Option(help: "Untimed runs first.")
+    @Option(parsing: .unconditional, help: "Untimed runs first.")
     var warmup = 3
 
-    @Option(help: "Timed runs.")
+    @Option(parsing: .unconditional, help: "Timed runs.")
     var repetitions = 20
 
     @Option(help: ArgumentHelp("Also quantize with this config (preset or JSON, per-channel weights) and time real int8 execution against float32.", valueName: "w7a8|FILE.json"))
@@ -38,10 +38,12 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard batch >= 1, repetitions >= 1, warmup >= 0 else {
-            throw ValidationError("--batch and --repetitions must be >= 1, --warmup >= 0")
-        }
+        try Check.range(batch, "--batch", 1...1_000_000)
+        try Check.range(repetitions, "--repetitions", 1...1_000_000)
+        try Check.range(warmup, "--warmup", 0...1_000_000)
+        _ = try parseDimensions(dimensions)
         guard (config == nil) == (calib == nil) else { throw ValidationError("--config and --calib go together") }
+        if inputs != nil && !dimensions.isEmpty { throw ValidationError("--dim binds generated inputs; it cannot be used with --inputs") }
     }
 
     /// Median, minimum and maximum milliseconds of `repetitions` runs after `warmup` untimed ones.
@@ -116,12 +118,22 @@ struct BenchCommand: ParsableCommand {
 
     /// Random float inputs, token ids in [0, 1000), masks of ones, type ids of zeros.
     private func generatedInputs(_ graph: Graph) throws -> [String: Tensor] {
-        let shapes = ModelSummary.inputShapes(graph, dimensions: try parseDimensions(dimensions))
+        let shapes = ModelSummary.inputShapes(graph, dimensions: try parseDimensions(dimensions, graph: graph))
         var rng = SystemRandomNumberGenerator()
         var feeds: [String: Tensor] = [:]
+        var sized: [String: [Int]] = [:]
         for input in graph.inputs {
             var shape = shapes[input.name] ?? []
             if !shape.isEmpty { shape[0] = batch }
+            do {
+                try SizeLimits.checkedCount(shape, dtype: input.dtype, what: "generated input '\(input.name)'")
+            } catch MPQError.limitExceeded(let message) {
+                throw ValidationError("--batch \(batch)\(dimensions.isEmpty ? "" : " and --dim " + dimensions.joined(separator: " ")): \(message)")
+            }
+            sized[input.name] = shape
+        }
+        for input in graph.inputs {
+            let shape = sized[input.name] ?? []
             let count = shape.reduce(1, *)
             let lower = input.name.lowercased()
             let values: [Int64] = lower.contains("mask") ? Array(repeating: 1, count: count)

@@ -19,6 +19,10 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "List the quantizer groups (quantizers that take one precision together) instead.")
     var groups = false
 
+    func validate() throws {
+        _ = try parseDimensions(dimensions)
+    }
+
     func run() throws {
         let loaded = try Model(contentsOf: model)
         if groups {
@@ -27,7 +31,7 @@ struct InspectCommand: ParsableCommand {
             print(json ? try groupsJSON(found) : groupsText(found))
             return
         }
-        let summary = try ModelSummary(graph: loaded.graph, dimensions: try parseDimensions(dimensions))
+        let summary = try ModelSummary(graph: loaded.graph, dimensions: try parseDimensions(dimensions, graph: loaded.graph))
         if json {
             print(try jsonText(summary, model: loaded))
         } else {

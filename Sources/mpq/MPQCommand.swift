@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MPQ
 
 @main
@@ -10,15 +11,52 @@ struct MPQCommand: ParsableCommand {
         subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, QuantizeCommand.self, EvalCommand.self,
                       SearchCommand.self]
     )
+
+    /// Parses and runs; every error is one line on standard error ("Error: ..."), with
+    /// exit status 64 for usage errors and 1 otherwise (help and --version print as usual).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data(("Error: " + oneLine(error) + "\n").utf8))
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
+
+    /// The error's message on one line: Foundation errors by their description and
+    /// file path, never the raw `NSError` dump.
+    static func oneLine(_ error: Error) -> String {
+        var text: String
+        if error is MPQError || error is ValidationError || error is CleanExit || error is ExitCode {
+            text = message(for: error)
+        } else if [NSCocoaErrorDomain, NSPOSIXErrorDomain].contains((error as NSError).domain) {
+            let nsError = error as NSError
+            text = nsError.localizedDescription
+            if let path = nsError.userInfo[NSFilePathErrorKey] as? String ?? (nsError.userInfo[NSURLErrorKey] as? URL)?.path,
+               !text.contains(path) {
+                text += " (\(path))"
+            }
+        } else {
+            text = message(for: error)
+        }
+        if text.isEmpty { text = String(describing: error) }
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return lines.joined(separator: "; ")
+    }
 }
 
 /// Options shared by commands that execute a model.
 struct ThreadOptions: ParsableArguments {
-    @Option(name: .long, help: "Worker threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: all cores; at most 4x the cores).")
     var threads: Int?
 
+    /// More threads than 4x the cores only add contention, and far more make
+    /// the OpenMP runtime fail to allocate its per-thread state (a crash).
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
+        try Check.range(threads, "--threads", 1...SizeLimits.maximumThreads,
+                        why: ", 4x the \(ProcessInfo.processInfo.activeProcessorCount) cores")
     }
 
     var session: SessionOptions { SessionOptions(threads: threads) }
@@ -31,6 +69,21 @@ struct InputOptions: ParsableArguments {
 
     @Option(name: .customLong("inputs"), help: ArgumentHelp("All model inputs from a .npz file (array names = input names).", valueName: "FILE.npz"))
     var inputs: String?
+
+    func validate() throws {
+        if inputs != nil && !input.isEmpty {
+            throw ValidationError("give either --input NAME=FILE.npy (per input) or --inputs FILE.npz (all inputs), not both")
+        }
+        var names: Set<String> = []
+        for entry in input {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            let name = parts.count == 2 ? parts[0] : ""
+            guard names.insert(name).inserted else {
+                throw ValidationError(name.isEmpty ? "--input FILE.npy given twice (a bare file feeds the only input)"
+                                                   : "--input \(name) given twice (one file per input)")
+            }
+        }
+    }
 
     /// Loads the tensors; a bare `FILE.npy` names the only input of a one-input model.
     func load(for graph: Graph) throws -> [String: Tensor] {
@@ -46,6 +99,9 @@ struct InputOptions: ParsableArguments {
                 throw ValidationError("--input \(entry): write NAME=FILE.npy (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))")
             }
         }
+        if input.count > 1 && input.contains(where: { !$0.contains("=") }) {
+            throw ValidationError("--input: a bare FILE.npy feeds a one-input model; with several --input give NAME=FILE.npy")
+        }
         if feeds.isEmpty { throw ValidationError("give the model inputs with --input NAME=FILE.npy or --inputs FILE.npz") }
         return feeds
     }
@@ -59,6 +115,7 @@ func parseDimensions(_ entries: [String]) throws -> [String: Int] {
         guard parts.count == 2, let value = Int(parts[1]), value > 0 else {
             throw ValidationError("--dim \(entry): write NAME=POSITIVE_INTEGER")
         }
+        guard result[String(parts[0])] == nil else { throw ValidationError("--dim \(parts[0]) given twice") }
         result[String(parts[0])] = value
     }
     return result

@@ -13,7 +13,7 @@ struct QuantizationOptions: ParsableArguments {
     @Flag(help: "Per-output-channel weight scales (presets default to per-tensor).")
     var perChannel = false
 
-    @Option(help: "Per-group weight scales: groups of G along the reduction dim.")
+    @Option(parsing: .unconditional, help: "Per-group weight scales: groups of G along the reduction dim.")
     var groupSize: Int?
 
     @Option(help: ArgumentHelp("Activation range estimator: minmax, percentile or mse.", valueName: "METHOD"))
@@ -22,29 +22,30 @@ struct QuantizationOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Weight range estimator: minmax or mse.", valueName: "METHOD"))
     var weightRange: String?
 
-    @Option(help: "Samples per calibration batch.")
+    @Option(parsing: .unconditional, help: "Samples per calibration batch.")
     var batchSize = 16
 
     func validate() throws {
-        if let groupSize, groupSize < 1 { throw ValidationError("--group-size must be >= 1") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be >= 1") }
+        try Check.range(groupSize, "--group-size", 1...65_536)
+        try Check.range(batchSize, "--batch-size", 1...1_000_000)
+        _ = try Check.rangeMethod(activationRange, "--activation-range", weights: false)
+        _ = try Check.rangeMethod(weightRange, "--weight-range", weights: true)
+        if !config.hasSuffix(".json") { _ = try QuantizationConfig(preset: config) }
     }
 
-    /// Loads model data and config, calibrates, and returns the quantized model.
-    func quantize(_ model: Model, threads: SessionOptions) throws -> (QuantizedModel, CalibrationData) {
+    /// Loads model data and config, calibrates, and returns the quantized model;
+    /// `check` sees the calibration data before any calibration work.
+    func quantize(_ model: Model, threads: SessionOptions,
+                  check: (CalibrationData) throws -> Void = { _ in }) throws -> (QuantizedModel, CalibrationData) {
         let graph = model.graph
-        let data = try CalibrationData(contentsOf: calib, graph: graph)
         let placement = QuantizerPlacement(graph: graph)
         var config = try QuantizationConfig.load(self.config, placement: placement)
+        let data = try CalibrationData(contentsOf: calib, graph: graph)
+        try check(data)
         if !self.config.hasSuffix(".json") { config.weightGranularity = perChannel ? .perChannel : .perTensor }
         if let groupSize { config.weightGranularity = .perGroup(size: groupSize) }
-        for (text, keyPath) in [(activationRange, \QuantizationConfig.activationRange), (weightRange, \.weightRange)] {
-            guard let text else { continue }
-            guard let method = RangeMethod(rawValue: text) else {
-                throw ValidationError("unknown range method '\(text)' (use \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            config[keyPath: keyPath] = method
-        }
+        if let method = try Check.rangeMethod(activationRange, "--activation-range", weights: false) { config.activationRange = method }
+        if let method = try Check.rangeMethod(weightRange, "--weight-range", weights: true) { config.weightRange = method }
         let parameters = try QuantizationCalibrator.parameters(
             graph: graph, placement: placement, config: config, data: data, batchSize: batchSize, options: threads,
             progress: Progress.reporter("calibrating"))
@@ -83,6 +84,10 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Output folder (created if missing; written only when everything succeeded).", valueName: "DIR"))
     var out: String
 
+    func validate() throws {
+        try Check.outputFolder(out)
+    }
+
     func run() throws {
         let loaded = try Model(contentsOf: model)
         let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session)
@@ -117,10 +122,11 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try Model(contentsOf: model)
-        let labelValues = try labels.map { try NPY.read(contentsOf: $0).integers() }
-        let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session)
-        if let labelValues, labelValues.count != data.count {
-            throw ValidationError("\(labels!) holds \(labelValues.count) labels for \(data.count) samples")
+        let labelValues = try labels.map { try Check.labels($0, graph: loaded.graph) }
+        let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session) { data in
+            if let labelValues, labelValues.count != data.count {
+                throw ValidationError("--labels \(labels!) holds \(labelValues.count) labels for \(data.count) calibration samples (one per sample)")
+            }
         }
         let report = try QuantizationReport(model: quantized, data: data, batchSize: quantization.batchSize, labels: labelValues,
                                             options: threadOptions.session, progress: Progress.reporter("evaluating"))

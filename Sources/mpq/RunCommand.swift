@@ -16,6 +16,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write all outputs to this .npz file.", valueName: "OUT.npz"))
     var output: String?
 
+    func validate() throws {
+        if let output { try Check.outputFile(output, "--output") }
+    }
+
     func run() throws {
         let loaded = try Model(contentsOf: model)
         let session = try InferenceSession(model: loaded, options: threadOptions.session)
@@ -24,7 +28,8 @@ struct RunCommand: ParsableCommand {
         let outputs = try session.run(feeds)
         let seconds = Date().timeIntervalSince(start)
         for info in loaded.graph.outputs {
-            print(summary(name: info.name, outputs[info.name]!))
+            guard let value = outputs[info.name] else { throw MPQError.invalidModel("graph output '\(info.name)' was never computed") }
+            print(summary(name: info.name, value))
         }
         print(String(format: "ran in %.1f ms on %d threads", seconds * 1000, threadOptions.session.threads))
         if let output {

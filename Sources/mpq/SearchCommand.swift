@@ -34,28 +34,30 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Hardware profile: default, cpu-avx2 or a JSON file.", valueName: "NAME|FILE.json"))
     var profile = "default"
 
-    @Option(help: ArgumentHelp("Score: \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "METRIC"))
-    var metric = "sqnr"
+    @Option(name: .customLong("metric"), help: ArgumentHelp("pareto: score: \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")) (default sqnr).", valueName: "METRIC"))
+    var metricOption: String?
+    var metric: String { metricOption ?? "sqnr" }
 
     @Option(help: ArgumentHelp("Class labels, one integer per calibration sample (pareto: for --metric accuracy; taylor-ip: the cross-entropy loss).", valueName: "FILE.npy"))
     var labels: String?
 
-    @Option(help: ArgumentHelp("Select the cheapest point whose output SQNR is at least DB (metric sqnr).", valueName: "DB"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("pareto: select the cheapest point whose output SQNR is at least DB (metric sqnr).", valueName: "DB"))
     var targetSqnr: Double?
 
-    @Option(help: ArgumentHelp("Select the cheapest point whose metric drops at most X (SQNR: from the most precise configuration).", valueName: "X"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("pareto: select the cheapest point whose metric drops at most X (SQNR: from the most precise configuration).", valueName: "X"))
     var maxDrop: Double?
 
-    @Option(help: ArgumentHelp("Select the best point of relative cost at most R.", valueName: "R"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("pareto: select the best point of relative cost at most R.", valueName: "R"))
     var targetCost: Double?
 
     @Option(help: ArgumentHelp("Score cache folder (default: ~/.cache/mpq).", valueName: "DIR"))
     var cache: String?
 
-    @Option(help: ArgumentHelp("Memory for cached activations; the rest spills to the cache folder (e.g. 512MB, 2GB).", valueName: "SIZE"))
-    var cacheMemory = "2GB"
+    @Option(name: .customLong("cache-memory"), help: ArgumentHelp("pareto: memory for cached activations; the rest spills to the cache folder (e.g. 512MB, 2GB; default 2GB).", valueName: "SIZE"))
+    var cacheMemoryOption: String?
+    var cacheMemory: String { cacheMemoryOption ?? "2GB" }
 
-    @Flag(help: "Run the whole model for every phase-1 evaluation instead of only the part after each group.")
+    @Flag(help: "pareto: run the whole model for every phase-1 evaluation instead of only the part after each group.")
     var noActivationCache = false
 
     @Option(help: ArgumentHelp("Activation range estimator: minmax, percentile or mse.", valueName: "METHOD"))
@@ -64,7 +66,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Weight range estimator: minmax or mse.", valueName: "METHOD"))
     var weightRange = "minmax"
 
-    @Option(help: "Samples per batch.")
+    @Option(parsing: .unconditional, help: "Samples per batch.")
     var batchSize = 16
 
     @OptionGroup var threadOptions: ThreadOptions
@@ -74,19 +76,49 @@ struct SearchCommand: ParsableCommand {
 
     @OptionGroup var taylor: TaylorSearchOptions
 
+    /// The pareto-only options given on the command line (to reject them under taylor-ip).
+    private var paretoOptionsGiven: [String] {
+        var names: [String] = []
+        if targetSqnr != nil { names.append("--target-sqnr") }
+        if maxDrop != nil { names.append("--max-drop") }
+        if targetCost != nil { names.append("--target-cost") }
+        if metricOption != nil { names.append("--metric") }
+        if cacheMemoryOption != nil { names.append("--cache-memory") }
+        if noActivationCache { names.append("--no-activation-cache") }
+        return names
+    }
+
     func validate() throws {
+        switch method {
+        case .pareto:
+            if let option = taylor.given.first {
+                throw ValidationError("\(option) is a taylor-ip option: --method pareto does not use it (pareto targets: --target-sqnr, --max-drop, --target-cost)")
+            }
+        case .taylorIP:
+            if let option = paretoOptionsGiven.first {
+                throw ValidationError("\(option) is a pareto option: --method taylor-ip does not use it (taylor-ip targets: --max-loss-mse, --sweep, --validate)")
+            }
+            if taylor.maxLossMse == nil && !taylor.sweep && taylor.validateCount == nil {
+                throw ValidationError("--method taylor-ip needs --max-loss-mse T, --sweep or --validate N")
+            }
+        }
         if [targetSqnr, maxDrop, targetCost].compactMap({ $0 }).count > 1 {
             throw ValidationError("give at most one of --target-sqnr, --max-drop, --target-cost")
         }
-        if targetSqnr != nil && metric != "sqnr" { throw ValidationError("--target-sqnr needs --metric sqnr (use --max-drop for other metrics)") }
-        if let targetCost, !(targetCost > 0) { throw ValidationError("--target-cost must be a positive relative cost (e.g. 0.25)") }
-        if let maxDrop, !(maxDrop >= 0) { throw ValidationError("--max-drop must be >= 0") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be >= 1") }
-        if SearchMetric(rawValue: metric) == nil {
-            throw ValidationError("unknown metric '\(metric)' (use \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")))")
+        try Check.range(targetSqnr, "--target-sqnr", -1000...1000)
+        if let targetCost, !(targetCost > 0) || !targetCost.isFinite {
+            throw ValidationError("--target-cost \(targetCost) is out of range: it must be a positive relative cost (e.g. 0.25)")
         }
+        try Check.range(maxDrop, "--max-drop", 0...Double.greatestFiniteMagnitude)
+        try Check.range(batchSize, "--batch-size", 1...1_000_000)
+        try Check.choice(metricOption, "--metric", SearchMetric.allCases.map(\.rawValue))
+        if targetSqnr != nil && metric != "sqnr" { throw ValidationError("--target-sqnr needs --metric sqnr (use --max-drop for other metrics)") }
         if metric == "accuracy" && labels == nil { throw ValidationError("--metric accuracy needs --labels FILE.npy") }
+        _ = try Check.rangeMethod(activationRange, "--activation-range", weights: false)
+        _ = try Check.rangeMethod(weightRange, "--weight-range", weights: true)
         _ = try parseByteSize(cacheMemory)
+        try Check.outputFolder(out)
+        if let cache { try Check.outputFolder(cache, "--cache") }
     }
 
     func run() throws {
@@ -101,17 +133,13 @@ struct SearchCommand: ParsableCommand {
         var options = ParetoGreedySearch.Options()
         options.metric = SearchMetric(rawValue: metric) ?? .sqnr
         options.batchSize = batchSize
-        options.labels = try labels.map { try NPY.read(contentsOf: $0).integers() }
+        options.labels = try labels.map { try Check.labels($0, graph: graph, samples: data.count) }
         options.cacheRoot = cache.map { URL(fileURLWithPath: $0) }
         options.activationCacheBytes = try parseByteSize(cacheMemory)
         options.usesActivationCache = !noActivationCache
         options.session = threadOptions.session
-        for (text, keyPath) in [(activationRange, \ParetoGreedySearch.Options.activationRange), (weightRange, \.weightRange)] {
-            guard let method = RangeMethod(rawValue: text) else {
-                throw ValidationError("unknown range method '\(text)' (use \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            options[keyPath: keyPath] = method
-        }
+        options.activationRange = try Check.rangeMethod(activationRange, "--activation-range", weights: false) ?? options.activationRange
+        options.weightRange = try Check.rangeMethod(weightRange, "--weight-range", weights: true) ?? options.weightRange
         let target: ParetoGreedySearch.Target? = targetSqnr.map { .score($0) } ?? maxDrop.map { .maximumDrop($0) }
             ?? targetCost.map { .relativeCost($0) }
 
@@ -178,17 +206,26 @@ struct SearchCommand: ParsableCommand {
     }
 }
 
-/// "2GB", "512MB", "64KiB" or a number of bytes.
-func parseByteSize(_ text: String) throws -> Int {
+/// "2GB", "512MB", "64KiB" or a number of bytes, at most the machine's physical memory
+/// (the activation cache is memory; a larger budget would only end in swapping or an OOM kill).
+func parseByteSize(_ text: String, option: String = "--cache-memory") throws -> Int {
     let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
     let upper = text.uppercased().trimmingCharacters(in: .whitespaces)
+    let limit = SizeLimits.maximumTensorBytes
+    func checked(_ bytes: Double) throws -> Int {
+        guard bytes.isFinite, bytes >= 0 else { throw ValidationError("\(option) \(text): write a size such as 512MB or 2GB") }
+        guard bytes <= Double(limit) else {
+            throw ValidationError("\(option) \(text) is more than this machine's memory (valid: 0...\(SizeLimits.describe(bytes: limit)))")
+        }
+        return Int(bytes)
+    }
     for (suffix, factor) in units where upper.hasSuffix(suffix) {
-        if let value = Double(upper.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), value >= 0 {
-            return Int(value * factor)
+        if let value = Double(upper.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) {
+            return try checked(value * factor)
         }
     }
-    if let value = Int(upper), value >= 0 { return value }
-    throw ValidationError("--cache-memory \(text): write a size such as 512MB or 2GB")
+    if let value = Double(upper), value.rounded() == value { return try checked(value) }
+    throw ValidationError("\(option) \(text): write a size such as 512MB or 2GB")
 }
 
 /// Progress on standard error: a bar with ETA on a terminal, plain lines otherwise.

@@ -4,11 +4,12 @@ import MPQ
 
 /// Options of `mpq search --method taylor-ip`.
 struct TaylorSearchOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("taylor-ip: largest predicted loss MSE of the chosen configuration.", valueName: "T"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: largest predicted loss MSE of the chosen configuration.", valueName: "T"))
     var maxLossMse: Double?
 
-    @Option(help: ArgumentHelp("taylor-ip: what to maximise the saving of: latency, memory or bops.", valueName: "KIND"))
-    var objective = "latency"
+    @Option(name: .customLong("objective"), help: ArgumentHelp("taylor-ip: what to maximise the saving of: latency (default), memory or bops.", valueName: "KIND"))
+    var objectiveOption: String?
+    var objective: String { objectiveOption ?? "latency" }
 
     @Option(help: ArgumentHelp("taylor-ip: a further budget, memory=BYTES or bops=R (repeatable).", valueName: "KIND=VALUE"))
     var budget: [String] = []
@@ -16,29 +17,76 @@ struct TaylorSearchOptions: ParsableArguments {
     @Option(help: ArgumentHelp("taylor-ip: task loss: pseudo-label, labels, next-token or random-projection (default by model: classifier pseudo-label, language model next-token, else random-projection).", valueName: "LOSS"))
     var loss: String?
 
-    @Option(help: ArgumentHelp("taylor-ip: heads of the random-projection loss.", valueName: "K"))
-    var projections = 8
+    @Option(name: .customLong("projections"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: heads of the random-projection loss (default 8).", valueName: "K"))
+    var projectionsOption: Int?
+    var projections: Int { projectionsOption ?? 8 }
 
     @Flag(help: "taylor-ip: solve at log-spaced loss thresholds and write front.csv and front.svg.")
     var sweep = false
 
-    @Option(help: ArgumentHelp("taylor-ip: thresholds of --sweep.", valueName: "N"))
-    var sweepPoints = 8
+    @Option(name: .customLong("sweep-points"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: thresholds of --sweep (default 8).", valueName: "N"))
+    var sweepPointsOption: Int?
+    var sweepPoints: Int { sweepPointsOption ?? 8 }
 
-    @Option(help: ArgumentHelp("taylor-ip: samples the latency timings run on.", valueName: "N"))
-    var latencyBatch = 1
+    @Option(name: .customLong("latency-batch"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: samples the latency timings run on (default 1).", valueName: "N"))
+    var latencyBatchOption: Int?
+    var latencyBatch: Int { latencyBatchOption ?? 1 }
 
-    @Option(help: ArgumentHelp("taylor-ip: quantizer groups a timed sub-graph may join (more: fewer block boundaries, more configurations to time).", valueName: "N"))
-    var unitsPerBlock = 4
+    @Option(name: .customLong("units-per-block"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: quantizer groups a timed sub-graph may join (more: fewer block boundaries, more configurations to time; default 4).", valueName: "N"))
+    var unitsPerBlockOption: Int?
+    var unitsPerBlock: Int { unitsPerBlockOption ?? 4 }
 
-    @Option(help: ArgumentHelp("taylor-ip: configurations timed per sub-graph; beyond it a sub-graph is timed one group at a time and taken as additive.", valueName: "N"))
-    var maxBlockConfigurations = 64
+    @Option(name: .customLong("max-block-configurations"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: configurations timed per sub-graph; beyond it a sub-graph is timed one group at a time and taken as additive (default 64).", valueName: "N"))
+    var maxBlockConfigurationsOption: Int?
+    var maxBlockConfigurations: Int { maxBlockConfigurationsOption ?? 64 }
 
-    @Option(help: ArgumentHelp("taylor-ip: what a timing keeps of its repeated runs: median or minimum (for machines shared with other work).", valueName: "STAT"))
-    var latencyStatistic = "median"
+    @Option(name: .customLong("latency-statistic"), help: ArgumentHelp("taylor-ip: what a timing keeps of its repeated runs: median (default) or minimum (for machines shared with other work).", valueName: "STAT"))
+    var latencyStatisticOption: String?
+    var latencyStatistic: String { latencyStatisticOption ?? "median" }
 
-    @Option(help: ArgumentHelp("taylor-ip: also measure N random mixed configurations (predicted vs measured loss MSE and latency) and compare a threshold's choice with uniform int8; writes validation.csv.", valueName: "N"))
-    var validate: Int?
+    @Option(name: .customLong("validate"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: also measure N random mixed configurations (predicted vs measured loss MSE and latency) and compare a threshold's choice with uniform int8; writes validation.csv.", valueName: "N"))
+    var validateCount: Int?
+
+    /// The taylor-ip options given on the command line (to reject them under another method).
+    var given: [String] {
+        var names: [String] = []
+        if maxLossMse != nil { names.append("--max-loss-mse") }
+        if objectiveOption != nil { names.append("--objective") }
+        if !budget.isEmpty { names.append("--budget") }
+        if loss != nil { names.append("--loss") }
+        if projectionsOption != nil { names.append("--projections") }
+        if sweep { names.append("--sweep") }
+        if sweepPointsOption != nil { names.append("--sweep-points") }
+        if latencyBatchOption != nil { names.append("--latency-batch") }
+        if unitsPerBlockOption != nil { names.append("--units-per-block") }
+        if maxBlockConfigurationsOption != nil { names.append("--max-block-configurations") }
+        if latencyStatisticOption != nil { names.append("--latency-statistic") }
+        if validateCount != nil { names.append("--validate") }
+        return names
+    }
+
+    func validate() throws {
+        try Check.range(maxLossMse, "--max-loss-mse", 0...Double.greatestFiniteMagnitude)
+        try Check.choice(objectiveOption, "--objective", TaylorIntegerProgramSearch.Objective.allCases.map(\.rawValue))
+        try Check.choice(loss, "--loss", ["pseudo-label", "labels", "next-token", "random-projection"])
+        try Check.range(projectionsOption, "--projections", 1...4096)
+        try Check.range(sweepPointsOption, "--sweep-points", 1...1000)
+        try Check.range(latencyBatchOption, "--latency-batch", 1...65_536)
+        try Check.range(unitsPerBlockOption, "--units-per-block", 1...64)
+        try Check.range(maxBlockConfigurationsOption, "--max-block-configurations", 1...1_000_000)
+        try Check.choice(latencyStatisticOption, "--latency-statistic", BlockLatency.Statistic.allCases.map(\.rawValue))
+        try Check.range(validateCount, "--validate", 1...100_000)
+        if sweepPointsOption != nil && !sweep { throw ValidationError("--sweep-points needs --sweep") }
+        for entry in budget {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, ["memory", "bops"].contains(parts[0]) else {
+                throw ValidationError("--budget \(entry): write memory=BYTES or bops=NUMBER (budgets: memory, bops)")
+            }
+            guard let value = Double(parts[1]), value.isFinite, value >= 0 else {
+                throw ValidationError("--budget \(entry): the value must be a finite number >= 0")
+            }
+        }
+    }
 }
 
 /// `mpq search --method taylor-ip`: sensitivities, block latencies, the integer program, outputs.
@@ -67,9 +115,6 @@ struct TaylorSearch {
             case "bops": budgets.bops = value
             default: throw ValidationError("--budget \(entry): unknown budget '\(parts[0])' (use memory or bops)")
             }
-        }
-        if options.maxLossMse == nil && !options.sweep && options.validate == nil {
-            throw ValidationError("--method taylor-ip needs --max-loss-mse T, --sweep or --validate N")
         }
         let loss = try taskLoss(graph: graph, data: data)
 
@@ -102,7 +147,7 @@ struct TaylorSearch {
         try AtomicFile.write(sensitivityCSV(search, sensitivities), to: path("sensitivity.csv"))
         try AtomicFile.write(latencyCSV(search, blocks), to: path("latency.csv"))
 
-        if let count = options.validate { try validate(search, objective: objective, budgets: budgets, count: count) }
+        if let count = options.validateCount { try validate(search, objective: objective, budgets: budgets, count: count) }
         if options.sweep {
             let front = try search.sweep(objective: objective, budgets: budgets, count: options.sweepPoints, progress: report)
             try AtomicFile.write(frontCSV(front), to: path("front.csv"))
@@ -114,7 +159,7 @@ struct TaylorSearch {
             }
         }
         guard let threshold = options.maxLossMse else {
-            print("wrote \(command.out)/sensitivity.csv, latency.csv\(options.sweep ? ", front.csv, front.svg" : "")\(options.validate != nil ? ", validation.csv" : "")")
+            print("wrote \(command.out)/sensitivity.csv, latency.csv\(options.sweep ? ", front.csv, front.svg" : "")\(options.validateCount != nil ? ", validation.csv" : "")")
             return
         }
         budgets.maxLossMSE = threshold
@@ -131,7 +176,7 @@ struct TaylorSearch {
                              to: path("predicted.csv"))
         let model = try search.quantizedModel(choice.assignment)
         var quantizationReport = try QuantizationReport(model: model, data: data, batchSize: command.batchSize,
-                                                        labels: try labelValues(), options: command.threadOptions.session,
+                                                        labels: try labelValues(graph), options: command.threadOptions.session,
                                                         progress: Progress.reporter("evaluating"))
         let export = try QDQExport(model)
         quantizationReport.exportNotes = export.notes
@@ -140,15 +185,15 @@ struct TaylorSearch {
         try AtomicFile.write(try quantizationReport.json(), to: path("report.json"))
         print(summary(quantizationReport))
         print("wrote \(command.out)/config.json, predicted.csv, latency.csv, sensitivity.csv, model.qdq.onnx, encodings.json, report.json"
-              + (options.sweep ? ", front.csv, front.svg" : "") + (options.validate != nil ? ", validation.csv" : ""))
+              + (options.sweep ? ", front.csv, front.svg" : "") + (options.validateCount != nil ? ", validation.csv" : ""))
     }
 
     private func path(_ name: String) -> String { (command.out as NSString).appendingPathComponent(name) }
 
     private func note(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
 
-    private func labelValues() throws -> [Int]? {
-        try command.labels.map { try NPY.read(contentsOf: $0).integers() }
+    private func labelValues(_ graph: Graph) throws -> [Int]? {
+        try command.labels.map { try Check.labels($0, graph: graph) }
     }
 
     /// The loss named by --loss, or the default for the model's output: logits [N, C] -> pseudo-labels;
@@ -168,11 +213,7 @@ struct TaylorSearch {
             return .randomProjection(count: options.projections, seed: 1)
         case "labels":
             guard let file = command.labels else { throw ValidationError("--loss labels needs --labels FILE.npy") }
-            let labels = try NPY.read(contentsOf: file)
-            guard labels.shape.first == data.count else {
-                throw MPQError.shapeMismatch("\(file) has shape \(labels.shape): its first axis must hold one entry per calibration sample (\(data.count))")
-            }
-            return .crossEntropy(labels: labels.integers())
+            return .crossEntropy(labels: try Check.labels(file, graph: graph, samples: data.count))
         default:
             throw ValidationError("unknown --loss \(name) (use pseudo-label, labels, next-token or random-projection)")
         }

@@ -50,12 +50,23 @@ public struct QuantizationConfig: Sendable, Equatable {
     /// `{"weights": "int8", "activations": "uint8", "granularity": "per-channel" | "per-tensor" | "per-group:32",
     ///   "weight_range": "minmax", "activation_range": "mse", "tensors": {"VALUE": "int4", ...}}`.
     /// Unknown formats and tensor names not in `placement` are errors.
+    /// Keys a config file may hold: the settings above, and what `mpq search` adds to
+    /// its config.json for the reader (candidate per group, relative cost, cost kind).
+    public static let knownKeys: Set<String> = [
+        "weights", "activations", "granularity", "weight_range", "activation_range", "tensors",
+        "groups", "relative_cost", "cost",
+    ]
+
     public static func load(_ specification: String, placement: QuantizerPlacement) throws -> QuantizationConfig {
         guard specification.hasSuffix(".json") else { return try QuantizationConfig(preset: specification) }
         guard FileManager.default.fileExists(atPath: specification) else { throw MPQError.fileNotFound(specification) }
         guard let data = FileManager.default.contents(atPath: specification),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw MPQError.invalidInput("\(specification) is not a JSON object")
+        }
+        let unknownKeys = object.keys.filter { !knownKeys.contains($0) }.sorted()
+        guard unknownKeys.isEmpty else {
+            throw MPQError.invalidInput("\(specification): unknown key\(unknownKeys.count == 1 ? "" : "s") \(unknownKeys.map { "'\($0)'" }.joined(separator: ", ")) (valid keys: \(knownKeys.sorted().joined(separator: ", ")))")
         }
         func string(_ key: String) throws -> String? {
             guard let value = object[key] else { return nil }
@@ -81,10 +92,13 @@ public struct QuantizationConfig: Sendable, Equatable {
                 throw MPQError.invalidInput("\(specification): 'tensors' must map value names to format names")
             }
             let known = Set(placement.sites.map(\.value))
+            let unknown = entries.keys.filter { !known.contains($0) }.sorted()
+            if !unknown.isEmpty {
+                let valid = placement.sites.map(\.value)
+                let listed = valid.prefix(8).joined(separator: ", ") + (valid.count > 8 ? ", ... (\(valid.count) in all; `mpq inspect --groups` lists them)" : "")
+                throw MPQError.invalidInput("\(specification): tensor\(unknown.count == 1 ? "" : "s") \(unknown.map { "'\($0)'" }.joined(separator: ", ")) \(unknown.count == 1 ? "has" : "have") no quantizer in this model (valid tensors: \(listed))")
+            }
             for (name, format) in entries.sorted(by: { $0.key < $1.key }) {
-                guard known.contains(name) else {
-                    throw MPQError.invalidInput("\(specification): tensor '\(name)' has no quantizer in this model (see `mpq inspect --quantizers`)")
-                }
                 config.overrides[name] = try QuantizationFormat(parsing: format)
             }
         }
