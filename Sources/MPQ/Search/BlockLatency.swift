@@ -1,7 +1,7 @@
 import Foundation
 
 /// Measured latency of sequential sub-graphs per configuration, Taylor-IP's
-/// time model (Markovich-Golan et al. 2025, arXiv 2505.13060; DESIGN.md
+/// time model (Markovich-Golan et al. 2025, arXiv 2505.13060; docs/DESIGN.md
 /// method 2): the model's predicted latency is the sum of its blocks'.
 ///
 /// Units of the `SubgraphPartition` are the quantizer groups: a group's
@@ -127,7 +127,8 @@ public final class BlockLatency: @unchecked Sendable {
         ] + zip(groups, candidates).map { "\($0.name): \($1.map(\.name).joined(separator: ","))" }
         let timingData = try CalibrationData(inputs: feeds, graph: graph)
         let key = SensitivityCache.key(graph: graph, data: timingData, labels: nil, settings: settings)
-        cache = try SensitivityCache(root: cacheRoot.appendingPathComponent("latency"), key: key)
+        cache = try SensitivityCache(root: cacheRoot.appendingPathComponent("latency"), key: key,
+                                     accepts: { $0.isFinite && $0 >= 0 })
     }
 
     /// The model name of this CPU (from /proc/cpuinfo), part of the cache key.
