@@ -5,6 +5,7 @@ let package = Package(
     name: "mpq",
     products: [
         .library(name: "MPQ", targets: ["MPQ"]),
+        .library(name: "MPQGGUF", targets: ["MPQGGUF"]),
         .executable(name: "mpq", targets: ["mpq"]),
     ],
     dependencies: [
@@ -28,9 +29,10 @@ let package = Package(
                 "CCBC", "CDNNL", "ONNXProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
-            ],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            ]
         ),
+        // GGUF files and ggml's tensor types (llama.cpp's formats); depends on nothing else in mpq.
+        .target(name: "MPQGGUF"),
         .executableTarget(
             name: "mpq",
             dependencies: ["MPQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Run with the project's Python: .venv/bin/python bench/compare_ort.py
 """mpq vs ONNX Runtime latency on the same inputs, measured in the same run.
 
 For each configuration both runtimes time `--repetitions` runs after warm-up
@@ -6,7 +7,7 @@ For each configuration both runtimes time `--repetitions` runs after warm-up
 and the ratio mpq / ORT printed (< 1 means mpq is faster). Also prints mpq's
 peak resident memory against weights + largest live activations.
 
-Usage: bench/compare_ort.py [--mpq .build/release/mpq] [--shared ../shared] [--threads N]
+Usage: bench/compare_ort.py [--mpq .build/release/mpq] [--fixtures .fixtures] [--threads N]
 """
 import argparse
 import json
@@ -61,7 +62,7 @@ def text_inputs(batch, tokens):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mpq", default=os.path.join(ROOT, ".build/release/mpq"))
-    ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
+    ap.add_argument("--fixtures", default=os.path.join(ROOT, ".fixtures"))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repetitions", type=int, default=20)
@@ -77,7 +78,7 @@ def main():
     print(f"{'configuration':28} {'ORT ms':>9} {'mpq ms':>9} {'mpq/ORT':>8}  peak RSS (weights + live activations)")
     with tempfile.TemporaryDirectory() as tmp:
         for name, model, feeds in configs:
-            model = os.path.join(args.shared, model)
+            model = os.path.join(args.fixtures, model)
             inputs = os.path.join(tmp, "inputs.npz")
             np.savez(inputs, **feeds)
             ort_ms, mpq_ms, mpq_info = [], [], None

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Run with the project's Python: .venv/bin/python bench/int8_speed.py
 """Real int8 execution in mpq against float32 in mpq and against ONNX Runtime
 running the QDQ model mpq exports, all measured in the same run.
 
@@ -9,7 +10,7 @@ without depthwise layers in one process (`mpq bench --config`); ONNX Runtime
 times the float32 model and the exported model.qdq.onnx (its graph optimizer
 turns QDQ pairs into QLinearConv int8 kernels).
 
-Usage: bench/int8_speed.py [--mpq .build/release/mpq] [--shared ../shared] [--threads N]
+Usage: bench/int8_speed.py [--mpq .build/release/mpq] [--fixtures .fixtures] [--threads N]
 """
 import argparse
 import os
@@ -27,7 +28,7 @@ from compare_ort import image_inputs, mpq_bench, ort_median  # noqa: E402
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mpq", default=os.path.join(ROOT, ".build/release/mpq"))
-    ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
+    ap.add_argument("--fixtures", default=os.path.join(ROOT, ".fixtures"))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
@@ -35,10 +36,10 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(args.mpq):
         sys.exit(f"{args.mpq} not found: run `swift build -c release` first")
-    model = os.path.join(args.shared, "models/mobilenetv2.onnx")
+    model = os.path.join(args.fixtures, "models/mobilenetv2.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         calib = os.path.join(tmp, "calib.npy")
-        subprocess.run([sys.executable, os.path.join(args.shared, "scripts/make_image_calib.py"), calib, "--count", "32"],
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts/make_image_calib.py"), calib, "--count", "32", "--images", os.path.join(args.fixtures, "data/images")],
                        check=True, capture_output=True)
         subprocess.run([args.mpq, "quantize", model, "--calib", calib, "--config", "w7a8", "--per-channel",
                         "--out", os.path.join(tmp, "q")], check=True, capture_output=True)

@@ -12,7 +12,8 @@
 # repeated runs each timing keeps; default median).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-shared="$root/../shared"
+shared="${FIXTURES:-$root/.fixtures}"
+python="$root/.venv/bin/python"
 mpq=${MPQ:-$root/.build/release/mpq}
 configurations=${CONFIGURATIONS:-24}
 threads=${THREADS:-1}
@@ -21,8 +22,8 @@ work=${1:-$(mktemp -d -t mpq-taylor-XXXXXX)}
 mkdir -p "$work"
 [ -x "$mpq" ] || { echo "no mpq binary at $mpq (swift build -c release --product mpq)" >&2; exit 1; }
 
-[ -f "$work/images64.npy" ] || python3 "$shared/scripts/make_image_calib.py" "$work/images64.npy" --count 64 --seed 0
-[ -f "$work/text64.npz" ] || python3 "$root/Tests/Scripts/make_text_inputs.py" \
+[ -f "$work/images64.npy" ] || "$python" "$root/scripts/make_image_calib.py" "$work/images64.npy" --count 64 --seed 0 --images "$shared/data/images"
+[ -f "$work/text64.npz" ] || "$python" "$root/Tests/Scripts/make_text_inputs.py" \
     "$shared/models/all-MiniLM-L6-v2-tokenizer/tokenizer.json" "$shared/data/text/jargon.txt" "$work/text64.npz" 64 32
 
 echo "== mobilenetv2, 64 images, pseudo-label cross-entropy, profile cpu-avx2"

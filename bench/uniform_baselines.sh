@@ -3,14 +3,15 @@
 # cosine similarity of sentence embeddings) on 128 calibration crops for
 # MobileNetV2 and 128 sentences for MiniLM-L6, per-channel weights, the same
 # data for calibration and evaluation. Writes docs/baselines.md.
-# Usage: bench/uniform_baselines.sh [../shared]
+# Usage: bench/uniform_baselines.sh [FIXTURES]  (default .fixtures, made by scripts/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${1:-../shared}
+shared=${1:-.fixtures}
+python=.venv/bin/python
 swift build -c release --product mpq >/dev/null
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-python3 scripts/make_image_calib.py "$work/images.npy" --count 128 --images "$shared/data/images"
-python3 Tests/Scripts/make_text_inputs.py "$shared/models/all-MiniLM-L6-v2-tokenizer/tokenizer.json" \
+"$python" scripts/make_image_calib.py "$work/images.npy" --count 128 --images "$shared/data/images"
+"$python" Tests/Scripts/make_text_inputs.py "$shared/models/all-MiniLM-L6-v2-tokenizer/tokenizer.json" \
   "$shared/data/text/jargon.txt" "$work/text.npz" 128
 mkdir -p docs
 {

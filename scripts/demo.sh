@@ -8,13 +8,13 @@ cd "$(dirname "$0")/.."
 swift build -c release --product mpq
 example=examples/mobilenetv2
 mkdir -p out
-python3 scripts/make_image_calib.py out/photos.npy --count 4 --images "$example/images"
+.venv/bin/python scripts/make_image_calib.py out/photos.npy --count 4 --images "$example/images"
 .build/release/mpq inspect "$example/mobilenetv2.onnx" | sed -n '1,12p;/total MACs/p'
 .build/release/mpq run "$example/mobilenetv2.onnx" --input out/photos.npy --output out/logits.npz
 # Quantize it (W8A8, per-channel weights) with the photos as calibration data.
 .build/release/mpq quantize "$example/mobilenetv2.onnx" --calib out/photos.npy --config w8a8 --per-channel --out out/w8a8
 # Mixed precision: the accuracy-vs-BOPs front and the cheapest point with SQNR >= 30 dB
 # (out/search/report.html, pareto.svg, config.json, model.qdq.onnx).
-python3 scripts/make_image_calib.py out/crops.npy --count 16 --images "$example/images"
+.venv/bin/python scripts/make_image_calib.py out/crops.npy --count 16 --images "$example/images"
 .build/release/mpq search "$example/mobilenetv2.onnx" --method pareto --calib out/crops.npy \
   --candidates w8a8,w4a8,w8a16,w16a16 --target-sqnr 30 --cache out/cache --out out/search

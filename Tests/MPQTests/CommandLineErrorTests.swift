@@ -5,7 +5,7 @@ import Testing
 /// Bad input gets a one-line error and a non-zero exit from the `mpq` tool, never a crash.
 @Suite struct CommandLineErrorTests {
     let folder = temporaryFolder("mpq-cli")
-    let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+    let mobileNet = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
 
     func expectCleanFailure(_ arguments: [String], mentions words: [String]) throws {
         let result = try mpq(arguments)
@@ -61,7 +61,7 @@ import Testing
         let notNpy = folder.appendingPathComponent("bad.npy").path
         try Data("nope".utf8).write(to: URL(fileURLWithPath: notNpy))
         try expectCleanFailure(["run", mobileNet, "--input", "input=\(notNpy)"], mentions: ["not a .npy file"])
-        let miniLM = sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path
+        let miniLM = fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path
         let ids = folder.appendingPathComponent("ids.npy").path
         try NPY.write(Tensor(shape: [1, 4], scalars: [Int64](repeating: 101, count: 4)), to: ids)
         try expectCleanFailure(["run", miniLM, "--input", "input_ids=\(ids)"], mentions: ["missing model input"])
@@ -75,7 +75,7 @@ import Testing
 /// `mpq quantize` rejects bad calibration data and configs with one line and writes nothing.
 @Suite struct QuantizeCommandTests {
     let folder = temporaryFolder("mpq-quantize")
-    let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+    let mobileNet = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
     let cli = CommandLineErrorTests()
 
     @Test func badCalibrationDataAndConfigsWriteNothing() throws {
@@ -107,7 +107,7 @@ import Testing
 
     @Test func quantizeWritesModelEncodingsAndReport() throws {
         let calib = folder.appendingPathComponent("calib.npy").path
-        try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib, "--count", "8"])
+        try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib, "--count", "8"])
         let out = folder.appendingPathComponent("w8a8").path
         let result = try mpq(["quantize", mobileNet, "--calib", calib, "--config", "w8a8", "--per-channel", "--out", out])
         #expect(result.status == 0, "\(result.stderr)")

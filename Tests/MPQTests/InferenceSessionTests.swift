@@ -3,7 +3,7 @@ import Testing
 @testable import MPQ
 
 @Suite struct InferenceSessionTests {
-    let mobileNet = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+    let mobileNet = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
 
     /// Hooks see every computed value and can replace one for all its consumers.
     @Test func hooksReadAndReplaceIntermediateValues() throws {
@@ -76,7 +76,7 @@ import Testing
 
     /// The fused plan runs bias Adds, GELU subgraphs, residual Adds and ReLU6 inside the primitives.
     @Test func fusionFoldsEpiloguesIntoPrimitives() throws {
-        let miniLM = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path)
+        let miniLM = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path)
         let shapes = ["input_ids": [2, 16], "attention_mask": [2, 16], "token_type_ids": [2, 16]]
         let specialized = try InferenceSession(model: miniLM).specialize(inputShapes: shapes)
         let fused = try OperatorFusion.fuse(specialized, outputs: ["last_hidden_state"])

@@ -10,9 +10,9 @@ import Testing
     func mobileNet(samples: Int, config: QuantizationConfig) throws -> (QuantizedModel, CalibrationData) {
         let calib = folder.appendingPathComponent("calib-\(samples).npy")
         if !FileManager.default.fileExists(atPath: calib.path) {
-            try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "\(samples)"])
+            try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "\(samples)"])
         }
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
         let data = try CalibrationData(contentsOf: calib.path, graph: graph)
         let placement = QuantizerPlacement(graph: graph)
         let parameters = try QuantizationCalibrator.parameters(graph: graph, placement: placement, config: config, data: data)

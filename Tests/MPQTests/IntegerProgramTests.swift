@@ -130,17 +130,18 @@ struct IntegerProgramTests {
         }
     }
 
-    @Test("A time limit returns the best configuration found with its gap")
-    func timeLimit() throws {
-        // 400 blocks x 10 options with three uncorrelated budgets: far from provable in 0.2 s.
+    @Test("A node limit returns the best configuration found with its gap")
+    func nodeLimit() throws {
+        // 400 blocks x 10 options with three uncorrelated budgets: far from provable in 20 nodes.
+        // A node limit, unlike a time limit, stops at the same point on a busy machine.
         var rng = SeededGenerator(seed: 1)
         let blocks: [[MultipleChoiceProgram.Option]] = (0..<400).map { _ in
             (0..<10).map { _ in .init(gain: Double.random(in: 0...1, using: &rng),
                                       costs: (0..<3).map { _ in Double.random(in: 0...1, using: &rng) }) }
         }
         let program = MultipleChoiceProgram(blocks: blocks, budgets: [120, 120, 120], resourceNames: ["a", "b", "c"])
-        let solution = try program.solve(timeLimit: 0.2)
-        #expect(solution.status == .timeLimit)
+        let solution = try program.solve(nodeLimit: 20)
+        #expect(solution.status == .nodeLimit)
         #expect(solution.gap > 0 && solution.gap < 0.5, "gap \(solution.gap)")
         for total in solution.totals { #expect(total <= 120) }
         #expect(solution.objective == zip(blocks, solution.choice).reduce(0) { $0 + $1.0[$1.1].gain })

@@ -5,8 +5,8 @@ import Testing
 /// Whole-model gradients: MobileNetV2 against finite differences and batch
 /// consistency, MiniLM-L6 with the random-projection loss at its quantizer sites.
 @Suite struct ModelGradientTests {
-    static let mobileNetPath = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
-    static let miniLMPath = sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path
+    static let mobileNetPath = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+    static let miniLMPath = fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path
 
     private static func pseudoLoss(_ logits: Tensor, labels: [Int]) throws -> Double {
         try TaskLoss.crossEntropy(labels: labels).evaluate(output: logits, feeds: [:]).headLosses[0].reduce(0, +)

@@ -10,7 +10,7 @@ import Testing
     /// with initializers turned into Constant nodes, and converted to opsets 11,
     /// 12 and 21 gives identical outputs.
     @Test func storageVariantsGiveIdenticalOutputs() throws {
-        let source = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+        let source = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
         let script = """
         import onnx, sys, os
         from onnx import numpy_helper, helper
@@ -59,7 +59,7 @@ import Testing
     /// Once input shapes are known the Shape/Gather/Concat/Reshape chains of the
     /// transformer export fold into constants.
     @Test func constantFoldingRemovesShapeChains() throws {
-        let model = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path)
+        let model = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path)
         let summary = try ModelSummary(graph: model.graph, dimensions: ["b": 2, "s": 16])
         #expect(summary.outputShapes["last_hidden_state"] == [2, 16, 384])
         let remaining = try InferenceSession(model: model)
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func mobileNetSummaryCountsMACs() throws {
-        let model = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path)
+        let model = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path)
         let summary = try ModelSummary(graph: model.graph)
         #expect(summary.parameterCount == 3_487_816)
         // torchvision reports 300.8 M multiply-adds for MobileNetV2 at 224x224.

@@ -28,9 +28,9 @@ import Testing
     }
 
     @Test func mobileNetV2MatchesOnnxRuntimeAtBatch1And16() throws {
-        let modelURL = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx")
+        let modelURL = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx")
         let calib = folder.appendingPathComponent("calib.npy")
-        try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "64", "--seed", "0"])
+        try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "64", "--seed", "0"])
         let images = try NPY.read(contentsOf: calib.path)
         #expect(images.shape == [64, 3, 224, 224])
         let model = try Model(contentsOf: modelURL.path)
@@ -48,11 +48,11 @@ import Testing
     }
 
     @Test func miniLMMatchesOnnxRuntimeOnRealSentences() throws {
-        let modelURL = sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx")
+        let modelURL = fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx")
         let tokens = folder.appendingPathComponent("tokens.npz")
         try runPython(["Tests/Scripts/make_text_inputs.py",
-                       sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2-tokenizer/tokenizer.json").path,
-                       sharedFolder.appendingPathComponent("data/text/jargon.txt").path, tokens.path, "16"])
+                       fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2-tokenizer/tokenizer.json").path,
+                       fixturesFolder.appendingPathComponent("data/text/jargon.txt").path, tokens.path, "16"])
         let feeds = try NPZ.read(contentsOf: tokens.path)
         let mask = feeds["attention_mask"]!
         #expect(mask.integers().contains(0), "the batch must contain padding")

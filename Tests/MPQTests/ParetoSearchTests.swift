@@ -97,9 +97,9 @@ import Testing
     func mobileNetSearch() throws -> (ParetoGreedySearch, CalibrationData) {
         let calib = Self.mobileNetCache.appendingPathComponent("calib16.npy")
         if !FileManager.default.fileExists(atPath: calib.path) {
-            try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "16"])
+            try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "16"])
         }
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
         let data = try CalibrationData(contentsOf: calib.path, graph: graph)
         var options = ParetoGreedySearch.Options()
         options.cacheRoot = Self.mobileNetCache

@@ -60,8 +60,8 @@ import Testing
 
     @Test func mobileNetW8A8PerChannelMatchesOnnxRuntime() throws {
         let calib = folder.appendingPathComponent("calib.npy")
-        try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "64"])
-        let modelPath = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+        try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "64"])
+        let modelPath = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
         let data = try CalibrationData(contentsOf: calib.path, graph: Model(contentsOf: modelPath).graph)
         var config = try QuantizationConfig(preset: "w8a8")
         config.weightGranularity = .perChannel
@@ -75,9 +75,9 @@ import Testing
     @Test func miniLMW8A8MatchesOnnxRuntime() throws {
         let tokens = folder.appendingPathComponent("tokens.npz")
         try runPython(["Tests/Scripts/make_text_inputs.py",
-                       sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2-tokenizer/tokenizer.json").path,
-                       sharedFolder.appendingPathComponent("data/text/hamlet_gut.txt").path, tokens.path, "64"])
-        let modelPath = sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path
+                       fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2-tokenizer/tokenizer.json").path,
+                       fixturesFolder.appendingPathComponent("data/text/hamlet_gut.txt").path, tokens.path, "64"])
+        let modelPath = fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path
         let data = try CalibrationData(contentsOf: tokens.path, graph: Model(contentsOf: modelPath).graph)
         var config = try QuantizationConfig(preset: "w8a8")
         config.weightGranularity = .perChannel
@@ -92,8 +92,8 @@ import Testing
     /// int4 weights use opset 21's INT4, 16-bit activations its UINT16, per-group scales its block_size.
     @Test func narrowAndGroupedFormatsMatchOnnxRuntime() throws {
         let calib = folder.appendingPathComponent("calib-small.npy")
-        try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "16"])
-        let modelPath = sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path
+        try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "16"])
+        let modelPath = fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path
         let data = try CalibrationData(contentsOf: calib.path, graph: Model(contentsOf: modelPath).graph)
         for (name, config) in [
             ("w4a6 per-channel", QuantizationConfig(weights: try .init(parsing: "int4"), activations: try .init(parsing: "uint6"))),

@@ -58,7 +58,7 @@ func residualTestGraph(seed: UInt64 = 7) -> Graph {
     }
 
     @Test func mobileNetGroups() throws {
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
         let groups = try QuantizerGroups(graph: graph, placement: QuantizerPlacement(graph: graph))
         // 52 convs + the classifier, the model input and the logits output.
         #expect(groups.groups.count == 55)
@@ -78,7 +78,7 @@ func residualTestGraph(seed: UInt64 = 7) -> Graph {
     }
 
     @Test func miniLMGroups() throws {
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
         let groups = try QuantizerGroups(graph: graph, placement: QuantizerPlacement(graph: graph))
         // Per layer: QKV (one input, three weights), two attention MatMuls, output dense, intermediate, output;
         // plus the embeddings' residual Add and the output.

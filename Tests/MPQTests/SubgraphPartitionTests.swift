@@ -130,7 +130,7 @@ struct SubgraphPartitionTests {
 
     @Test("MobileNetV2: a chain of single-entry, single-exit blocks whose run equals the whole graph")
     func mobileNetV2() throws {
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
         let units = Self.computeUnits(graph)
         let partition = try SubgraphPartition(graph: graph, units: units, maxUnitsPerBlock: 2)
         try Self.checkStructure(partition, graph: graph, units: units)
@@ -165,7 +165,7 @@ struct SubgraphPartitionTests {
 
     @Test("MiniLM: the attention mask is a side input; blocks fall between attention and MLP")
     func miniLM() throws {
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
         let units = Self.computeUnits(graph)
         let partition = try SubgraphPartition(graph: graph, units: units, maxUnitsPerBlock: 2)
         try Self.checkStructure(partition, graph: graph, units: units)

@@ -171,9 +171,9 @@ import Testing
     @Test func mobileNetPredictedLossMSERanksRandomConfigurations() throws {
         let calib = Self.mobileNetCache.appendingPathComponent("calib8.npy")
         if !FileManager.default.fileExists(atPath: calib.path) {
-            _ = try runPython([sharedFolder.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "8"])
+            _ = try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, calib.path, "--count", "8"])
         }
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path).graph
         let data = try CalibrationData(contentsOf: calib.path, graph: graph)
         var options = Self.fastOptions(Self.mobileNetCache)
         options.session = SessionOptions(threads: 2)
@@ -225,7 +225,7 @@ import Testing
     }
 
     @Test func miniLMBlockLatenciesSumToTheDeployedModel() throws {
-        let graph = try Model(contentsOf: sharedFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
+        let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
         var rng = SeededGenerator(seed: 8)
         let (count, length) = (2, 8)
         let ids = (0..<(count * length)).map { _ in Int64.random(in: 1000..<30000, using: &rng) }

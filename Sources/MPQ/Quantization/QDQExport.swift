@@ -26,6 +26,10 @@ public struct QDQExport {
             try Self.raiseOpset(&graph, to: needed)
             notes.append("opset raised from \(model.original.opset) to \(needed) for the formats used")
         }
+        let separated = Self.separateOverflowingBiases(&graph, parameters: model.parameters)
+        if !separated.isEmpty {
+            notes.append("float bias moved into an Add after \(separated.count) node(s) whose int32 bias would overflow (|bias| / (s_x * s_w) > 2^31 - 1): \(separated.joined(separator: ", "))")
+        }
         var extraInitializers: [Onnx_TensorProto] = []
         var nodes: [Node] = []
         var renamed: [String: String] = [:]

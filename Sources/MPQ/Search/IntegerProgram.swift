@@ -39,9 +39,10 @@ public struct MultipleChoiceProgram: Sendable {
         public enum Status: String, Sendable, Codable {
             /// Proven optimal.
             case optimal
-            /// The time limit stopped the search; `gap` bounds how far the
+            /// The time or node limit stopped the search; `gap` bounds how far the
             /// objective may be from the optimum.
             case timeLimit = "time limit"
+            case nodeLimit = "node limit"
         }
 
         /// The chosen option index of each block.
@@ -68,19 +69,21 @@ public struct MultipleChoiceProgram: Sendable {
         self.resourceNames = resourceNames
     }
 
-    /// Solves the program exactly with CBC (within `timeLimit` seconds when given).
+    /// Solves the program exactly with CBC, stopping early after `timeLimit` seconds or
+    /// `nodeLimit` branch-and-bound nodes when given (the node limit is deterministic:
+    /// the same program stops at the same point on any machine).
     /// Throws `MPQError.invalidInput` when no choice meets every budget, naming
     /// the smallest reachable total of each resource.
-    public func solve(timeLimit: Double? = nil) throws -> Solution {
+    public func solve(timeLimit: Double? = nil, nodeLimit: Int? = nil) throws -> Solution {
         try validate()
         let start = DispatchTime.now().uptimeNanoseconds
         let scaled = try scaledRows()
 
-        let answer = try Self.solverLock.withLock { try runCBC(scaled, timeLimit: timeLimit) }
+        let answer = try Self.solverLock.withLock { try runCBC(scaled, timeLimit: timeLimit, nodeLimit: nodeLimit) }
         guard let answer else { throw try infeasibility() }
         let choice = answer.choice
         let objective = zip(blocks, choice).reduce(0) { $0 + $1.0[$1.1].gain }
-        let status: Solution.Status = answer.optimal ? .optimal : .timeLimit
+        let status: Solution.Status = answer.optimal ? .optimal : answer.stoppedAtNodeLimit ? .nodeLimit : .timeLimit
         let bound = scaled.gainOffset + answer.bound * scaled.gainScale
         let gap = answer.optimal ? 0 : abs(bound - objective) / max(abs(objective), 1e-12)
         // CBC meets each scaled row to its primal tolerance, and each binary to its integrality tolerance.
@@ -178,8 +181,8 @@ public struct MultipleChoiceProgram: Sendable {
     }
 
     /// Runs CBC; nil when it proves the program infeasible.
-    private func runCBC(_ program: ScaledProgram, timeLimit: Double?) throws
-        -> (choice: [Int], optimal: Bool, bound: Double)? {
+    private func runCBC(_ program: ScaledProgram, timeLimit: Double?, nodeLimit: Int?) throws
+        -> (choice: [Int], optimal: Bool, stoppedAtNodeLimit: Bool, bound: Double)? {
         guard let model = Cbc_newModel() else { throw MPQError.kernelFailure("CBC could not create a model") }
         defer { Cbc_deleteModel(model) }
         var firstColumn: [Int] = []
@@ -215,6 +218,7 @@ public struct MultipleChoiceProgram: Sendable {
         Cbc_setParameter(model, "primalTolerance", "\(Self.budgetTolerance)")
         Cbc_setParameter(model, "integerTolerance", "\(Self.budgetTolerance)")
         if let timeLimit { Cbc_setMaximumSeconds(model, max(timeLimit, 0.01)) }
+        if let nodeLimit { Cbc_setMaximumNodes(model, Int32(clamping: max(nodeLimit, 0))) }
         Cbc_solve(model)
 
         if Cbc_isProvenInfeasible(model) != 0 { return nil }
@@ -225,12 +229,16 @@ public struct MultipleChoiceProgram: Sendable {
             if Cbc_isSecondsLimitReached(model) != 0 {
                 throw MPQError.invalidInput("CBC found no configuration within the time limit of \(timeLimit ?? 0) s")
             }
+            if Cbc_isNodeLimitReached(model) != 0 {
+                throw MPQError.invalidInput("CBC found no configuration within the node limit of \(nodeLimit ?? 0)")
+            }
             return nil
         }
         let choice = blocks.indices.map { b in
             (0..<blocks[b].count).max { solution[firstColumn[b] + $0] < solution[firstColumn[b] + $1] } ?? 0
         }
-        return (choice, Cbc_isProvenOptimal(model) != 0, Cbc_getBestPossibleObjValue(model))
+        return (choice, Cbc_isProvenOptimal(model) != 0, Cbc_isNodeLimitReached(model) != 0,
+                Cbc_getBestPossibleObjValue(model))
     }
 
     // MARK: - Input checks and messages

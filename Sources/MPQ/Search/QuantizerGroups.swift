@@ -1,7 +1,7 @@
 import Foundation
 
 /// Quantizers that must take one candidate together because the hardware runs
-/// them as one kernel (Pandey et al. 2023, section 3.1; DESIGN.md method 1).
+/// them as one kernel (Pandey et al. 2023, section 3.1; docs/DESIGN.md method 1).
 ///
 /// Built by union-find over the sites of a `QuantizerPlacement`:
 /// - every Conv / ConvTranspose / Gemm / MatMul node joins its weight site with

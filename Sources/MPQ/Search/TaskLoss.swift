@@ -1,6 +1,6 @@
 import Foundation
 
-/// The task loss whose gradients drive Taylor-IP sensitivity (DESIGN.md
+/// The task loss whose gradients drive Taylor-IP sensitivity (docs/DESIGN.md
 /// method 2): dL ~ g_W . dW + g_A . dA, loss MSE = E[dL^2] over samples.
 ///
 /// Every loss is a sum of per-sample losses. Cross-entropies average over the

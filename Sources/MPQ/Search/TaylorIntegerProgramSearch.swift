@@ -1,7 +1,7 @@
 import Foundation
 
 /// Taylor-IP mixed precision (Markovich-Golan et al. 2025, arXiv 2505.13060;
-/// DESIGN.md method 2): loss-MSE sensitivities from one forward and backward
+/// docs/DESIGN.md method 2): loss-MSE sensitivities from one forward and backward
 /// pass per sample (`TaylorSensitivity`), measured latency per sub-graph and
 /// configuration (`BlockLatency`), and an exact integer program
 /// (`MultipleChoiceProgram`, CBC) that picks one configuration per sub-graph.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Taylor-IP sensitivities (Markovich-Golan et al. 2025, arXiv 2505.13060;
-/// DESIGN.md method 2) and the true loss MSE they predict.
+/// docs/DESIGN.md method 2) and the true loss MSE they predict.
 ///
 /// For sample n, loss head k, group g and candidate c the first-order change
 /// of the loss is dL = sum over g's sites s of <grad_k L_n (s), Q_c(s) - s>,

@@ -2,12 +2,24 @@ import Foundation
 import Testing
 @testable import MPQ
 
-/// Root of the repository (for scripts and ../shared).
+/// Root of the repository (for scripts and fixtures).
 let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// `../shared` beside the repository (real models and data).
-let sharedFolder = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+/// The real models and data the tests use, fetched by `scripts/setup.sh` (scripts/fetch-fixtures.sh)
+/// into `.fixtures/` in the repository; `MPQ_FIXTURES` names another folder of the same layout.
+let fixturesFolder: URL = {
+    if let folder = ProcessInfo.processInfo.environment["MPQ_FIXTURES"], !folder.isEmpty {
+        return URL(fileURLWithPath: folder)
+    }
+    return repositoryRoot.appendingPathComponent(".fixtures")
+}()
+
+/// The project's Python (scripts/setup.sh makes `.venv`), or `python3` from PATH without one.
+let pythonExecutable: [String] = {
+    let venv = repositoryRoot.appendingPathComponent(".venv/bin/python").path
+    return FileManager.default.isExecutableFile(atPath: venv) ? [venv] : ["/usr/bin/env", "python3"]
+}()
 
 /// A new empty folder under the system temporary directory.
 func temporaryFolder(_ prefix: String) -> URL {
@@ -135,12 +147,12 @@ func compare(_ actual: Tensor, _ expected: Tensor, tolerance: Double) -> String?
     return nil
 }
 
-/// Runs python3 from the repository root; throws with its stderr on failure.
+/// Runs the project's Python from the repository root; throws with its stderr on failure.
 @discardableResult
 func runPython(_ arguments: [String]) throws -> String {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3"] + arguments
+    process.executableURL = URL(fileURLWithPath: pythonExecutable[0])
+    process.arguments = Array(pythonExecutable.dropFirst()) + arguments
     process.currentDirectoryURL = repositoryRoot
     let out = Pipe(), err = Pipe()
     process.standardOutput = out

@@ -25,7 +25,7 @@ public struct GradientResult {
 /// Gradients of a scalar loss w.r.t. chosen values of a graph, by reverse-mode
 /// differentiation: one forward pass keeping only what the vector-Jacobian
 /// products need, then one backward pass per loss head (the first-order terms
-/// g_W . dW + g_A . dA of Taylor-IP sensitivity, DESIGN.md method 2).
+/// g_W . dW + g_A . dA of Taylor-IP sensitivity, docs/DESIGN.md method 2).
 ///
 /// The loss reads the graph's first output. Constant subgraphs are folded per
 /// input shapes (`SpecializedGraph`); weights named in `wrt` stay variables.
