@@ -53,6 +53,10 @@ save("good.onnx", [conv(pads=[1, 1, 1, 1])])
 np.save(path("x.npy"), np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32))
 np.save(path("calib.npy"), np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32))
 
+# Symbolic dims (for --dim).
+save("symbolic.onnx", [conv(pads=[1, 1, 1, 1])],
+     inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", "w"])])
+
 # Window attributes.
 save("conv_pads_1e9.onnx", [conv(pads=[10**9] * 4)])
 save("conv_pads_int32max.onnx", [conv(pads=[2**31 - 1] * 4)])

@@ -39,6 +39,7 @@ public struct SpecializedGraph {
         }
         for (node, op) in zip(graph.nodes, operators) {
             let inputSpecs: [ValueSpec?] = node.inputs.map { $0.isEmpty ? nil : specs[$0] }
+            try Self.checkAxis(node, inputRank: inputSpecs.first??.shape?.count)
             let outputs: [ValueSpec]
             do {
                 if inputSpecs.allSatisfy({ $0 == nil || $0?.constant != nil }) {
@@ -74,6 +75,23 @@ public struct SpecializedGraph {
         for name in needed { if let c = specs[name]?.constant { constants[name] = c } }
         self.constants = constants
         self.specs = specs
+    }
+
+    /// Checks a node's `axis` attribute against the rank of its first input before it
+    /// is planned or run: [-r, r-1] for most ops, [-r, r] for Flatten, [-r-1, r] for
+    /// OneHot (whose axis counts in the output). ONNX ops only; scalars are left to the op.
+    static func checkAxis(_ node: Node, inputRank: Int?) throws {
+        guard node.domain.isEmpty || node.domain == "ai.onnx", let rank = inputRank, rank > 0,
+              case .int(let axis)? = node.attributes["axis"] else { return }
+        let valid: ClosedRange<Int>
+        switch node.opType {
+        case "Flatten": valid = -rank...rank
+        case "OneHot": valid = -(rank + 1)...rank
+        default: valid = -rank...(rank - 1)
+        }
+        guard valid.contains(axis) else {
+            throw MPQError.invalidModel("\(node.opType) node '\(node.name)': axis \(axis) is out of range for its rank-\(rank) input (valid: \(valid.lowerBound)...\(valid.upperBound))")
+        }
     }
 
     /// Largest total size of values alive at once when nodes run in order and
