@@ -77,12 +77,18 @@ public struct SpecializedGraph {
         self.specs = specs
     }
 
+    /// ONNX ops whose `axis` attribute indexes the axes of their first input.
+    static let opsWithInputAxis: Set<String> = [
+        "Concat", "Gather", "GatherElements", "ScatterElements", "Split", "Softmax", "LogSoftmax", "Hardmax",
+        "ArgMax", "ArgMin", "Flatten", "LayerNormalization", "Compress", "TopK", "OneHot",
+    ]
+
     /// Checks a node's `axis` attribute against the rank of its first input before it
     /// is planned or run: [-r, r-1] for most ops, [-r, r] for Flatten, [-r-1, r] for
     /// OneHot (whose axis counts in the output). ONNX ops only; scalars are left to the op.
     static func checkAxis(_ node: Node, inputRank: Int?) throws {
-        guard node.domain.isEmpty || node.domain == "ai.onnx", let rank = inputRank, rank > 0,
-              case .int(let axis)? = node.attributes["axis"] else { return }
+        guard node.domain.isEmpty || node.domain == "ai.onnx", opsWithInputAxis.contains(node.opType),
+              let rank = inputRank, rank > 0, case .int(let axis)? = node.attributes["axis"] else { return }
         let valid: ClosedRange<Int>
         switch node.opType {
         case "Flatten": valid = -rank...rank
