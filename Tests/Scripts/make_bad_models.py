@@ -82,6 +82,28 @@ save("softmax_axis_out_of_range.onnx", [helper.make_node("Softmax", ["x"], ["y"]
 shape = numpy_helper.from_array(np.array([10**6, 10**6, 10**6], dtype=np.int64), "shape")
 save("expand_huge.onnx", [helper.make_node("ConstantOfShape", ["shape"], ["y"], name="fill")],
      inputs=[], initializers=[shape])
+save("expand_runtime_shape.onnx", [helper.make_node("Expand", ["x", "s"], ["y"], name="expand")],
+     inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]), helper.make_tensor_value_info("s", TensorProto.INT64, [3])],
+     initializers=[])
+np.save(path("one.npy"), np.ones((1,), dtype=np.float32))
+np.save(path("shape_huge.npy"), np.array([10**6, 10**6, 10**6], dtype=np.int64))
+np.save(path("shape_overflow.npy"), np.array([2**40, 2**40, 2**40], dtype=np.int64))
+save("constantofshape_runtime.onnx", [helper.make_node("ConstantOfShape", ["s"], ["y"], name="fill")],
+     inputs=[helper.make_tensor_value_info("s", TensorProto.INT64, [3])], initializers=[])
+save("tile_runtime.onnx", [helper.make_node("Tile", ["x", "s"], ["y"], name="tile")],
+     inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1]), helper.make_tensor_value_info("s", TensorProto.INT64, [3])],
+     initializers=[])
+save("pad_runtime.onnx", [helper.make_node("Pad", ["x", "p"], ["y"], name="pad")],
+     inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1]), helper.make_tensor_value_info("p", TensorProto.INT64, [6])],
+     initializers=[])
+save("range_runtime.onnx", [helper.make_node("Range", ["a", "b", "c"], ["y"], name="range")],
+     inputs=[helper.make_tensor_value_info(n, TensorProto.INT64, []) for n in "abc"], initializers=[])
+np.save(path("ones3.npy"), np.ones((1, 1, 1), dtype=np.float32))
+np.save(path("pads_huge.npy"), np.array([10**6] * 6, dtype=np.int64))
+np.save(path("zero.npy"), np.array(0, dtype=np.int64))
+np.save(path("big.npy"), np.array(2**62, dtype=np.int64))
+np.save(path("step1.npy"), np.array(1, dtype=np.int64))
+np.save(path("step0.npy"), np.array(0, dtype=np.int64))
 huge = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2**40, 2**40])
 save("initializer_dims_overflow.onnx", [conv()], initializers=[huge])
 save("input_dims_huge.onnx", [conv()], inputs=[x_info((1, 3, 10**7, 10**7))])

@@ -43,7 +43,7 @@ public final class InferenceSession: @unchecked Sendable {
         self.options = options
         let operators = try OperatorRegistry.makeOperators(for: graph)
         self.operators = operators
-        omp_set_num_threads(Int32(options.threads))
+        omp_set_num_threads(Int32(clamping: max(1, options.threads)))
         context = ExecutionContext(threads: options.threads)
     }
 
@@ -136,6 +136,9 @@ final class ExecutionPlan {
         let inputs: [Int?]
         let outputs: [Int?]
         let release: [Int]
+        /// Some output's shape depends on run-time values: its size is checked
+        /// (shape inference on the actual inputs) before the kernel allocates it.
+        let checksSizes: Bool
     }
 
     private let steps: [Step]
@@ -176,7 +179,8 @@ final class ExecutionPlan {
             entry.op.bindConstants(entry.node.inputs.map { specialized.constants[$0] })
         }
         steps = zip(specialized.nodes, nodeSlots).enumerated().map { index, pair in
-            Step(node: pair.0.node, op: pair.0.op, inputs: pair.1.0, outputs: pair.1.1, release: releaseAt[index])
+            Step(node: pair.0.node, op: pair.0.op, inputs: pair.1.0, outputs: pair.1.1, release: releaseAt[index],
+                 checksSizes: pair.0.node.outputs.contains { !$0.isEmpty && specialized.specs[$0]?.shape == nil })
         }
         slotCount = names.count
         slotNames = names
@@ -195,6 +199,13 @@ final class ExecutionPlan {
             }
             let results: [Tensor]
             do {
+                if step.checksSizes, let predicted = try? step.op.inferOutputs(args.map { $0.map(ValueSpec.init) }) {
+                    for (name, spec) in zip(step.node.outputs, predicted) {
+                        guard let shape = spec.shape else { continue }
+                        try SizeLimits.checkedCount(shape, dtype: spec.dtype,
+                                                    what: "output '\(name)' of \(step.node.opType) node '\(step.node.name)'")
+                    }
+                }
                 results = try step.op.run(args, context: context)
             } catch let error as MPQError {
                 throw error.located(at: step.node)
