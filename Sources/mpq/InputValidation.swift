@@ -32,7 +32,7 @@ enum Check {
         guard !path.isEmpty else { throw ValidationError("\(option) is empty: give a folder") }
         if manager.fileExists(atPath: path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw ValidationError("\(option) \(path) is a file, expected a folder") }
-            guard manager.isWritableFile(atPath: path) else { throw ValidationError("\(option) \(path) is not writable") }
+            guard canCreateFiles(in: path) else { throw ValidationError("\(option) \(path) is not writable") }
             return
         }
         try creatable(path, option)
@@ -50,9 +50,21 @@ enum Check {
             throw ValidationError("\(option) \(path): folder \(folder) does not exist")
         }
         guard isDirectory.boolValue else { throw ValidationError("\(option) \(path): \(folder) is a file, not a folder") }
-        guard FileManager.default.isWritableFile(atPath: folder) else {
+        guard canCreateFiles(in: folder) else {
             throw ValidationError("\(option) \(path): folder \(folder) is not writable")
         }
+    }
+
+    /// True when a file can be created in `folder`: access(2) says yes to root even on
+    /// read-only or pseudo file systems, so a probe file is created there and removed at once.
+    static func canCreateFiles(in folder: String) -> Bool {
+        guard FileManager.default.isWritableFile(atPath: folder) else { return false }
+        let probe = (folder as NSString).appendingPathComponent(".mpq-write-probe-\(getpid())-\(UUID().uuidString)")
+        let descriptor = open(probe, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard descriptor >= 0 else { return false }
+        close(descriptor)
+        unlink(probe)
+        return true
     }
 
     /// The nearest existing ancestor of `path` is a writable folder.
@@ -69,7 +81,7 @@ enum Check {
         guard isDirectory.boolValue else {
             throw ValidationError("\(option) \(path): cannot create it, \(ancestor) is a file, not a folder")
         }
-        guard FileManager.default.isWritableFile(atPath: ancestor) else {
+        guard canCreateFiles(in: ancestor) else {
             throw ValidationError("\(option) \(path): cannot create it, \(ancestor) is not writable")
         }
     }

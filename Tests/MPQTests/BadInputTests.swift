@@ -153,6 +153,9 @@ import Testing
         Case("--out is a file", "quantize {D}/good.onnx --calib {D}/calib.npy --config w8a8 --out {FILE}", "--out", "is a file, expected a folder"),
         Case("--out under a file", "quantize {D}/good.onnx --calib {D}/calib.npy --config w8a8 --out {FILE}/sub", "cannot create it", "is a file"),
         Case("--out is a file (search)", "search {D}/good.onnx --calib {D}/calib.npy --out {FILE}", "is a file, expected a folder"),
+        Case("--out not creatable (/proc)", "quantize {D}/good.onnx --calib {D}/calib.npy --config w8a8 --out /proc/mpq-out", "--out /proc/mpq-out", "not writable"),
+        Case("--out not creatable (search)", "search {D}/good.onnx --calib {D}/calib.npy --out /proc/mpq-out/deeper", "not writable"),
+        Case("--output in an unwritable folder", "run {D}/good.onnx --input x={D}/x.npy --output /proc/out.npz", "--output", "not writable"),
         Case("--output is a folder", "run {D}/good.onnx --input x={D}/x.npy --output {D}", "--output", "is a folder"),
         Case("--cache is a file", "search {D}/good.onnx --calib {D}/calib.npy --cache {FILE} --out {OUT}", "--cache", "is a file"),
     ]
