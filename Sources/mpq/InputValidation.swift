@@ -38,6 +38,18 @@ enum Check {
         try creatable(path, option)
     }
 
+    /// Creates the output folder (and missing parents) once results are ready; a failure
+    /// (the disk filled, permissions changed since validation) is one line naming it.
+    static func createOutputFolder(_ path: String, _ option: String = "--out") throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+            let reason = underlying.map { String(cString: strerror(Int32($0.code))) } ?? error.localizedDescription
+            throw MPQError.io("cannot create \(option) folder \(path): \(reason)")
+        }
+    }
+
     /// A file the command will write (atomically): not a folder, in a writable folder.
     static func outputFile(_ path: String, _ option: String) throws {
         var isDirectory: ObjCBool = false

@@ -25,6 +25,12 @@ struct QuantizationOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Samples per calibration batch.")
     var batchSize = 16
 
+    @Option(help: ArgumentHelp("Held-out evaluation data (same layout as --calib): ranges come from --calib, the reported figures from this; default: the calibration data (the report then says the figures are not held out).", valueName: "DATA"))
+    var eval: String?
+
+    @Option(help: ArgumentHelp("The runtime the exported model will run on: ort-x86 (7-bit weights in int8 kernels on CPUs without VNNI), ort-arm64 or generic (exact QDQ semantics); default: this machine's.", valueName: "TARGET"))
+    var deploy: DeploymentTarget = .host
+
     func validate() throws {
         try Check.range(groupSize, "--group-size", 1...65_536)
         try Check.range(batchSize, "--batch-size", 1...1_000_000)
@@ -46,10 +52,20 @@ struct QuantizationOptions: ParsableArguments {
         if let groupSize { config.weightGranularity = .perGroup(size: groupSize) }
         if let method = try Check.rangeMethod(activationRange, "--activation-range", weights: false) { config.activationRange = method }
         if let method = try Check.rangeMethod(weightRange, "--weight-range", weights: true) { config.weightRange = method }
+        let deployment = deploy.adapted(config, placement: placement, graph: graph)
+        config = deployment.config
+        for note in deployment.notes { FileHandle.standardError.write(Data("warning: \(note)\n".utf8)) }
         let parameters = try QuantizationCalibrator.parameters(
             graph: graph, placement: placement, config: config, data: data, batchSize: batchSize, options: threads,
             progress: Progress.reporter("calibrating"))
-        return (try QuantizedModel(graph: graph, placement: placement, config: config, parameters: parameters, options: threads), data)
+        let quantized = try QuantizedModel(graph: graph, placement: placement, config: config, parameters: parameters, options: threads)
+        quantized.deploymentNotes = deployment.notes
+        return (quantized, data)
+    }
+
+    /// The held-out data of `--eval` (loaded and checked before any calibration), nil without it.
+    func heldOutData(_ model: Model) throws -> CalibrationData? {
+        try eval.map { try CalibrationData(contentsOf: $0, graph: model.graph) }
     }
 }
 
@@ -69,6 +85,8 @@ enum Progress {
         }
     }
 }
+
+extension DeploymentTarget: ExpressibleByArgument {}
 
 struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -90,14 +108,16 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try Model(contentsOf: model)
-        let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session)
-        var report = try QuantizationReport(model: quantized, data: data, batchSize: quantization.batchSize,
+        let heldOut = try quantization.heldOutData(loaded)
+        let (quantized, calibration) = try quantization.quantize(loaded, threads: threadOptions.session)
+        var report = try QuantizationReport(model: quantized, data: heldOut ?? calibration, batchSize: quantization.batchSize,
                                             options: threadOptions.session, progress: Progress.reporter("evaluating"))
+        report.heldOut = heldOut != nil
         let export = try QDQExport(quantized)
         report.exportNotes = export.notes
         let encodings = try QuantizationEncodings.json(quantized)
         let reportJSON = try report.json()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try Check.createOutputFolder(out)
         try export.write(to: (out as NSString).appendingPathComponent("model.qdq.onnx"))
         try AtomicFile.write(encodings, to: (out as NSString).appendingPathComponent("encodings.json"))
         try AtomicFile.write(reportJSON, to: (out as NSString).appendingPathComponent("report.json"))
@@ -117,26 +137,31 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var quantization: QuantizationOptions
     @OptionGroup var threadOptions: ThreadOptions
 
-    @Option(help: ArgumentHelp("Class labels, one integer per calibration sample.", valueName: "FILE.npy"))
+    @Option(help: ArgumentHelp("Class labels, one integer per evaluated sample (--eval's, else --calib's).", valueName: "FILE.npy"))
     var labels: String?
 
     func run() throws {
         let loaded = try Model(contentsOf: model)
         let labelValues = try labels.map { try Check.labels($0, graph: loaded.graph) }
-        let (quantized, data) = try quantization.quantize(loaded, threads: threadOptions.session) { data in
-            if let labelValues, labelValues.count != data.count {
-                throw ValidationError("--labels \(labels!) holds \(labelValues.count) labels for \(data.count) calibration samples (one per sample)")
+        let heldOut = try quantization.heldOutData(loaded)
+        let (quantized, calibration) = try quantization.quantize(loaded, threads: threadOptions.session) { calibration in
+            let evaluated = heldOut ?? calibration
+            if let labelValues, labelValues.count != evaluated.count {
+                throw ValidationError("--labels \(labels!) holds \(labelValues.count) labels for \(evaluated.count) \(heldOut == nil ? "calibration" : "--eval") samples (one per sample)")
             }
         }
-        let report = try QuantizationReport(model: quantized, data: data, batchSize: quantization.batchSize, labels: labelValues,
-                                            options: threadOptions.session, progress: Progress.reporter("evaluating"))
+        var report = try QuantizationReport(model: quantized, data: heldOut ?? calibration, batchSize: quantization.batchSize,
+                                            labels: labelValues, options: threadOptions.session,
+                                            progress: Progress.reporter("evaluating"))
+        report.heldOut = heldOut != nil
         print(summary(report))
     }
 }
 
 /// The output metrics of a report, one per line.
 func summary(_ report: QuantizationReport) -> String {
-    var lines = [String(format: "output SQNR %.2f dB", report.output.sqnr)]
+    var lines = [String(format: "output SQNR %.2f dB", report.output.sqnr)
+        + (report.heldOut ? " (held-out --eval data)" : " (on the calibration data, not held out)")]
     if let top1 = report.output.top1Agreement { lines.append(String(format: "top-1 agreement with FP32 %.2f%%", top1 * 100)) }
     if let cosine = report.output.cosineSimilarity { lines.append(String(format: "cosine similarity %.5f", cosine)) }
     if let accuracy = report.output.accuracy {

@@ -34,6 +34,20 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Hardware profile: default, cpu-avx2 or a JSON file.", valueName: "NAME|FILE.json"))
     var profile = "default"
 
+    @Option(help: ArgumentHelp("The runtime the exported model will run on: ort-x86 (7-bit weights in int8 kernels on CPUs without VNNI), ort-arm64 or generic; default: this machine's.", valueName: "TARGET"))
+    var deploy: DeploymentTarget = .host
+
+    /// The profile restricted to `--candidates` and adapted to `--deploy` (a warning line per change).
+    func hardwareProfile() throws -> HardwareProfile {
+        var hardware = try HardwareProfile.load(profile)
+        if let candidates {
+            hardware = try hardware.restricted(to: candidates.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        let deployed = hardware.deployed(on: deploy)
+        for note in deployed.notes { FileHandle.standardError.write(Data("warning: \(note)\n".utf8)) }
+        return deployed.profile
+    }
+
     @Option(name: .customLong("metric"), help: ArgumentHelp("pareto: score: \(SearchMetric.allCases.map(\.rawValue).joined(separator: ", ")) (default sqnr).", valueName: "METRIC"))
     var metricOption: String?
     var metric: String { metricOption ?? "sqnr" }
@@ -125,10 +139,7 @@ struct SearchCommand: ParsableCommand {
         if method == .taylorIP { return try TaylorSearch(command: self).run() }
         let loaded = try Model(contentsOf: model)
         let graph = loaded.graph
-        var hardware = try HardwareProfile.load(profile)
-        if let candidates {
-            hardware = try hardware.restricted(to: candidates.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        }
+        let hardware = try hardwareProfile()
         let data = try CalibrationData(contentsOf: calib, graph: graph)
         var options = ParetoGreedySearch.Options()
         options.metric = SearchMetric(rawValue: metric) ?? .sqnr
@@ -147,7 +158,7 @@ struct SearchCommand: ParsableCommand {
         FileHandle.standardError.write(Data("\(search.groups.groups.count) quantizer groups, \(search.candidates.reduce(0) { $0 + $1.count }) (group, candidate) entries; cache \(search.cache.folder.path)\n".utf8))
         let bar = SearchProgressBar()
         var result = try search.run(target: nil, progress: bar.report)
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try Check.createOutputFolder(out)
         var selectionError: Error?
         if let target {
             do {

@@ -96,10 +96,7 @@ struct TaylorSearch {
 
     func run() throws {
         let graph = try Model(contentsOf: command.model).graph
-        var hardware = try HardwareProfile.load(command.profile)
-        if let candidates = command.candidates {
-            hardware = try hardware.restricted(to: candidates.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        }
+        let hardware = try command.hardwareProfile()
         let data = try CalibrationData(contentsOf: command.calib, graph: graph)
         guard let objective = TaylorIntegerProgramSearch.Objective(rawValue: options.objective) else {
             throw ValidationError("unknown --objective \(options.objective) (use latency, memory or bops)")
@@ -143,7 +140,7 @@ struct TaylorSearch {
              + "\(search.latency.measurementCount) block timings (cache \(search.latency.cacheFolder.path))")
         let sensitivities = try search.lossMSE(progress: report)
         let blocks = try search.blockTimings(progress: report)
-        try FileManager.default.createDirectory(atPath: command.out, withIntermediateDirectories: true)
+        try Check.createOutputFolder(command.out)
         try AtomicFile.write(sensitivityCSV(search, sensitivities), to: path("sensitivity.csv"))
         try AtomicFile.write(latencyCSV(search, blocks), to: path("latency.csv"))
 
