@@ -103,20 +103,20 @@ enum Check {
     static func labels(_ path: String, graph: Graph, option: String = "--labels") throws -> [Int] {
         let tensor = try NPY.read(contentsOf: path)
         guard !tensor.dtype.isFloatingPoint, tensor.dtype != .bool else {
-            throw ValidationError("\(option) \(path) holds \(tensor.dtype) values; labels must be integer class indices (e.g. int64)")
+            throw MPQError.invalidInput("\(option) \(path) holds \(tensor.dtype) values; labels must be integer class indices (e.g. int64)")
         }
         guard tensor.rank == 1 || (tensor.rank == 2 && tensor.shape[1] == 1) else {
-            throw ValidationError("\(option) \(path) has shape \(tensor.shape); labels are one integer per sample, shape [N]")
+            throw MPQError.invalidInput("\(option) \(path) has shape \(tensor.shape); labels are one integer per sample, shape [N]")
         }
         let values = tensor.dtype == .uint64
             ? tensor.scalars(as: UInt64.self).map { $0 > UInt64(Int.max) ? -1 : Int($0) }
             : tensor.integers()
         if let index = values.firstIndex(where: { $0 < 0 }) {
-            throw ValidationError("\(option) \(path): label \(values[index]) of sample \(index) is negative (labels are class indices >= 0)")
+            throw MPQError.invalidInput("\(option) \(path): label \(values[index]) of sample \(index) is negative (labels are class indices >= 0)")
         }
         if let output = graph.outputs.first, let shape = output.shape, shape.count == 2, let classes = shape[1].value, classes > 0,
            let index = values.firstIndex(where: { $0 >= classes }) {
-            throw ValidationError("\(option) \(path): label \(values[index]) of sample \(index) is out of range for output '\(output.name)' with \(classes) classes (valid: 0...\(classes - 1))")
+            throw MPQError.invalidInput("\(option) \(path): label \(values[index]) of sample \(index) is out of range for output '\(output.name)' with \(classes) classes (valid: 0...\(classes - 1))")
         }
         return values
     }
@@ -125,7 +125,7 @@ enum Check {
     static func labels(_ path: String, graph: Graph, samples: Int, option: String = "--labels") throws -> [Int] {
         let values = try labels(path, graph: graph, option: option)
         guard values.count == samples else {
-            throw ValidationError("\(option) \(path) holds \(values.count) labels for \(samples) calibration samples (one per sample)")
+            throw MPQError.invalidInput("\(option) \(path) holds \(values.count) labels (shape [\(values.count)]) for \(samples) calibration samples (one per sample)")
         }
         return values
     }

@@ -134,7 +134,7 @@ import Testing
         Case("float labels", "eval {D}/good.onnx --calib {D}/calib.npy --config w8a8 --labels {D}/labels_float.npy", "labels_float.npy", "float32", "integer"),
         Case("negative labels", "eval {D}/good.onnx --calib {D}/calib.npy --config w8a8 --labels {D}/labels_negative.npy", "label -1", "negative"),
         Case("labels out of range", "eval {M} --calib {D}/calib.npy --config w8a8 --labels {D}/labels_out_of_range.npy", "label 4000", "0...999"),
-        Case("labels count", "eval {D}/good.onnx --calib {D}/calib.npy --config w8a8 --labels {D}/labels_count.npy", "2 labels for 4"),
+        Case("labels count", "eval {D}/good.onnx --calib {D}/calib.npy --config w8a8 --labels {D}/labels_count.npy", "2 labels", "for 4 calibration samples"),
         Case("labels out of range (search)", "search {M} --calib {D}/calib.npy --metric accuracy --labels {D}/labels_out_of_range.npy --out {OUT}", "label 4000"),
         // Configs.
         Case("config unknown key", "quantize {D}/good.onnx --calib {D}/calib.npy --config {D}/config_unknown_key.json --out {OUT}", "'weight_bits'", "valid keys"),
