@@ -113,7 +113,15 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public init(uninitialized dtype: DataType, shape: [Int]) {
         self.dtype = dtype
         self.shape = shape
-        self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize)
+        // Sizes from files and options are checked (SizeLimits) before anything is
+        // allocated; reaching either failure here is a bug in that checking.
+        guard let count = SizeLimits.product(shape), let bytes = SizeLimits.multiply(count, dtype.byteSize) else {
+            fatalError("mpq: tensor shape \(shape) of \(dtype) has a negative dimension or a size that overflows (unchecked size: a bug)")
+        }
+        guard bytes <= SizeLimits.maximumTensorBytes else {
+            fatalError("mpq: a tensor of shape \(shape) of \(dtype) needs \(SizeLimits.describe(bytes: bytes)), more than this machine's memory (unchecked size: a bug)")
+        }
+        self.storage = TensorStorage(byteCount: bytes)
         self.opaqueLayout = nil
     }
 
