@@ -39,10 +39,15 @@ public struct QuantizationReport: Sendable {
     public var output: OutputComparison
     /// How formats were expressed in the export.
     public var exportNotes: [String] = []
+    /// What the deployment target changed in the requested configuration.
+    public var deploymentNotes: [String] = []
+    /// Whether `output` was measured on data disjoint from the calibration data.
+    public var heldOut = false
 
     /// Evaluates `model` against its FP32 graph over `data`.
     public init(model: QuantizedModel, data: CalibrationData, batchSize: Int = 16, labels: [Int]? = nil,
                 options: SessionOptions = SessionOptions(), progress: ((Int, Int) -> Void)? = nil) throws {
+        deploymentNotes = model.deploymentNotes
         var entries: [String: Entry] = [:]
         for site in model.placement.sites {
             guard let p = model.parameters[site.value] else { continue }
@@ -96,6 +101,10 @@ public struct QuantizationReport: Sendable {
         let object: [String: Any] = [
             "output": outputObject,
             "export_notes": exportNotes,
+            "deployment_notes": deploymentNotes,
+            "held_out": heldOut,
+            "evaluation_note": heldOut ? "figures on the held-out --eval data"
+                : "figures on the calibration data itself, not held out: pass --eval DATA for held-out figures",
             "calibration_notes": calibrationNotes,
             "quantizers": entries.map { e -> [String: Any] in
                 [

@@ -17,6 +17,9 @@ public final class QuantizedModel: @unchecked Sendable {
     /// quantized value under the site's name; a computed site's float value is
     /// renamed `NAME/float`, a graph input's quantized value `NAME/quantized`).
     public let simulationGraph: Graph
+    /// What the deployment target changed in the requested configuration (`DeploymentTarget.adapted`),
+    /// carried into report.json.
+    public var deploymentNotes: [String] = []
     private let session: InferenceSession
     private let simulation: InferenceSession
     private let inputSites: [String: QuantizationParameters]

@@ -22,6 +22,14 @@ public struct CPUFeatures: Sendable, Equatable {
     /// 8 ([-128, 127]) where oneDNN uses VNNI, else 7 ([-64, 63]).
     public var int8WeightBits: Int { oneDNNUsesVNNI ? 8 : 7 }
 
+    /// Features stated directly (e.g. those of a deployment machine other than this one).
+    public init(hasAVX2: Bool, hasAVXVNNI: Bool, hasAVX512VNNI: Bool, oneDNNUsesVNNI: Bool) {
+        self.hasAVX2 = hasAVX2
+        self.hasAVXVNNI = hasAVXVNNI
+        self.hasAVX512VNNI = hasAVX512VNNI
+        self.oneDNNUsesVNNI = oneDNNUsesVNNI
+    }
+
     /// This machine, from the `flags` line of /proc/cpuinfo and oneDNN's effective ISA.
     public static let current = CPUFeatures(
         cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "",
