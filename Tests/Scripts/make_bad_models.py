@@ -104,6 +104,29 @@ np.save(path("zero.npy"), np.array(0, dtype=np.int64))
 np.save(path("big.npy"), np.array(2**62, dtype=np.int64))
 np.save(path("step1.npy"), np.array(1, dtype=np.int64))
 np.save(path("step0.npy"), np.array(0, dtype=np.int64))
+# Index and shape values that arrive at run time.
+save("gather_runtime.onnx", [helper.make_node("Gather", ["t", "i"], ["y"], name="gather", axis=0)],
+     inputs=[helper.make_tensor_value_info("t", TensorProto.FLOAT, [4, 3]), helper.make_tensor_value_info("i", TensorProto.INT64, [2])],
+     initializers=[])
+save("reshape_runtime.onnx", [helper.make_node("Reshape", ["t", "s"], ["y"], name="reshape")],
+     inputs=[helper.make_tensor_value_info("t", TensorProto.FLOAT, [4, 3]), helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+     initializers=[])
+save("slice_runtime.onnx", [helper.make_node("Slice", ["t", "a", "b", "ax", "st"], ["y"], name="slice")],
+     inputs=[helper.make_tensor_value_info("t", TensorProto.FLOAT, [4, 3])]
+     + [helper.make_tensor_value_info(n, TensorProto.INT64, [1]) for n in ["a", "b", "ax", "st"]], initializers=[])
+np.save(path("t.npy"), np.ones((4, 3), dtype=np.float32))
+np.save(path("index_huge.npy"), np.array([0, 10**6], dtype=np.int64))
+np.save(path("index_negative.npy"), np.array([0, -10**6], dtype=np.int64))
+np.save(path("shape_negative.npy"), np.array([5, -3], dtype=np.int64))
+np.save(path("shape_two_minus_one.npy"), np.array([-1, -1], dtype=np.int64))
+np.save(path("i0.npy"), np.array([0], dtype=np.int64))
+np.save(path("i4.npy"), np.array([4], dtype=np.int64))
+np.save(path("i5.npy"), np.array([5], dtype=np.int64))
+open(path("empty.onnx"), "wb").close()
+with open(path("not_a_zip.npz"), "wb") as f:
+    f.write(b"PK but not really a zip archive")
+with open(path("not_a_model.onnx"), "wb") as f:
+    f.write(b"\x08\x07\x12\x04junk\xff\xff\xff\xff\xff")
 huge = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2**40, 2**40])
 save("initializer_dims_overflow.onnx", [conv()], initializers=[huge])
 save("input_dims_huge.onnx", [conv()], inputs=[x_info((1, 3, 10**7, 10**7))])
