@@ -292,6 +292,11 @@ import Testing
         #expect(fresh.status == 0 && !fresh.signalled, "\(fresh.stderr)")
         #expect(!fresh.stderr.contains("warning"))
         let chosen = fresh.stdout.split(separator: "\n").first { $0.hasPrefix("chosen:") }
+        // The config a search writes passes the config-key check of `quantize --config`.
+        let requantized = try Self.run(["quantize", "\(d)/good.onnx", "--calib", "\(d)/calib.npy", "--config",
+                                        work.appendingPathComponent("fresh/config.json").path,
+                                        "--out", work.appendingPathComponent("requantized").path])
+        #expect(requantized.status == 0, "\(requantized.stderr)")
         let scores = try #require(FileManager.default.enumerator(atPath: cache)?.compactMap { $0 as? String }
             .first { $0.hasSuffix("scores.json") })
         let file = URL(fileURLWithPath: cache).appendingPathComponent(scores)
