@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
+        // `swift package generate-documentation` for the DocC catalog in Sources/MPQ/Documentation.docc.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // oneDNN 2.6 C API (Debian libdnnl-dev) and the OpenMP runtime it is built against.
@@ -26,7 +28,7 @@ let package = Package(
         .target(
             name: "MPQ",
             dependencies: [
-                "CCBC", "CDNNL", "ONNXProto",
+                "CCBC", "CDNNL", "ONNXProto", "MPQGGUF",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
@@ -37,7 +39,9 @@ let package = Package(
             name: "mpq",
             dependencies: ["MPQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "MPQTests", dependencies: ["MPQ", "mpq"]),
+        // The README's "Use from Swift" example; a test builds and runs it.
+        .executableTarget(name: "QuickStart", dependencies: ["MPQ"], path: "examples/quick-start"),
+        .testTarget(name: "MPQTests", dependencies: ["MPQ", "mpq", "QuickStart"]),
     ],
     swiftLanguageModes: [.v5]
 )

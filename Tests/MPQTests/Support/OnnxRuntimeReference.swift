@@ -175,8 +175,13 @@ func mpq(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr
     guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
         throw MPQError.fileNotFound("mpq executable next to the test bundle")
     }
+    return try run(executable.path, arguments)
+}
+
+/// Runs an executable; returns its exit status, stdout and stderr.
+func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
-    process.executableURL = executable
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
