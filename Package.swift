@@ -42,6 +42,7 @@ let package = Package(
         // The README's "Use from Swift" example; a test builds and runs it.
         .executableTarget(name: "QuickStart", dependencies: ["MPQ"], path: "examples/quick-start"),
         .testTarget(name: "MPQTests", dependencies: ["MPQ", "mpq", "QuickStart"]),
+        .testTarget(name: "MPQGGUFTests", dependencies: ["MPQGGUF"]),
     ],
     swiftLanguageModes: [.v5]
 )
