@@ -70,6 +70,8 @@ import Testing
         Case("garbage model file", "run {D}/not_a_model.onnx --input x={D}/x.npy", "not an ONNX model"),
         Case("npz that is not a zip", "run {D}/good.onnx --inputs {D}/not_a_zip.npz", "not_a_zip.npz"),
         Case("npz that is not a zip (calib)", "eval {D}/good.onnx --calib {D}/not_a_zip.npz --config w8a8", "not_a_zip.npz"),
+        Case("npz with an array stored twice", "run {D}/good.onnx --inputs {D}/duplicate_array.npz", "array 'x' is stored twice"),
+        Case("npz entry inflating past its size", "run {D}/good.onnx --inputs {D}/inflates_past_size.npz", "inflates past its declared size"),
         Case("npy header shape overflow", "run {D}/good.onnx --input x={D}/huge_header.npy", "huge_header.npy", "overflows"),
         Case("npy header shape overflow (calib)", "quantize {D}/good.onnx --calib {D}/huge_header.npy --config w8a8 --out {OUT}", "overflows"),
         Case("0-d calibration array", "quantize {D}/good.onnx --calib {D}/scalar.npy --config w8a8 --out {OUT}", "scalar.npy", "0-d"),

@@ -127,6 +127,25 @@ with open(path("not_a_zip.npz"), "wb") as f:
     f.write(b"PK but not really a zip archive")
 with open(path("not_a_model.onnx"), "wb") as f:
     f.write(b"\x08\x07\x12\x04junk\xff\xff\xff\xff\xff")
+# .npz archives: an array stored twice, an entry inflating past its declared size.
+import io, struct, warnings, zipfile
+x_bytes = io.BytesIO()
+np.save(x_bytes, np.ones((1, 3, 8, 8), dtype=np.float32))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with zipfile.ZipFile(path("duplicate_array.npz"), "w") as z:
+        z.writestr("x.npy", x_bytes.getvalue())
+        z.writestr("x.npy", x_bytes.getvalue())
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    z.writestr("x.npy", x_bytes.getvalue())
+data = bytearray(buffer.getvalue())
+# Declare 100 bytes in the local header (offset 22) and the central directory entry (offset 24).
+data[22:26] = struct.pack("<I", 100)
+central = data.rfind(b"PK\x01\x02")
+data[central + 24:central + 28] = struct.pack("<I", 100)
+with open(path("inflates_past_size.npz"), "wb") as f:
+    f.write(bytes(data))
 huge = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2**40, 2**40])
 save("initializer_dims_overflow.onnx", [conv()], initializers=[huge])
 save("input_dims_huge.onnx", [conv()], inputs=[x_info((1, 3, 10**7, 10**7))])

@@ -15,13 +15,30 @@ public enum NPZ {
         }
         var arrays: [String: Tensor] = [:]
         for entry in archive where entry.type == .file {
+            let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
+            guard arrays[name] == nil else {
+                throw MPQError.invalidTensorFile("\(path): array '\(name)' is stored twice")
+            }
+            // A compressed entry may claim (or inflate to) far more than memory holds: a zip bomb.
+            let limit = SizeLimits.maximumTensorBytes
+            guard entry.uncompressedSize <= UInt64(limit) else {
+                throw MPQError.limitExceeded("\(path): entry '\(entry.path)' declares \(entry.uncompressedSize) bytes, more than this machine's memory (\(SizeLimits.describe(bytes: limit)))")
+            }
+            let declared = Int(entry.uncompressedSize)
             var bytes = Data()
+            bytes.reserveCapacity(min(declared, 1 << 30))
             do {
-                _ = try archive.extract(entry) { bytes.append($0) }
+                _ = try archive.extract(entry) { chunk in
+                    guard bytes.count + chunk.count <= declared else {
+                        throw MPQError.invalidTensorFile("\(path): entry '\(entry.path)' inflates past its declared size of \(declared) bytes")
+                    }
+                    bytes.append(chunk)
+                }
+            } catch let error as MPQError {
+                throw error
             } catch {
                 throw MPQError.invalidTensorFile("\(path): entry '\(entry.path)' is corrupt (\(error))")
             }
-            let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
             arrays[name] = try NPY.decode(bytes, source: "\(path)[\(name)]")
         }
         return arrays
