@@ -24,6 +24,7 @@ struct InspectCommand: ParsableCommand {
     }
 
     func run() throws {
+        if try inspectGGUF() { return }
         let loaded = try Model(contentsOf: model)
         if groups {
             let placement = QuantizerPlacement(graph: loaded.graph)

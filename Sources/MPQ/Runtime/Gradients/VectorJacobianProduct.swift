@@ -114,7 +114,7 @@ enum GradientRegistry {
         var all: [String: VectorJacobianProduct] = [:]
         for family in [
             elementwiseGradients, matrixGradients, convolutionGradients, shapeGradients,
-            reductionGradients, normalizationGradients, poolingGradients,
+            reductionGradients, normalizationGradients, poolingGradients, rmsNormalizationGradients,
         ] {
             all.merge(family) { first, _ in first }
         }

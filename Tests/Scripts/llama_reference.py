@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Reference logits of a llama-architecture GGUF model, numpy only (float64).
+
+usage:
+  llama_reference.py MODEL.gguf TOKENS.npy OUT.npy
+      logits [batch, seq, vocab] (float32) for int token ids [batch, seq] (or [seq])
+  llama_reference.py MODEL.gguf TOKENS.npy --perplexity CONTEXT CHUNKS
+      llama-perplexity's figure: CHUNKS chunks of CONTEXT tokens, second half of each scored
+  llama_reference.py --tokenize TOKENIZER.json TEXT_FILE OUT.npy [--jargon-tail]
+      token ids of a text (HF tokenizers; --jargon-tail: the evaluation split of jargon.txt
+      as examples/tiny-llama-jargon/prep_data.py makes it)
+
+The forward pass is written the way transformers' LlamaForCausalLM computes it, independently of
+mpq's graph: Q/K weights are un-permuted from the GGUF (llama.cpp's convert_hf_to_gguf permutes the
+rows for its "normal" rope with adjacent pairs) back to HF's layout, and RoPE uses rotate_half
+(pairs (i, i + d/2)).
+"""
+import math
+import sys
+
+import numpy as np
+
+
+def load(path):
+    import gguf
+    reader = gguf.GGUFReader(path)
+    meta = {}
+    for key, field in reader.fields.items():
+        try:
+            meta[key] = field.contents()
+        except Exception:
+            pass
+    tensors = {}
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type)
+        shape = tuple(int(d) for d in reversed(t.shape))  # ggml ne0-first -> numpy row-major
+        tensors[t.name] = np.asarray(values, dtype=np.float64).reshape(shape)
+    return meta, tensors
+
+
+def unpermute(w, heads):
+    """Inverse of convert_hf_to_gguf's LlamaModel.permute (rows grouped per head, pairs interleaved)."""
+    out_features = w.shape[0]
+    return w.reshape(heads, out_features // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+class Llama:
+    def __init__(self, path):
+        meta, t = load(path)
+        arch = meta["general.architecture"]
+        if arch != "llama":
+            raise SystemExit(f"only llama is implemented here, not {arch}")
+        g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
+        self.layers = int(g("block_count"))
+        self.heads = int(g("attention.head_count"))
+        self.kv_heads = int(g("attention.head_count_kv", self.heads))
+        self.hidden = int(g("embedding_length"))
+        self.head_dim = int(g("attention.key_length", self.hidden // self.heads))
+        self.eps = float(g("attention.layer_norm_rms_epsilon"))
+        self.base = float(g("rope.freq_base", 10000.0))
+        self.t = t
+        self.output = t.get("output.weight", t["token_embd.weight"])
+
+    def rms(self, x, w):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
+
+    def rope(self, x, positions):
+        # x [B, H, S, D], HF rotate_half convention
+        d = self.head_dim
+        inv = 1.0 / (self.base ** (np.arange(0, d, 2, dtype=np.float64) / d))
+        freqs = np.outer(positions, inv)
+        emb = np.concatenate([freqs, freqs], axis=-1)
+        cos, sin = np.cos(emb), np.sin(emb)
+        x1, x2 = x[..., : d // 2], x[..., d // 2:]
+        rotated = np.concatenate([-x2, x1], axis=-1)
+        return x * cos + rotated * sin
+
+    def logits(self, ids):
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        t, (B, S) = self.t, ids.shape
+        H, KV, D = self.heads, self.kv_heads, self.head_dim
+        x = t["token_embd.weight"][ids]
+        pos = np.arange(S)
+        mask = np.triu(np.full((S, S), -np.inf), 1)
+        for i in range(self.layers):
+            p = f"blk.{i}."
+            h = self.rms(x, t[p + "attn_norm.weight"])
+            q = h @ unpermute(t[p + "attn_q.weight"], H).T
+            k = h @ unpermute(t[p + "attn_k.weight"], KV).T
+            v = h @ t[p + "attn_v.weight"].T
+            q = q.reshape(B, S, H, D).transpose(0, 2, 1, 3)
+            k = k.reshape(B, S, KV, D).transpose(0, 2, 1, 3)
+            v = v.reshape(B, S, KV, D).transpose(0, 2, 1, 3)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+            k = np.repeat(k, H // KV, axis=1)  # HF repeat_kv: head h reads kv head h // (H / KV)
+            v = np.repeat(v, H // KV, axis=1)
+            s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(D) + mask
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            a = (s @ v).transpose(0, 2, 1, 3).reshape(B, S, H * D)
+            x = x + a @ t[p + "attn_output.weight"].T
+            h = self.rms(x, t[p + "ffn_norm.weight"])
+            gate = h @ t[p + "ffn_gate.weight"].T
+            up = h @ t[p + "ffn_up.weight"].T
+            x = x + (gate / (1 + np.exp(-gate)) * up) @ t[p + "ffn_down.weight"].T
+        return self.rms(x, t["output_norm.weight"]) @ self.output.T
+
+
+def log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def main(argv):
+    if argv[0] == "--tokenize":
+        from tokenizers import Tokenizer
+        text = open(argv[2], encoding="utf-8").read()
+        if "--jargon-tail" in argv:
+            data = "\n".join(l.strip() for l in text.split("\n"))
+            n = len(data)
+            cut = int(n * 0.75) + data[int(n * 0.75):].index("\n") + 1
+            text = data[cut:]
+        ids = Tokenizer.from_file(argv[1]).encode(text).ids
+        np.save(argv[3], np.asarray(ids, dtype=np.int64))
+        return
+    model = Llama(argv[0])
+    ids = np.load(argv[1]).astype(np.int64)
+    if len(argv) > 2 and argv[2] == "--perplexity":
+        ctx, chunks = int(argv[3]), int(argv[4])
+        nll, count = 0.0, 0
+        for c in range(chunks):
+            x = ids[c * ctx:(c + 1) * ctx]
+            lp = log_softmax(model.logits(x)[0])
+            first = ctx // 2
+            nll -= sum(lp[j, x[j + 1]] for j in range(first, ctx - 1))
+            count += ctx - 1 - first
+            print(f"chunk {c + 1}: ppl so far {math.exp(nll / count):.4f}", flush=True)
+        print(f"perplexity {math.exp(nll / count):.6f} over {count} tokens")
+        return
+    np.save(argv[2], model.logits(ids).astype(np.float32))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
