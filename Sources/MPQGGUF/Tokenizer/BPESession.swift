@@ -23,7 +23,6 @@ struct EncodeSession {
     var prev: [Int32] = []
     var next: [Int32] = []
     var heap = BigramHeap()
-    var wordTokens: [Int32] = []
 
     init(tokenizer: GGUFTokenizer, text: UnsafeBufferPointer<UInt8>) {
         self.tokenizer = tokenizer
@@ -65,16 +64,13 @@ struct EncodeSession {
                 return
             }
             // A hash collision: tokenize without caching.
-            wordTokens.removeAll(keepingCapacity: true)
-            bpe(word, into: &wordTokens)
-            out.append(contentsOf: wordTokens)
+            bpe(word, into: &out)
             return
         }
-        wordTokens.removeAll(keepingCapacity: true)
-        bpe(word, into: &wordTokens)
-        cache[hash] = CacheEntry(start: word.lowerBound, count: word.count, tokenStart: cacheTokens.count, tokenCount: wordTokens.count)
-        cacheTokens.append(contentsOf: wordTokens)
-        out.append(contentsOf: wordTokens)
+        let before = out.count
+        bpe(word, into: &out)
+        cache[hash] = CacheEntry(start: word.lowerBound, count: word.count, tokenStart: cacheTokens.count, tokenCount: out.count - before)
+        cacheTokens.append(contentsOf: out[before...])
     }
 
     /// Appends a final symbol: its id when it is a vocabulary token, else llama.cpp's fallback (the vocabulary
