@@ -300,12 +300,14 @@ private func makeQ3Quants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
     return 1 / iscale
 }
 
-/// `make_qkx2_quants` (weights required) and `make_qkx3_quants` (weights optional: x² when nil;
-/// `strictEmpty` selects qkx3's `max <= min` test instead of qkx2's `max == min`).
-private func makeQkxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>?,
+/// `make_qkx2_quants` and `make_qkx3_quants` (`qkx3` selects qkx3's `max <= min` test instead of
+/// qkx2's `max == min`; otherwise they are the same code).
+///
+/// Every caller in ggml passes weights, so they are required here (qkx3's x² default is unused).
+private func makeQkxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                            _ L: UnsafeMutablePointer<UInt8>, _ theMin: inout Float, _ Laux: UnsafeMutablePointer<UInt8>,
                            _ rmin: Float, _ rdelta: Float, _ nstep: Int, _ useMad: Bool, qkx3: Bool) -> Float {
-    @inline(__always) func weight(_ i: Int) -> Float { weights?[i] ?? x[i] * x[i] }
+    @inline(__always) func weight(_ i: Int) -> Float { weights[i] }
     var minv = x[0]
     var maxv = x[0]
     var sumW = weight(0)

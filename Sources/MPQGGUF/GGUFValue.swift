@@ -29,8 +29,11 @@ public struct GGUFString: Hashable, Sendable, ExpressibleByStringLiteral, Custom
     /// The raw bytes, without length prefix or terminator.
     public var bytes: [UInt8]
 
+    /// A string with exactly these bytes (which need not be valid UTF-8).
     public init(bytes: [UInt8]) { self.bytes = bytes }
+    /// The UTF-8 encoding of `string`.
     public init(_ string: String) { bytes = Array(string.utf8) }
+    /// The UTF-8 encoding of a string literal.
     public init(stringLiteral value: String) { self.init(value) }
 
     /// The bytes decoded as UTF-8 (invalid sequences become U+FFFD).
@@ -186,8 +189,10 @@ public struct GGUFMetadata: Equatable, Sendable, Sequence {
     /// Whether `key` is present.
     public func contains(_ key: String) -> Bool { index[key] != nil }
 
+    /// Iterates over the pairs in file order.
     public func makeIterator() -> IndexingIterator<[(key: String, value: GGUFValue)]> { entries.makeIterator() }
 
+    /// Equal when the same keys hold equal values in the same order.
     public static func == (a: GGUFMetadata, b: GGUFMetadata) -> Bool {
         a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }

@@ -29,12 +29,19 @@ public enum GGUFWriter {
             }
             alignment = Int(a)
         }
+        for key in metadata.keys where key.isEmpty {
+            throw GGUFError(.badName, file: path, "metadata key is empty")
+        }
         // Validate tensors and compute packed offsets.
         var names = Set<String>()
         var offsets: [Int] = []
         var next = 0
         for t in tensors {
             guard !t.name.isEmpty else { throw GGUFError(.badName, file: path, "tensor name is empty") }
+            // llama.cpp stores names in GGML_MAX_NAME (64) bytes including the terminator and refuses longer ones.
+            guard t.name.utf8.count < GGUFWriter.maxTensorNameBytes else {
+                throw GGUFError(.badName, file: path, "tensor name '\(t.name)' is \(t.name.utf8.count) bytes; llama.cpp accepts at most \(GGUFWriter.maxTensorNameBytes - 1)")
+            }
             guard names.insert(t.name).inserted else { throw GGUFError(.duplicateTensor, file: path, "duplicate tensor name '\(t.name)'") }
             guard (1...4).contains(t.dimensions.count) else {
                 throw GGUFError(.tooManyDimensions, file: path, "tensor '\(t.name)' has \(t.dimensions.count) dimensions (must be 1 to 4)")
@@ -116,6 +123,9 @@ public enum GGUFWriter {
         }
         done = true
     }
+
+    /// GGML_MAX_NAME: llama.cpp's limit on tensor-name bytes, including the NUL terminator.
+    public static let maxTensorNameBytes = 64
 
     /// `x` rounded up to a multiple of `alignment` (a power of two), or nil on overflow.
     static func alignUp(_ x: Int, _ alignment: Int) -> Int? {

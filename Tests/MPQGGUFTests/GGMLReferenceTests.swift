@@ -95,10 +95,12 @@ struct LlamaQuantizeMatchTests {
                 let perSlice = t.rowLength * (t.dimensions.count > 1 ? t.dimensions[1] : 1)
                 let importance = imatrix?.importance(for: t.name)
                 var actual: [UInt8] = []
-                for s in 0 ..< x.count / perSlice {
+                let slices = x.count / perSlice
+                for s in 0 ..< slices {
+                    // llama-quant.cpp: expert s uses imatrix values [s·ne0, (s+1)·ne0).
                     var w: [Float]?
-                    if let importance, importance.count >= (s + 1) * t.rowLength {
-                        w = Array(importance[(importance.count == t.rowLength ? 0 : s * t.rowLength)...].prefix(t.rowLength))
+                    if let importance, importance.count == t.rowLength * slices {
+                        w = Array(importance[(s * t.rowLength) ..< ((s + 1) * t.rowLength)])
                     }
                     actual += try GGMLQuants.quantize(t.type, values: Array(x[(s * perSlice) ..< ((s + 1) * perSlice)]), rowLength: t.rowLength, importance: w)
                 }

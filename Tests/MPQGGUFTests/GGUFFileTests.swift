@@ -126,6 +126,13 @@ import Testing
         #expect(throws: GGUFError.self) {
             try GGUFWriter.write(to: url, metadata: GGUFMetadata(), tensors: [GGUFTensorInfo(name: "t", dimensions: [33], type: .q4_0)]) { _ in Data() }
         }
+        // Names llama.cpp would refuse (GGML_MAX_NAME) are rejected before anything is written.
+        let long = String(repeating: "x", count: 64)
+        #expect(throws: GGUFError.self) {
+            try GGUFWriter.write(to: url, metadata: GGUFMetadata(), tensors: [GGUFTensorInfo(name: long, dimensions: [32], type: .f32)]) { _ in Data(count: 128) }
+        }
+        #expect(try Data(contentsOf: url) == Data("old".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["x.gguf"])
     }
 
     @Test func metadataKeepsOrderWhenEdited() {
