@@ -2,8 +2,11 @@
 // ggml-quants.c (compiled alone, as ggml-base compiles it) on float32 rows.
 //
 // Build (see bench/gguf_quantize_match.sh):
-//   cc -O2 -std=gnu11 -I$GGML/include -I$GGML/src -I$GGML/src/ggml-cpu \
+//   cc -O2 -DNDEBUG -std=gnu11 -I$GGML/include -I$GGML/src -I$GGML/src/ggml-cpu \
 //      bench/gguf_ggml_reference.c $GGML/src/ggml-quants.c -lm -o gguf_ggml_reference
+//
+// -DNDEBUG as in llama.cpp release builds: ggml-quants.c asserts |fval| <= 4194303 in nearest_int,
+// which importance weights of exactly 0 can violate (the result is then garbage, but deterministic).
 //
 // Usage:
 //   gguf_ggml_reference quantize <type-id> <n_per_row> <input.f32> <imatrix.f32|-> <output.bin>

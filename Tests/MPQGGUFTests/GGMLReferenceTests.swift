@@ -14,7 +14,7 @@ struct GGMLReferenceTests {
     static func harness(in folder: URL) throws -> String {
         let ggml = ProcessInfo.processInfo.environment["MPQ_GGML_SRC"]!
         let binary = folder.appendingPathComponent("gguf_ggml_reference").path
-        try runProgram(["/usr/bin/env", "cc", "-O2", "-std=gnu11", "-I\(ggml)/include", "-I\(ggml)/src", "-I\(ggml)/src/ggml-cpu",
+        try runProgram(["/usr/bin/env", "cc", "-O2", "-DNDEBUG", "-std=gnu11", "-I\(ggml)/include", "-I\(ggml)/src", "-I\(ggml)/src/ggml-cpu",
                         repoRoot.appendingPathComponent("bench/gguf_ggml_reference.c").path, "\(ggml)/src/ggml-quants.c", "-lm", "-o", binary])
         return binary
     }
@@ -27,17 +27,24 @@ struct GGMLReferenceTests {
         let n = 512
         var rng = SeededRandom(seed: 77)
         let x = sampleRows(rows: 96, length: n, seed: 13) + (0..<(32 * n)).map { _ in rng.normal() }
-        let importance = (0..<n).map { i in Float.random(in: 0..<1, using: &rng) * (i % 9 == 0 ? 100 : 1) + 1e-3 }
-        let input = folder.appendingPathComponent("x.f32"), qw = folder.appendingPathComponent("qw.f32")
+        // Importance vectors: uneven positive, with exact zeros (unused columns), and uniform.
+        let importances: [[Float]?] = [
+            nil,
+            (0..<n).map { i in Float.random(in: 0..<1, using: &rng) * (i % 9 == 0 ? 100 : 1) + 1e-3 },
+            (0..<n).map { i in i % 3 == 0 ? 0 : Float.random(in: 0..<5, using: &rng) },
+            [Float](repeating: 1, count: n),
+        ]
+        let input = folder.appendingPathComponent("x.f32")
         try writeFloats(x, to: input)
-        try writeFloats(importance, to: qw)
         for type in Self.quantizable {
-            for weighted in [false, true] {
-                let out = folder.appendingPathComponent("\(type.name)-\(weighted).q")
-                try runProgram([harness, "quantize", "\(type.rawValue)", "\(n)", input.path, weighted ? qw.path : "-", out.path])
+            for (k, importance) in importances.enumerated() {
+                let qw = folder.appendingPathComponent("qw\(k).f32")
+                if let importance { try writeFloats(importance, to: qw) }
+                let out = folder.appendingPathComponent("\(type.name)-\(k).q")
+                try runProgram([harness, "quantize", "\(type.rawValue)", "\(n)", input.path, importance == nil ? "-" : qw.path, out.path])
                 let expected = try [UInt8](Data(contentsOf: out))
-                let actual = try GGMLQuants.quantize(type, values: x, rowLength: n, importance: weighted ? importance : nil)
-                #expect(byteDifference(actual, expected) == nil, "\(type.name) imatrix=\(weighted): \(byteDifference(actual, expected) ?? "")")
+                let actual = try GGMLQuants.quantize(type, values: x, rowLength: n, importance: importance)
+                #expect(byteDifference(actual, expected) == nil, "\(type.name) importance #\(k): \(byteDifference(actual, expected) ?? "")")
             }
         }
     }
