@@ -290,7 +290,7 @@ public enum GGMLQuants {
                     }
                 }
             }
-        case .q8_1, .q8_K:
+        default:
             break  // rejected by checkSizes
         }
     }

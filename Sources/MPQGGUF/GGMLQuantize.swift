@@ -107,7 +107,7 @@ extension GGMLQuants {
             for ib in 0..<(n / 256) {
                 iq4nlImpl(256, x + 256 * ib, y + 136 * ib, qw.map { $0 + 256 * ib }, 7, s)
             }
-        case .q8_1, .q8_K:
+        default:
             break  // rejected by the callers
         }
     }

@@ -20,13 +20,21 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
     case iq4_nl = 20
     case iq4_xs = 23
     case bf16 = 30
+    // Types mpq stores and copies but cannot (de)quantise; known so that files holding them
+    // can still be read, inspected and re-written.
+    case iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18, iq1_s = 19, iq3_s = 21, iq2_s = 22
+    case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28
+    case iq1_m = 29, tq1_0 = 34, tq2_0 = 35, mxfp4 = 39, nvfp4 = 40, q1_0 = 41, q2_0 = 42
 
     /// Values per block (`ggml_type_traits[type].blck_size`).
     public var blockSize: Int {
         switch self {
-        case .f32, .f16, .bf16: 1
-        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1, .iq4_nl: 32
-        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .iq4_xs: 256
+        case .f32, .f16, .bf16, .i8, .i16, .i32, .i64, .f64: 1
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1, .iq4_nl, .mxfp4: 32
+        case .nvfp4, .q2_0: 64
+        case .q1_0: 128
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .iq4_xs, .iq2_xxs, .iq2_xs, .iq3_xxs, .iq1_s, .iq3_s, .iq2_s,
+             .iq1_m, .tq1_0, .tq2_0: 256
         }
     }
 
@@ -49,6 +57,23 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         case .q8_K: 292
         case .iq4_nl: 18
         case .iq4_xs: 136
+        case .iq2_xxs: 66
+        case .iq2_xs: 74
+        case .iq3_xxs: 98
+        case .iq1_s: 50
+        case .iq3_s: 110
+        case .iq2_s: 82
+        case .i8: 1
+        case .i16: 2
+        case .i32: 4
+        case .i64, .f64: 8
+        case .iq1_m: 56
+        case .tq1_0: 54
+        case .tq2_0: 66
+        case .mxfp4: 17
+        case .nvfp4: 36
+        case .q1_0: 18
+        case .q2_0: 18
         }
     }
 }
@@ -74,6 +99,24 @@ extension GGMLType {
         case .q8_K: "q8_K"
         case .iq4_nl: "iq4_nl"
         case .iq4_xs: "iq4_xs"
+        case .iq2_xxs: "iq2_xxs"
+        case .iq2_xs: "iq2_xs"
+        case .iq3_xxs: "iq3_xxs"
+        case .iq1_s: "iq1_s"
+        case .iq3_s: "iq3_s"
+        case .iq2_s: "iq2_s"
+        case .i8: "i8"
+        case .i16: "i16"
+        case .i32: "i32"
+        case .i64: "i64"
+        case .f64: "f64"
+        case .iq1_m: "iq1_m"
+        case .tq1_0: "tq1_0"
+        case .tq2_0: "tq2_0"
+        case .mxfp4: "mxfp4"
+        case .nvfp4: "nvfp4"
+        case .q1_0: "q1_0"
+        case .q2_0: "q2_0"
         }
     }
 
@@ -83,14 +126,19 @@ extension GGMLType {
         self = match
     }
 
-    /// True for block-quantised types (anything but F32, F16 and BF16).
+    /// True for block-quantised types (block size above 1).
     public var isQuantized: Bool { blockSize > 1 }
 
-    /// Whether `GGMLQuants.dequantize` supports this type (all but the intermediate Q8_1 and Q8_K types).
-    public var canDequantize: Bool { self != .q8_1 && self != .q8_K }
+    /// The types `GGMLQuants` converts to and from float32, bit-exactly as ggml.
+    public static let arithmeticTypes: Set<GGMLType> = [
+        .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .iq4_xs,
+    ]
 
-    /// Whether `GGMLQuants.quantize` supports this type (all but the intermediate Q8_1 and Q8_K types).
-    public var canQuantize: Bool { self != .q8_1 && self != .q8_K }
+    /// Whether `GGMLQuants.dequantize` supports this type (see `arithmeticTypes`).
+    public var canDequantize: Bool { GGMLType.arithmeticTypes.contains(self) }
+
+    /// Whether `GGMLQuants.quantize` supports this type (see `arithmeticTypes`).
+    public var canQuantize: Bool { GGMLType.arithmeticTypes.contains(self) }
 
     /// Bytes of a row of `count` values, or nil when `count` is negative, not a multiple of the
     /// block size, or the size overflows `Int` (`ggml_row_size`, with overflow checks).

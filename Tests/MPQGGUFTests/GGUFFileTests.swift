@@ -135,6 +135,25 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["x.gguf"])
     }
 
+    /// Tensor types without arithmetic here (integer, IQ2/IQ3, MXFP4 ...) are read and copied;
+    /// only converting them to floats is refused.
+    @Test func storageOnlyTypesAreReadAndCopied() throws {
+        let folder = makeTemporaryFolder("mpq-gguf-types")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let specs: [(GGMLType, [Int])] = [(.i32, [4, 2]), (.iq2_xxs, [256]), (.mxfp4, [64]), (.f64, [3]), (.tq1_0, [256, 2])]
+        let tensors = specs.enumerated().map { GGUFTensorInfo(name: "t\($0.offset)", dimensions: $0.element.1, type: $0.element.0) }
+        let payloads = tensors.map { t in Data((0..<t.byteCount).map { UInt8(truncatingIfNeeded: $0 &* 31) }) }
+        let url = folder.appendingPathComponent("types.gguf")
+        try GGUFWriter.write(to: url, metadata: GGUFMetadata([("general.architecture", .string("x"))]), tensors: tensors) { payloads[$0] }
+        let file = try GGUFFile(contentsOf: url)
+        #expect(file.tensors.map(\.type) == specs.map(\.0))
+        for (t, p) in zip(file.tensors, payloads) {
+            #expect(file.tensorData(t) == p)
+            #expect(throws: GGUFError.self) { try file.floats(t) }
+        }
+        #expect(try runReference(["check-gguf", url.path, url.path]).contains("ok"))
+    }
+
     @Test func metadataKeepsOrderWhenEdited() {
         var m = GGUFMetadata([("a", .uint8(1)), ("b", .uint8(2)), ("c", .uint8(3))])
         m["b"] = .string("x")
