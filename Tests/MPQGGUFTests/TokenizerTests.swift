@@ -245,6 +245,71 @@ private let edgeCases: [String] = [
         }
     }
 
+    // MARK: SentencePiece ("llama")
+
+    /// A small SentencePiece vocabulary: <unk> <s> </s>, the 256 byte tokens, then `pieces` with their scores.
+    static func sentencePiece(_ pieces: [(String, Float)], edit: (inout GGUFMetadata) -> Void = { _ in }) -> GGUFMetadata {
+        var tokens = ["<unk>", "<s>", "</s>"], scores: [Float] = [0, 0, 0], types: [Int32] = [2, 3, 3]
+        for b in 0 ..< 256 { tokens.append(String(format: "<0x%02X>", b)); scores.append(0); types.append(6) }
+        for (p, s) in pieces { tokens.append(p); scores.append(s); types.append(1) }
+        var md = GGUFMetadata([
+            ("tokenizer.ggml.model", .string("llama")),
+            ("tokenizer.ggml.tokens", .array(.string(tokens.map { GGUFString($0) }))),
+            ("tokenizer.ggml.scores", .array(.float32(scores))),
+            ("tokenizer.ggml.token_type", .array(.int32(types))),
+        ])
+        edit(&md)
+        return md
+    }
+
+    @Test func sentencePieceMergesByScore() throws {
+        let tok = try GGUFTokenizer(metadata: Self.sentencePiece([
+            ("\u{2581}", -1), ("a", -2), ("b", -3), ("c", -4), ("ab", -5), ("bc", -0.5), ("\u{2581}a", -6), ("\u{2581}ab", -7),
+        ]))
+        let id = { (s: String) in tok.tokenID(s)! }
+        #expect(tok.preTokenizer == nil && tok.addSpacePrefix && tok.addBOS && tok.bosID == 1 && tok.eosID == 2)
+        // "bc" outscores "ab": "abc" -> "▁a" "bc" (the space prefix is merged with "a" once "bc" is taken).
+        #expect(tok.encode("abc", addSpecial: false) == [id("\u{2581}a"), id("bc")])
+        #expect(tok.encode("ab") == [1, id("\u{2581}ab")])
+        // Characters missing from the vocabulary fall back to byte tokens: "é" = C3 A9.
+        #expect(tok.encode("é", addSpecial: false) == [id("\u{2581}"), id("<0xC3>"), id("<0xA9>")])
+        for text in ["abc", "ab c", "  a\nb  ", "é😀", ""] + edgeCases {
+            #expect(tok.decode(tok.encode(text)) == text, "\(text.debugDescription) does not round-trip")
+        }
+        let noPrefix = try GGUFTokenizer(metadata: Self.sentencePiece([("a", -1), ("\u{2581}", -1)]) {
+            $0["tokenizer.ggml.add_space_prefix"] = .bool(false)
+            $0["tokenizer.ggml.add_bos_token"] = .bool(false)
+        })
+        #expect(noPrefix.encode("a a") == [noPrefix.tokenID("a")!, noPrefix.tokenID("\u{2581}")!, noPrefix.tokenID("a")!])
+        #expect(tok.encode("<s>a", parseSpecial: true) == [1, 1, id("\u{2581}a")])
+    }
+
+    static let sentencePieceAvailable: Bool = (try? runProgram(pythonCommand + ["-c", "import sentencepiece"])) != nil
+
+    /// A SentencePiece BPE model trained here (Tests/Scripts/tokenizer_spm_reference.py) tokenizes the bundled
+    /// texts exactly as the `sentencepiece` library does. Runs only where `sentencepiece` is installed.
+    @Test(.enabled(if: sentencePieceAvailable))
+    func sentencePieceMatchesLibrary() throws {
+        let folder = makeTemporaryFolder("tokenizer-spm")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let train = folder.appendingPathComponent("train.txt")
+        try bundledText("hamlet_gut.txt").write(to: train, atomically: true, encoding: .utf8)
+        try runProgram(pythonCommand + ["Tests/Scripts/tokenizer_spm_reference.py", "make", folder.path, train.path, "2000"])
+        let tok = try GGUFTokenizer(contentsOf: folder.appendingPathComponent("spm.gguf"))
+        let texts = [try bundledText("macbeth_gut.txt"), try bundledText("tempest_gut.txt"),
+                     utf8Prefix(try bundledText("jargon.txt"), 200_000)] + edgeCases
+        let request = folder.appendingPathComponent("in.json"), response = folder.appendingPathComponent("out.json")
+        try JSONSerialization.data(withJSONObject: ["texts": texts]).write(to: request)
+        try runProgram(pythonCommand + ["Tests/Scripts/tokenizer_spm_reference.py", "encode",
+                                        folder.appendingPathComponent("spm.model").path, request.path, response.path])
+        let reference = try #require((try JSONSerialization.jsonObject(with: Data(contentsOf: response)) as? [String: Any])?["ids"] as? [[Int]])
+        for (i, text) in texts.enumerated() {
+            let ids = tok.encode(text, addSpecial: false)
+            #expect(ids == reference[i], "text \(i) \(text.prefix(30).debugDescription): \(idDifference(ids, reference[i]))")
+            #expect(tok.decode(ids) == text, "text \(i) does not round-trip")
+        }
+    }
+
     // MARK: Malformed metadata
 
     @Test func malformedMetadataThrows() throws {
@@ -260,7 +325,9 @@ private let edgeCases: [String] = [
         }
         #expect(code { $0["tokenizer.ggml.model"] = nil } == .missingKey)
         #expect(code { $0["tokenizer.ggml.model"] = .uint32(2) } == .wrongType)
-        #expect(code { $0["tokenizer.ggml.model"] = .string("llama") } == .unsupported)
+        #expect(code { $0["tokenizer.ggml.model"] = .string("t5") } == .unsupported)
+        #expect(code { $0["tokenizer.ggml.scores"] = .array(.float32([1])) } == .inconsistent)
+        #expect(code { $0["tokenizer.ggml.scores"] = .array(.string(["1"])) } == .wrongType)
         #expect(code { $0["tokenizer.ggml.model"] = .string("bert") } == .unsupported)
         #expect(code { $0["tokenizer.ggml.pre"] = nil } == .unsupported)
         #expect(code { $0["tokenizer.ggml.pre"] = .string("no-such-pre") } == .unsupported)

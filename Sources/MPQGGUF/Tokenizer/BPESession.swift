@@ -38,7 +38,7 @@ struct EncodeSession {
         ends.removeAll(keepingCapacity: true)
         cpts.withUnsafeBufferPointer { c in
             flags.withUnsafeBufferPointer { f in
-                tokenizer.preTokenizer.split(c, f, into: &ends)
+                (tokenizer.preTokenizer ?? .gpt2).split(c, f, into: &ends)
             }
         }
         var cpt = 0

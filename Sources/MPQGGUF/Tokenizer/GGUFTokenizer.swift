@@ -4,8 +4,10 @@ import Foundation
 /// and `llama_detokenize`.
 ///
 /// Supported: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the pre-tokenizers listed in
-/// `GGUFPreTokenizer` (`gpt-2`, `smollm`/`starcoder`-style, `llama3`-style, `qwen2`-style).
-/// SentencePiece (`"llama"`) and the other llama.cpp models are rejected with `GGUFTokenizerError.unsupported`.
+/// `GGUFPreTokenizer` (`gpt-2`, `smollm`/`starcoder`-style, `llama3`-style, `qwen2`-style), and `"llama"`
+/// (SentencePiece BPE: score-ordered merges over the whole text with spaces written as U+2581, an optional
+/// space prefix, and `<0xXX>` byte fallback, as llama.cpp's `llm_tokenizer_spm`). Other models (bert, t5, rwkv,
+/// ...) and other pre-tokenizers are rejected with `GGUFTokenizerError.unsupported`.
 ///
 /// Special tokens: `encode` follows llama.cpp with `parse_special = false` by default, the setting of
 /// `llama-perplexity` and `llama-imatrix`: control (`token_type` 3) and unknown (2) tokens written in the text
@@ -23,8 +25,11 @@ public struct GGUFTokenizer: Sendable {
     public let model: String
     /// `tokenizer.ggml.pre` ("" when absent).
     public let pre: String
-    /// The pre-tokenizer `pre` selects.
-    public let preTokenizer: GGUFPreTokenizer
+    /// The pre-tokenizer `pre` selects (nil for SentencePiece, which has none).
+    public let preTokenizer: GGUFPreTokenizer?
+    /// SentencePiece only: a space is put before the text and after each special token
+    /// (`tokenizer.ggml.add_space_prefix`, default true), and `decode` removes the first one.
+    public let addSpacePrefix: Bool
     /// Each token's type (normal when the file has no `tokenizer.ggml.token_type`).
     public let tokenTypes: [TokenType]
     /// The beginning- and end-of-sequence tokens, when defined.
@@ -57,6 +62,12 @@ public struct GGUFTokenizer: Sendable {
     let ignoreMerges: Bool
     /// Special tokens that can be matched in text, longest first.
     let specials: [SpecialToken]
+    /// SentencePiece: whether the vocabulary is one, each token's score, each byte's fallback token (-1 none),
+    /// and the longest token text in bytes.
+    let isSentencePiece: Bool
+    let scores: [Float]
+    let byteTokens: [Int32]
+    let maxTokenLength: Int
 
     struct SpecialToken: Sendable {
         var bytes: [UInt8]
@@ -70,21 +81,24 @@ public struct GGUFTokenizer: Sendable {
         let reader = MetadataReader(metadata: metadata)
         model = try reader.string("tokenizer.ggml.model")
         pre = try reader.optionalString("tokenizer.ggml.pre") ?? ""
+        let kind: (kind: GGUFPreTokenizer, ignoreMerges: Bool, defaultAddBOS: Bool)?
         switch model {
         case "gpt2":
-            break
+            guard let k = GGUFPreTokenizer.kind(for: pre) else {
+                throw GGUFTokenizerError(.unsupported, key: "tokenizer.ggml.pre",
+                                         pre.isEmpty ? "missing pre-tokenizer type (llama.cpp's 'default' regexes are not supported)"
+                                                     : "pre-tokenizer '\(pre)' not supported")
+            }
+            kind = k
         case "llama":
-            throw GGUFTokenizerError(.unsupported, key: "tokenizer.ggml.model", "tokenizer model 'llama' not supported yet")
+            kind = nil // llama.cpp ignores tokenizer.ggml.pre for SentencePiece
         default:
             throw GGUFTokenizerError(.unsupported, key: "tokenizer.ggml.model", "tokenizer model '\(model)' not supported")
         }
-        guard let kind = GGUFPreTokenizer.kind(for: pre) else {
-            throw GGUFTokenizerError(.unsupported, key: "tokenizer.ggml.pre",
-                                     pre.isEmpty ? "missing pre-tokenizer type (llama.cpp's 'default' regexes are not supported)"
-                                                 : "pre-tokenizer '\(pre)' not supported")
-        }
-        preTokenizer = kind.kind
-        ignoreMerges = kind.ignoreMerges
+        isSentencePiece = kind == nil
+        preTokenizer = kind?.kind
+        ignoreMerges = kind?.ignoreMerges ?? false
+        addSpacePrefix = isSentencePiece ? try reader.optionalBool("tokenizer.ggml.add_space_prefix") ?? true : false
 
         // Vocabulary.
         let rawTokens = try reader.stringArray("tokenizer.ggml.tokens")
@@ -101,6 +115,7 @@ public struct GGUFTokenizer: Sendable {
             texts.append(t.bytes.isEmpty ? Array("[EMPTY_\(i)]".utf8) : t.bytes)
         }
         tokenTexts = texts
+        maxTokenLength = texts.map(\.count).max() ?? 0
 
         if let types = try reader.optionalIntArray("tokenizer.ggml.token_type") {
             guard types.count >= n else {
@@ -112,7 +127,7 @@ public struct GGUFTokenizer: Sendable {
             tokenTypes = [TokenType](repeating: .normal, count: n)
         }
 
-        // Special ids and flags. llama.cpp's defaults for "gpt2" are BOS = EOS = 11 (when in range).
+        // Special ids and flags. llama.cpp's defaults: "gpt2" BOS = EOS = 11, "llama" BOS = 1, EOS = 2 (when in range).
         func specialID(_ key: String, default value: Int?) throws -> Int? {
             guard let id = try reader.optionalInt(key) else { return value.flatMap { $0 < n ? $0 : nil } }
             guard id >= 0, id < n else {
@@ -120,9 +135,9 @@ public struct GGUFTokenizer: Sendable {
             }
             return id
         }
-        bosID = try specialID("tokenizer.ggml.bos_token_id", default: 11)
-        eosID = try specialID("tokenizer.ggml.eos_token_id", default: 11)
-        addBOS = try reader.optionalBool("tokenizer.ggml.add_bos_token") ?? kind.defaultAddBOS
+        bosID = try specialID("tokenizer.ggml.bos_token_id", default: isSentencePiece ? 1 : 11)
+        eosID = try specialID("tokenizer.ggml.eos_token_id", default: isSentencePiece ? 2 : 11)
+        addBOS = try reader.optionalBool("tokenizer.ggml.add_bos_token") ?? (kind?.defaultAddBOS ?? true)
         addEOS = try reader.optionalBool("tokenizer.ggml.add_eos_token") ?? false
         if addBOS && bosID == nil {
             throw GGUFTokenizerError(.inconsistent, key: "tokenizer.ggml.add_bos_token", "BOS is to be added but no BOS token is defined")
@@ -131,9 +146,43 @@ public struct GGUFTokenizer: Sendable {
             throw GGUFTokenizerError(.inconsistent, key: "tokenizer.ggml.add_eos_token", "EOS is to be added but no EOS token is defined")
         }
 
-        // Interned texts: the vocabulary first, then byte characters and merge parts it lacks.
+        // Interned texts: the vocabulary first, then (BPE) byte characters and merge parts it lacks.
         var ids = [[UInt8]: Int32](minimumCapacity: n * 2)
         for (i, t) in texts.enumerated() { ids[t] = Int32(i) }
+
+        if let values = try reader.optionalFloatArray("tokenizer.ggml.scores") {
+            guard values.count >= n else {
+                throw GGUFTokenizerError(.inconsistent, key: "tokenizer.ggml.scores", "\(values.count) scores for \(n) tokens")
+            }
+            scores = Array(values.prefix(n))
+        } else {
+            scores = [Float](repeating: 0, count: n)
+        }
+        if isSentencePiece {
+            // llama.cpp's byte_to_token: "<0xXX>", else the byte itself as a one-byte text.
+            byteTokens = (0 ..< 256).map { b in
+                ids[Array(String(format: "<0x%02X>", b).utf8)] ?? ids[[UInt8(b)]] ?? -1
+            }
+            byteSymbols = []
+            singleByteTokens = []
+            merges = [:]
+            textToID = ids
+            syntheticTexts = []
+        } else {
+            byteTokens = []
+            (byteSymbols, singleByteTokens, merges, syntheticTexts, textToID) =
+                try GGUFTokenizer.loadBPE(reader: reader, ids: ids, count: n)
+        }
+
+        specials = GGUFTokenizer.specialTokens(texts: texts, types: tokenTypes)
+        (pieces, hiddenUnlessSpecial) = GGUFTokenizer.decodedPieces(texts: texts, types: tokenTypes, sentencePiece: isSentencePiece)
+    }
+
+    /// The byte-level BPE tables: byte symbols, single-byte fallback tokens, the merge table and the
+    /// texts merges produce that the vocabulary lacks.
+    private static func loadBPE(reader: MetadataReader, ids vocabularyIDs: [[UInt8]: Int32], count n: Int) throws
+        -> ([Int32], [Int32], [UInt64: UInt64], [[UInt8]], [[UInt8]: Int32]) {
+        var ids = vocabularyIDs
         var synthetic: [[UInt8]] = []
         func intern(_ text: [UInt8]) -> Int32 {
             if let id = ids[text] { return id }
@@ -142,10 +191,9 @@ public struct GGUFTokenizer: Sendable {
             ids[text] = id
             return id
         }
-        byteSymbols = ByteLevel.byteToUTF8.map { intern($0) }
+        let byteSymbols = ByteLevel.byteToUTF8.map { intern($0) }
         var single = [Int32](repeating: -1, count: 256)
         for b in 0 ..< 256 { if let id = ids[[UInt8(b)]], Int(id) < n { single[b] = id } }
-        singleByteTokens = single
 
         // Merges "left right", rank = position; the first occurrence of a pair wins (llama.cpp's emplace).
         let rawMerges = try reader.stringArray("tokenizer.ggml.merges")
@@ -160,40 +208,56 @@ public struct GGUFTokenizer: Sendable {
                 table[key] = UInt64(rank) << 32 | UInt64(UInt32(intern(left + right)))
             }
         }
-        merges = table
-        textToID = ids
-        syntheticTexts = synthetic
+        return (byteSymbols, single, table, synthetic, ids)
+    }
 
-        // Special tokens, longest first (ties by id; llama.cpp's sort leaves ties unordered). Texts that are not
-        // valid UTF-8 are never matched: they could cut a character of the text in two.
+    /// Special tokens, longest first (ties by id; llama.cpp's sort leaves ties unordered). Texts that are not
+    /// valid UTF-8 are never matched: they could cut a character of the text in two.
+    private static func specialTokens(texts: [[UInt8]], types: [TokenType]) -> [SpecialToken] {
         var specials: [SpecialToken] = []
-        for (i, type) in tokenTypes.enumerated() where type == .control || type == .userDefined || type == .unknown {
+        for (i, type) in types.enumerated() where type == .control || type == .userDefined || type == .unknown {
             guard String(validating: texts[i], as: UTF8.self) != nil else { continue }
             specials.append(SpecialToken(bytes: texts[i], id: Int32(i), always: type == .userDefined))
         }
         specials.sort { $0.bytes.count != $1.bytes.count ? $0.bytes.count > $1.bytes.count : $0.id < $1.id }
-        self.specials = specials
+        return specials
+    }
 
-        // Decoded pieces (llama.cpp's token_to_piece).
+    /// Decoded pieces (llama.cpp's token_to_piece) and whether each is hidden unless special tokens are rendered.
+    private static func decodedPieces(texts: [[UInt8]], types: [TokenType], sentencePiece: Bool) -> ([[UInt8]], [Bool]) {
         var pieces: [[UInt8]] = []
         var hidden: [Bool] = []
-        pieces.reserveCapacity(n)
+        pieces.reserveCapacity(texts.count)
         for (i, text) in texts.enumerated() {
-            switch tokenTypes[i] {
+            switch types[i] {
             case .control, .unknown:
                 pieces.append(text); hidden.append(true)
             case .userDefined:
                 pieces.append(text); hidden.append(false)
             case .normal:
-                pieces.append(GGUFTokenizer.byteDecode(text)); hidden.append(false)
+                pieces.append(sentencePiece ? unescapeWhitespace(text) : byteDecode(text)); hidden.append(false)
             case .byte:
-                pieces.append([GGUFTokenizer.hexByte(text)]); hidden.append(false)
+                pieces.append([hexByte(text)]); hidden.append(false)
             case .undefined, .unused:
                 pieces.append([]); hidden.append(false)
             }
         }
-        self.pieces = pieces
-        hiddenUnlessSpecial = hidden
+        return (pieces, hidden)
+    }
+
+    /// U+2581 (SentencePiece's visible space) back to " ".
+    static func unescapeWhitespace(_ text: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count)
+        var i = 0
+        while i < text.count {
+            if i + 2 < text.count, text[i] == 0xE2, text[i + 1] == 0x96, text[i + 2] == 0x81 {
+                out.append(0x20); i += 3
+            } else {
+                out.append(text[i]); i += 1
+            }
+        }
+        return out
     }
 
     /// Reads the tokenizer of the GGUF file at `url`.
@@ -216,11 +280,27 @@ public struct GGUFTokenizer: Sendable {
         var bytes = Array(text.utf8)
         bytes.withUnsafeMutableBufferPointer { buffer in
             let raw = UnsafeBufferPointer(buffer)
-            var session = EncodeSession(tokenizer: self, text: raw)
-            for fragment in partition(raw, parseSpecial: parseSpecial) {
-                switch fragment {
-                case .token(let id): out.append(id)
-                case .text(let range): session.encodeFragment(range, into: &out)
+            let fragments = partition(raw, parseSpecial: parseSpecial)
+            if isSentencePiece {
+                var session = SentencePieceSession(tokenizer: self)
+                var previousSpecial = true
+                for fragment in fragments {
+                    switch fragment {
+                    case .token(let id):
+                        out.append(id)
+                        previousSpecial = true
+                    case .text(let range):
+                        session.encode(raw[range], spacePrefix: addSpacePrefix && previousSpecial, into: &out)
+                        previousSpecial = false
+                    }
+                }
+            } else {
+                var session = EncodeSession(tokenizer: self, text: raw)
+                for fragment in fragments {
+                    switch fragment {
+                    case .token(let id): out.append(id)
+                    case .text(let range): session.encodeFragment(range, into: &out)
+                    }
                 }
             }
         }
@@ -263,7 +343,8 @@ public struct GGUFTokenizer: Sendable {
 
     /// The text of `ids` (llama.cpp's detokenize without space clean-up): control and unknown tokens are
     /// omitted unless `special`; ids outside the vocabulary are skipped. Bytes that do not form valid UTF-8
-    /// become U+FFFD.
+    /// become U+FFFD. With `addSpacePrefix` (SentencePiece) one space is removed from the start of the first
+    /// piece (llama.cpp removes it only when the first id is not BOS).
     public func decode(_ ids: [Int], special: Bool = false) -> String {
         String(decoding: decodeBytes(ids, special: special), as: UTF8.self)
     }
@@ -271,9 +352,16 @@ public struct GGUFTokenizer: Sendable {
     /// The bytes of `ids`, before UTF-8 decoding.
     public func decodeBytes(_ ids: [Int], special: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
+        var removeSpace = addSpacePrefix
         for id in ids where id >= 0 && id < pieces.count {
             if hiddenUnlessSpecial[id] && !special { continue }
-            out.append(contentsOf: pieces[id])
+            let piece = pieces[id]
+            if removeSpace, piece.first == 0x20 {
+                out.append(contentsOf: piece.dropFirst())
+            } else {
+                out.append(contentsOf: piece)
+            }
+            if !piece.isEmpty { removeSpace = false }
         }
         return out
     }
@@ -362,6 +450,16 @@ struct MetadataReader {
             throw GGUFTokenizerError(.wrongType, key: key, "expected an array of integers, found \(describe(value))")
         }
         return result
+    }
+
+    func optionalFloatArray(_ key: String) throws -> [Float]? {
+        guard let value = metadata[key] else { return nil }
+        switch value {
+        case .array(.float32(let a)): return a
+        case .array(.int32(let a)): return a.map(Float.init)
+        default:
+            throw GGUFTokenizerError(.wrongType, key: key, "expected an array of float32, found \(describe(value))")
+        }
     }
 
     func optionalInt(_ key: String) throws -> Int? {
