@@ -18,12 +18,25 @@ public struct GGUFTensorInfo: Equatable, Sendable {
         self.offset = offset
     }
 
-    /// Number of values (product of the dimensions; validated not to overflow when read from a file).
-    public var elementCount: Int { dimensions.reduce(1, &*) }
+    /// Number of values (product of the dimensions; validated not to overflow when read from a
+    /// file; 0 for an info built by hand whose product overflows or has a non-positive dimension).
+    public var elementCount: Int { checkedElementCount ?? 0 }
+
+    /// The product of the dimensions, or nil when a dimension is not positive or it overflows.
+    public var checkedElementCount: Int? {
+        var n = 1
+        for d in dimensions {
+            guard d > 0 else { return nil }
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            n = p
+        }
+        return n
+    }
     /// Values per row (ne0).
     public var rowLength: Int { dimensions.first ?? 1 }
     /// Number of rows (product of the dimensions after ne0).
-    public var rowCount: Int { dimensions.dropFirst().reduce(1, &*) }
+    public var rowCount: Int { rowLength > 0 ? elementCount / rowLength : 0 }
     /// Bytes of the tensor's data.
     public var byteCount: Int { type.byteCount(elements: elementCount) ?? 0 }
 }
@@ -91,22 +104,35 @@ public struct GGUFFile: Sendable {
         tensorIndex[name].map { tensors[$0] }
     }
 
-    /// The raw bytes of `tensor` (a slice of the mapping, not a copy).
-    public func tensorData(_ tensor: GGUFTensorInfo) -> Data {
-        let start = data.startIndex + dataOffset + tensor.offset
-        return data[start ..< start + tensor.byteCount]
+    /// The byte range of `tensor` within `data`, or nil when it does not lie inside the file
+    /// (an info that did not come from this file).
+    private func range(of tensor: GGUFTensorInfo) -> Range<Int>? {
+        let (start, o1) = dataOffset.addingReportingOverflow(tensor.offset)
+        let (end, o2) = start.addingReportingOverflow(tensor.byteCount)
+        guard !o1, !o2, tensor.offset >= 0, end <= data.count else { return nil }
+        return start ..< end
     }
 
-    /// Calls `body` with the raw bytes of `tensor`, without copying.
+    /// The raw bytes of `tensor` (a slice of the mapping, not a copy); empty when `tensor` does not
+    /// describe data inside this file.
+    public func tensorData(_ tensor: GGUFTensorInfo) -> Data {
+        guard let r = range(of: tensor) else { return Data() }
+        return data[(data.startIndex + r.lowerBound) ..< (data.startIndex + r.upperBound)]
+    }
+
+    /// Calls `body` with the raw bytes of `tensor`, without copying (empty when `tensor` does not
+    /// describe data inside this file).
     public func withTensorBytes<R>(_ tensor: GGUFTensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try data.withUnsafeBytes { raw in
-            try body(UnsafeRawBufferPointer(rebasing: raw[(dataOffset + tensor.offset) ..< (dataOffset + tensor.offset + tensor.byteCount)]))
-        }
+        guard let r = range(of: tensor) else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try data.withUnsafeBytes { raw in try body(UnsafeRawBufferPointer(rebasing: raw[r])) }
     }
 
     /// The tensor's values as float32 (dequantised with ggml's exact arithmetic).
     public func floats(_ tensor: GGUFTensorInfo) throws -> [Float] {
-        try withTensorBytes(tensor) { try GGMLQuants.dequantize(tensor.type, bytes: $0, count: tensor.elementCount) }
+        guard let count = tensor.checkedElementCount, tensor.type.byteCount(elements: count) != nil, range(of: tensor) != nil else {
+            throw GGUFError(.invalidArgument, file: path, "tensor '\(tensor.name)' (\(tensor.dimensions), \(tensor.type.name), offset \(tensor.offset)) does not describe data in this file")
+        }
+        return try withTensorBytes(tensor) { try GGMLQuants.dequantize(tensor.type, bytes: $0, count: count) }
     }
 
     /// Writes this file's metadata and tensors to `url` (atomically) in the standard layout.

@@ -277,6 +277,13 @@ struct RawGGUF {
         #expect(file.tensors.count == 2)
         #expect(file.tensors[1].dimensions == [8])
         #expect(try file.floats(file.tensors[0]).count == 64)
+        // An info that does not describe this file's data gives no bytes, never a trap.
+        let foreign = GGUFTensorInfo(name: "x", dimensions: [1 << 40], type: .f32, offset: 32)
+        #expect(file.tensorData(foreign).isEmpty)
+        #expect(throws: GGUFError.self) { try file.floats(foreign) }
+        let overflowing = GGUFTensorInfo(name: "y", dimensions: [1 << 62, 8], type: .f32, offset: Int.max - 4)
+        #expect(file.tensorData(overflowing).isEmpty)
+        #expect(throws: GGUFError.self) { try file.floats(overflowing) }
     }
 
     @Test(arguments: GGUFBadFileTests.corruptions.indices)
