@@ -43,11 +43,14 @@ public struct QuantizationReport: Sendable {
     public var deploymentNotes: [String] = []
     /// Whether `output` was measured on data disjoint from the calibration data.
     public var heldOut = false
+    /// What the quantization techniques did (from the model).
+    public var techniqueNotes: [String] = []
 
     /// Evaluates `model` against its FP32 graph over `data`.
     public init(model: QuantizedModel, data: CalibrationData, batchSize: Int = 16, labels: [Int]? = nil,
                 options: SessionOptions = SessionOptions(), progress: ((Int, Int) -> Void)? = nil) throws {
         deploymentNotes = model.deploymentNotes
+        techniqueNotes = model.techniqueNotes
         var entries: [String: Entry] = [:]
         for site in model.placement.sites {
             guard let p = model.parameters[site.value] else { continue }
@@ -57,7 +60,7 @@ public struct QuantizationReport: Sendable {
             }
             entries[site.value] = entry
         }
-        let reference = try InferenceSession(graph: model.original, options: options)
+        let reference = try InferenceSession(graph: model.reference ?? model.original, options: options)
         var comparison = OutputComparison()
         let batches = data.batches(of: batchSize)
         var offset = 0
@@ -102,6 +105,7 @@ public struct QuantizationReport: Sendable {
             "output": outputObject,
             "export_notes": exportNotes,
             "deployment_notes": deploymentNotes,
+            "techniques": techniqueNotes,
             "held_out": heldOut,
             "evaluation_note": heldOut ? "figures on the held-out --eval data"
                 : "figures on the calibration data itself, not held out: pass --eval DATA for held-out figures",

@@ -20,6 +20,11 @@ public final class QuantizedModel: @unchecked Sendable {
     /// What the deployment target changed in the requested configuration (`DeploymentTarget.adapted`),
     /// carried into report.json.
     public var deploymentNotes: [String] = []
+    /// The FP32 model to compare with when `original` is a transformed one whose float weights
+    /// differ (`QuantizationTechniques`: AdaRound, bias correction); nil: `original`.
+    public var reference: Graph?
+    /// What the quantization techniques did (`QuantizationTechniques.Report.notes`), for report.json.
+    public var techniqueNotes: [String] = []
     private let session: InferenceSession
     private let simulation: InferenceSession
     private let inputSites: [String: QuantizationParameters]

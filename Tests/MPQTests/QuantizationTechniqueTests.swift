@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+@testable import MPQ
+
+/// Quantization techniques (CLE, SmoothQuant, range search, AdaRound, bias
+/// correction): FP32-preserving transforms preserve FP32 outputs, each technique
+/// lowers the error of a real model on held-out data, and the transformed model
+/// exports as QDQ ONNX that ONNX Runtime runs as our simulation does.
+@Suite(.serialized) struct QuantizationTechniqueTests {
+    let folder = temporaryFolder("mpq-techniques")
+    var mobileNetPath: String { fixturesFolder.appendingPathComponent("models/mobilenetv2.onnx").path }
+    var miniLMPath: String { fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path }
+
+    func crops(_ count: Int, seed: Int, graph: Graph) throws -> CalibrationData {
+        let path = folder.appendingPathComponent("crops-\(count)-\(seed).npy").path
+        if !FileManager.default.fileExists(atPath: path) {
+            try runPython([repositoryRoot.appendingPathComponent("scripts/make_image_calib.py").path, path,
+                           "--count", "\(count)", "--seed", "\(seed)"])
+        }
+        return try CalibrationData(contentsOf: path, graph: graph)
+    }
+
+    func sentences(_ count: Int, graph: Graph) throws -> CalibrationData {
+        let path = folder.appendingPathComponent("tokens-\(count).npz").path
+        if !FileManager.default.fileExists(atPath: path) {
+            try runPython(["Tests/Scripts/make_text_inputs.py",
+                           fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2-tokenizer/tokenizer.json").path,
+                           fixturesFolder.appendingPathComponent("data/text/hamlet_gut.txt").path, path, "\(count)"])
+        }
+        return try CalibrationData(contentsOf: path, graph: graph)
+    }
+
+    /// Largest |a - b| over all outputs, relative to the largest |a|.
+    func relativeDifference(_ a: [String: Tensor], _ b: [String: Tensor]) -> Double {
+        var worst = 0.0, scale = 0.0
+        for (name, x) in a {
+            guard let y = b[name] else { return .infinity }
+            worst = max(worst, maxAbsDifference(x, y))
+            scale = max(scale, x.doubles().map(abs).max() ?? 0)
+        }
+        return worst / max(scale, 1e-30)
+    }
+
+    /// Output comparison of a quantized model with the FP32 `reference` over `data`.
+    func evaluate(_ model: QuantizedModel, reference: Graph, data: CalibrationData) throws -> OutputComparison {
+        let session = try InferenceSession(graph: reference)
+        var comparison = OutputComparison()
+        for batch in data.batches(of: 16) {
+            comparison.add(reference: try session.run(batch), quantized: try model.run(batch), feeds: batch)
+        }
+        return comparison
+    }
+
+    func quantize(_ graph: Graph, config: QuantizationConfig, techniques: QuantizationTechniques, data: CalibrationData)
+        throws -> (QuantizedModel, QuantizationTechniques.Report) {
+        let placement = QuantizerPlacement(graph: graph)
+        let result = try techniques.apply(to: graph, placement: placement, config: config, data: data)
+        return (try result.quantizedModel(reference: graph, config: config, data: data), result.report)
+    }
+
+    @Test func crossLayerEqualizationPreservesMobileNet() throws {
+        let graph = try Model(contentsOf: mobileNetPath).graph
+        let data = try crops(8, seed: 1, graph: graph)
+        let result = try CrossLayerEqualization.apply(to: graph)
+        #expect(result.pairs.count >= 30, "equalized pairs: \(result.pairs.count)")
+        #expect(result.rewrittenClips >= 20)
+        let before = try InferenceSession(graph: graph).run(data.inputs)
+        let after = try InferenceSession(graph: result.graph).run(data.inputs)
+        let difference = relativeDifference(before, after)
+        #expect(difference < 1e-5, "relative output difference \(difference)")
+        // The weights really changed: the spread of per-channel ranges of the first depthwise conv shrinks.
+        let name = graph.nodes.first { $0.opType == "Conv" && ((try? $0.int("group", default: 1)) ?? 1) > 1 }!.inputs[1]
+        func spread(_ t: Tensor) -> Float {
+            let v = t.floats(), per = v.count / t.shape[0]
+            let ranges = (0..<t.shape[0]).map { c in v[(c * per)..<((c + 1) * per)].map(abs).max()! }
+            return ranges.max()! / max(ranges.min()!, 1e-12)
+        }
+        #expect(spread(result.graph.initializers[name]!) < spread(graph.initializers[name]!))
+    }
+
+    @Test func smoothQuantPreservesMiniLM() throws {
+        let graph = try Model(contentsOf: miniLMPath).graph
+        let data = try sentences(16, graph: graph)
+        let config = try QuantizationConfig(preset: "w8a8")
+        let result = try SmoothQuant.apply(to: graph, config: config, data: data)
+        let applied = result.smoothed.filter { $0.alpha != nil }
+        #expect(applied.count >= 6, "smoothed: \(result.smoothed.map { "\($0.layerNorm) \($0.alpha ?? -1)" })")
+        for s in applied { #expect(s.errorAfter < s.errorBefore) }
+        let before = try InferenceSession(graph: graph).run(data.inputs)
+        let after = try InferenceSession(graph: result.graph).run(data.inputs)
+        let difference = relativeDifference(before, after)
+        #expect(difference < 1e-5, "relative output difference \(difference)")
+    }
+
+    @Test func techniqueNamesParse() throws {
+        let t = try QuantizationTechniques(parsing: "cle, adaround,bias-correction")
+        #expect(t.techniques == [.crossLayerEqualization, .adaRound, .biasCorrection])
+        #expect(try QuantizationTechniques(parsing: "none").isEmpty)
+        #expect(throws: MPQError.self) { try QuantizationTechniques(parsing: "cle,gptq") }
+    }
+
+    /// Each technique lowers mobilenetv2's held-out output error (w4a8 per-channel, where rounding matters most).
+    @Test func eachTechniqueImprovesMobileNet() throws {
+        let graph = try Model(contentsOf: mobileNetPath).graph
+        let calibration = try crops(16, seed: 0, graph: graph), heldOut = try crops(16, seed: 1, graph: graph)
+        var config = try QuantizationConfig(preset: "w4a8")
+        config.weightGranularity = .perChannel
+        func sqnr(_ list: String) throws -> Double {
+            var techniques = try QuantizationTechniques(parsing: list)
+            techniques.reconstruction.iterations = 200
+            techniques.reconstruction.positions = 4096
+            let (model, _) = try quantize(graph, config: config, techniques: techniques, data: calibration)
+            return try evaluate(model, reference: graph, data: heldOut).sqnr
+        }
+        let plain = try sqnr("none")
+        for list in ["seq-mse", "adaround", "bias-correction"] {
+            let improved = try sqnr(list)
+            #expect(improved > plain + 1, "\(list): \(improved) dB vs plain \(plain) dB")
+        }
+    }
+
+    /// The transformed, refined model exports as QDQ ONNX and ONNX Runtime (exact session) agrees with the simulation.
+    @Test func transformedModelExportsAndMatchesOnnxRuntime() throws {
+        let graph = try Model(contentsOf: mobileNetPath).graph
+        let calibration = try crops(16, seed: 0, graph: graph), heldOut = try crops(32, seed: 1, graph: graph)
+        var config = try QuantizationConfig(preset: "w8a8")
+        config.weightGranularity = .perChannel
+        var techniques = try QuantizationTechniques(parsing: "cle,seq-mse,adaround,bias-correction")
+        techniques.reconstruction.iterations = 100
+        techniques.reconstruction.positions = 2048
+        let (model, report) = try quantize(graph, config: config, techniques: techniques, data: calibration)
+        #expect(report.entries.count == 4)
+        let qdq = folder.appendingPathComponent("techniques.qdq.onnx").path
+        try QDQExport(model).write(to: qdq)
+        let inputs = folder.appendingPathComponent("heldout.npz").path, outputs = folder.appendingPathComponent("ort.npz").path
+        try NPZ.write(heldOut.inputs, to: inputs)
+        try runPython(["Tests/Scripts/ort_run_model.py", qdq, inputs, outputs, "16", "--exact"])
+        let exported = try NPZ.read(contentsOf: outputs)
+        var simulated: [Tensor] = []
+        for batch in heldOut.batches(of: 16) { simulated.append(try model.run(batch)["logits"]!) }
+        let ours = try Tensor.concatenate(simulated, axis: 0)
+        var comparison = OutputComparison()
+        comparison.add(reference: ["logits": ours], quantized: ["logits": exported["logits"]!], feeds: [:])
+        #expect(comparison.top1Agreement! >= 0.9, "top-1 simulation vs ORT \(comparison.top1Agreement!)")
+        #expect(comparison.sqnr > 25, "simulation vs ORT SQNR \(comparison.sqnr) dB")
+    }
+}
