@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+@testable import MPQ
+
+/// The GGUF decoder graph (Sources/MPQ/LLM) on examples/tiny-llama-jargon against the numpy
+/// reference in Tests/Scripts/llama_reference.py (HF LlamaForCausalLM's forward pass, float64).
+@Suite(.serialized) struct LLMDecoderTests {
+    static let modelPath = repositoryRoot.appendingPathComponent("examples/tiny-llama-jargon/model-F16.gguf").path
+    let folder = temporaryFolder("mpq-llm")
+
+    /// Token ids of the jargon evaluation tail (HF tokenizers; identical to llama.cpp's for this model).
+    func jargonTail() throws -> [Int] {
+        let path = folder.appendingPathComponent("tail.npy").path
+        if !FileManager.default.fileExists(atPath: path) {
+            try runPython(["Tests/Scripts/llama_reference.py", "--tokenize", "examples/tiny-llama-jargon/hf/tokenizer.json",
+                           fixturesFolder.appendingPathComponent("data/text/jargon.txt").path, path, "--jargon-tail"])
+        }
+        return try NPY.read(contentsOf: path).integers()
+    }
+
+    @Test func logitsMatchNumpyReference() throws {
+        let tokens = try jargonTail()
+        #expect(tokens.count == 112_349)
+        let ids = Tensor(shape: [2, 64], scalars: tokens[1000..<1128].map { Int64($0) })
+        let idsPath = folder.appendingPathComponent("ids.npy").path, logitsPath = folder.appendingPathComponent("ref.npy").path
+        try NPY.write(ids, to: idsPath)
+        try runPython(["Tests/Scripts/llama_reference.py", Self.modelPath, idsPath, logitsPath])
+        let expected = try NPY.read(contentsOf: logitsPath)
+
+        let model = try GGUFLanguageModel(contentsOf: Self.modelPath)
+        #expect(model.configuration.ropeLayout == .adjacentPairs && !model.configuration.tiedEmbeddings)
+        #expect(model.chunkBOS == nil)
+        let session = try InferenceSession(graph: try model.graph(), options: SessionOptions(threads: 2))
+        let logits = try #require(try session.run([DecoderGraphBuilder.inputName: ids])[DecoderGraphBuilder.outputName])
+        #expect(logits.shape == [2, 64, 8192])
+        let scale = expected.doubles().map(abs).max()!
+        let relative = maxAbsDifference(logits, expected) / scale
+        #expect(relative < 1e-3, "max |mpq - numpy| / max |numpy| = \(relative)")
+        #expect(top1(logits.reshaped([128, 8192])) == top1(expected.reshaped([128, 8192])))
+
+        // A shorter sequence runs through the same graph (tables sliced to the input's length)
+        // and, being causal, reproduces the first positions of the longer one.
+        let short = Tensor(shape: [1, 16], scalars: tokens[1000..<1016].map { Int64($0) })
+        let shortLogits = try #require(try session.run([DecoderGraphBuilder.inputName: short])[DecoderGraphBuilder.outputName])
+        let prefix = Tensor(shape: [1, 16, 8192], scalars: Array(logits.floats()[0..<(16 * 8192)]))
+        #expect(maxAbsDifference(shortLogits, prefix) / scale < 1e-4)
+    }
+
+    @Test func perplexityOfTwoChunksMatchesReference() throws {
+        let tokens = try jargonTail()
+        let path = folder.appendingPathComponent("chunks.npy").path
+        try NPY.write(Tensor(shape: [1024], scalars: tokens[0..<1024].map { Int64($0) }), to: path)
+        let output = try runPython(["Tests/Scripts/llama_reference.py", Self.modelPath, path, "--perplexity", "512", "2"])
+        let line = try #require(output.split(separator: "\n").last { $0.hasPrefix("perplexity ") })
+        let expected = try #require(Double(line.split(separator: " ")[1]))
+
+        let model = try GGUFLanguageModel(contentsOf: Self.modelPath)
+        let session = try InferenceSession(graph: try model.graph(maxSequenceLength: 512), options: SessionOptions(threads: 2))
+        // The model against itself: zero divergence, every top token the same.
+        let evaluation = LanguageModelEvaluation(model: session, reference: session)
+        let result = try evaluation.evaluate(tokens: tokens, options: .init(context: 512, chunks: 2))
+        #expect(result.chunks == 2 && result.scoredTokens == 2 * 255)
+        #expect(abs(result.perplexity / expected - 1) < 1e-4, "mpq \(result.perplexity), numpy \(expected)")
+        let kld = try #require(result.kld)
+        #expect(abs(kld.mean) < 1e-9 && kld.sameTopRate == 1)
+        #expect(abs(try #require(result.referencePerplexity) / result.perplexity - 1) < 1e-12)
+    }
+
+    @Test func percentileInterpolatesLikeLlamaPerplexity() {
+        #expect(LanguageModelEvaluation.percentile([0, 1, 2, 3, 4], 0.99) == 3.96)
+        #expect(LanguageModelEvaluation.percentile([5], 0.99) == 5)
+        #expect(LanguageModelEvaluation.percentile([1, 3], 0.5) == 2)
+    }
+
+    @Test func rmsNormalizationMatchesFiniteDifferences() throws {
+        var rng = SeededGenerator(seed: 5)
+        let x = Tensor.random([2, 3, 8], in: -2...2, using: &rng)
+        let scale = Tensor.random([8], in: 0.5...1.5, using: &rng)
+        for op in ["SimplifiedLayerNormalization", "RMSNormalization"] {
+            try checkGradients(GradientCase(op, op, ["epsilon": .float(1e-5)], inputs: [x, scale]))
+        }
+        try checkGradients(GradientCase("RMS over two axes", "SimplifiedLayerNormalization", ["axis": .int(1)],
+                                        inputs: [x, Tensor.random([3, 8], in: 0.5...1.5, using: &rng)]))
+    }
+
+    @Test func quantizerSitesAreTheGGUFWeights() throws {
+        let graph = try GGUFLanguageModel(contentsOf: Self.modelPath).graph()
+        let placement = QuantizerPlacement(graph: graph)
+        let weights = placement.weights
+        // 7 projections per block and the output head; norms and token_embd (read by Gather) are not quantized here.
+        #expect(weights.count == 8 * 7 + 1)
+        #expect(weights.allSatisfy { $0.channelAxis == 0 && $0.reductionAxis == 1 })
+        #expect(Set(weights.map(\.value)).contains("blk.3.attn_q.weight") && weights.contains { $0.value == "output.weight" })
+        // No constant table (RoPE, mask) is taken for a weight or an activation.
+        #expect(!placement.sites.contains { $0.value.hasPrefix("rope") || $0.value.hasPrefix("attention.") })
+    }
+
+    @Test func decoderGradientsMatchFiniteDifferences() throws {
+        let tokens = try jargonTail()
+        let ids = Tensor(shape: [1, 12], scalars: tokens[200..<212].map { Int64($0) })
+        let graph = try GGUFLanguageModel(contentsOf: Self.modelPath).graph(maxSequenceLength: 128)
+        let loss = TaskLoss.nextTokenCrossEntropy(inputIDs: DecoderGraphBuilder.inputName, attentionMask: nil)
+        let computation = try GradientComputation(graph: graph, options: SessionOptions(threads: 2))
+        let names = ["blk.0.attn_q.weight", "blk.1.attn_k.weight", "blk.2.attn_norm.weight", "output_norm.weight"]
+        let result = try computation.run([DecoderGraphBuilder.inputName: ids], loss: loss, wrt: Set(names))
+        for name in names {
+            let weight = try #require(graph.initializers[name])
+            let gradient = try #require(result.gradients[name])
+            #expect(gradient.shape == weight.shape)
+            // Central difference along the gradient direction: d/dt L(w + t g) at 0 = |g|^2.
+            let g = gradient.floats(), w = weight.floats()
+            let norm2 = g.reduce(0.0) { $0 + Double($1) * Double($1) }
+            #expect(norm2 > 0, "\(name): zero gradient")
+            let step = 1e-2 / norm2.squareRoot()
+            var losses: [Double] = []
+            for sign in [1.0, -1.0] {
+                var perturbed = graph
+                perturbed.initializers[name] = Tensor(shape: weight.shape, scalars: zip(w, g).map { Float(Double($0) + sign * step * Double($1)) })
+                let session = try InferenceSession(graph: perturbed, options: SessionOptions(threads: 2))
+                let logits = try #require(try session.run([DecoderGraphBuilder.inputName: ids])[DecoderGraphBuilder.outputName])
+                let feeds = [DecoderGraphBuilder.inputName: ids]
+                losses.append(try loss.evaluate(output: logits, feeds: feeds).headLosses[0].reduce(0, +))
+            }
+            let numeric = (losses[0] - losses[1]) / (2 * step)
+            #expect(abs(numeric / norm2 - 1) < 2e-2, "\(name): directional derivative \(numeric) vs |g|^2 \(norm2)")
+        }
+    }
+
+    @Test func inspectListsGGUFTensorsWithBitsPerWeight() throws {
+        let text = try GGUFSummary.text(path: Self.modelPath)
+        #expect(text.contains("tensors (75):"))
+        #expect(text.split(separator: "\n").contains { $0.contains("blk.0.attn_k.weight") && $0.contains("f16") && $0.contains("16.000") && $0.contains("[128, 256]") })
+        #expect(text.split(separator: "\n").contains { $0.contains("output_norm.weight") && $0.contains("f32") && $0.contains("32.000") })
+    }
+}
