@@ -282,6 +282,11 @@ private let edgeCases: [String] = [
         })
         #expect(noPrefix.encode("a a") == [noPrefix.tokenID("a")!, noPrefix.tokenID("\u{2581}")!, noPrefix.tokenID("a")!])
         #expect(tok.encode("<s>a", parseSpecial: true) == [1, 1, id("\u{2581}a")])
+        // A token containing "\n" (the text is then not split at newlines).
+        let withNewline = try GGUFTokenizer(metadata: Self.sentencePiece([("\u{2581}", -1), ("a", -1), ("\n", -1), ("a\n", -0.5)]))
+        let nid = { (s: String) in withNewline.tokenID(s)! }
+        #expect(withNewline.encode("a\na", addSpecial: false) == [nid("\u{2581}"), nid("a\n"), nid("a")])
+        for text in edgeCases { #expect(withNewline.decode(withNewline.encode(text)) == text) }
     }
 
     static let sentencePieceAvailable: Bool = (try? runProgram(pythonCommand + ["-c", "import sentencepiece"])) != nil

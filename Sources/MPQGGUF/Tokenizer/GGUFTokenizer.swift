@@ -51,6 +51,8 @@ public struct GGUFTokenizer: Sendable {
     /// Encoded-form text to id: vocabulary tokens (a repeated text maps to its last id, as in llama.cpp),
     /// then texts that merges produce but the vocabulary lacks (ids from `vocabularySize` on).
     let textToID: [[UInt8]: Int32]
+    /// The vocabulary's texts for lookups from a buffer (SentencePiece).
+    let textIndex: TextIndex
     let syntheticTexts: [[UInt8]]
     /// The id of each byte's one-character text (possibly synthetic).
     let byteSymbols: [Int32]
@@ -68,6 +70,8 @@ public struct GGUFTokenizer: Sendable {
     let scores: [Float]
     let byteTokens: [Int32]
     let maxTokenLength: Int
+    /// SentencePiece: no token text contains "\n", so lines can be tokenized separately.
+    let newlineSeparates: Bool
 
     struct SpecialToken: Sendable {
         var bytes: [UInt8]
@@ -115,6 +119,8 @@ public struct GGUFTokenizer: Sendable {
             texts.append(t.bytes.isEmpty ? Array("[EMPTY_\(i)]".utf8) : t.bytes)
         }
         tokenTexts = texts
+        textIndex = TextIndex(isSentencePiece ? texts : [])
+        newlineSeparates = !texts.contains { $0.contains(0x0A) }
         maxTokenLength = texts.map(\.count).max() ?? 0
 
         if let types = try reader.optionalIntArray("tokenizer.ggml.token_type") {

@@ -12,7 +12,6 @@ struct SentencePieceSession {
     var prev: [Int32] = []
     var next: [Int32] = []
     var heap = SPMHeap()
-    var key: [UInt8] = []
 
     init(tokenizer: GGUFTokenizer) {
         self.tokenizer = tokenizer
@@ -26,20 +25,41 @@ struct SentencePieceSession {
             if b == 0x20 { text.append(contentsOf: [0xE2, 0x96, 0x81]) } else { text.append(b) }
         }
         guard !text.isEmpty else { return }
+        guard tokenizer.newlineSeparates else {
+            encodeRange(0 ..< text.count, into: &out)
+            return
+        }
+        // No token contains "\n", so no merge crosses one: each line is tokenized on its own (same result,
+        // much smaller queues).
+        var lineStart = 0
+        for i in 0 ..< text.count where text[i] == 0x0A {
+            if i > lineStart { encodeRange(lineStart ..< i, into: &out) }
+            encodeRange(i ..< i + 1, into: &out)
+            lineStart = i + 1
+        }
+        if lineStart < text.count { encodeRange(lineStart ..< text.count, into: &out) }
+    }
+
+    /// Tokenizes text[range] as one symbol chain.
+    private mutating func encodeRange(_ range: Range<Int>, into out: inout [Int32]) {
         start.removeAll(keepingCapacity: true)
         length.removeAll(keepingCapacity: true)
-        var offset = 0
-        while offset < text.count {
+        var offset = range.lowerBound
+        while offset < range.upperBound {
             let b = text[offset]
             let n = b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4 // llama.cpp's unicode_len_utf8
-            let len = min(n, text.count - offset)
+            let len = min(n, range.upperBound - offset)
             start.append(Int32(offset))
             length.append(Int32(len))
             offset += len
         }
         let count = start.count
-        prev = (0 ..< count).map { Int32($0 - 1) }
-        next = (0 ..< count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
+        prev.removeAll(keepingCapacity: true)
+        next.removeAll(keepingCapacity: true)
+        for k in 0 ..< count {
+            prev.append(Int32(k - 1))
+            next.append(k + 1 < count ? Int32(k + 1) : -1)
+        }
         heap.removeAll()
         for i in 1 ..< max(count, 1) { tryAddBigram(Int32(i - 1), Int32(i)) }
         while let bigram = heap.pop() {
@@ -52,21 +72,22 @@ struct SentencePieceSession {
             tryAddBigram(prev[l], Int32(l))
             tryAddBigram(Int32(l), next[l])
         }
-        var i: Int32 = 0
-        while i >= 0 {
-            let s = Int(start[Int(i)]), n = Int(length[Int(i)])
-            key.removeAll(keepingCapacity: true)
-            key.append(contentsOf: text[s ..< s + n])
-            if let id = tokenizer.textToID[key] {
-                out.append(id)
-            } else {
-                // Merged symbols are always tokens, so this is a single character missing from the vocabulary.
-                for b in key {
-                    let t = tokenizer.byteTokens[Int(b)]
-                    if t >= 0 { out.append(t) }
+        text.withUnsafeBufferPointer { bytes in
+            var i: Int32 = 0
+            while i >= 0 {
+                let s = Int(start[Int(i)]), n = Int(length[Int(i)])
+                let id = tokenizer.textIndex.lookup(bytes, s, n)
+                if id >= 0 {
+                    out.append(id)
+                } else {
+                    // Merged symbols are always tokens, so this is a single character missing from the vocabulary.
+                    for b in bytes[s ..< s + n] {
+                        let t = tokenizer.byteTokens[Int(b)]
+                        if t >= 0 { out.append(t) }
+                    }
                 }
+                i = next[Int(i)]
             }
-            i = next[Int(i)]
         }
     }
 
@@ -74,9 +95,8 @@ struct SentencePieceSession {
         guard left >= 0, right >= 0 else { return }
         let s = Int(start[Int(left)]), n = Int(length[Int(left)] + length[Int(right)])
         guard n <= tokenizer.maxTokenLength else { return }
-        key.removeAll(keepingCapacity: true)
-        key.append(contentsOf: text[s ..< s + n])
-        guard let id = tokenizer.textToID[key] else { return }
+        let id = text.withUnsafeBufferPointer { tokenizer.textIndex.lookup($0, s, n) }
+        guard id >= 0 else { return }
         heap.push(SPMBigram(score: tokenizer.scores[Int(id)], left: left, right: right, size: Int32(n)))
     }
 }
