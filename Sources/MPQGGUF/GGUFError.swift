@@ -58,11 +58,13 @@ public struct GGUFError: Error, CustomStringConvertible, Sendable, Equatable {
     /// What is wrong, naming the tensor or key when there is one.
     public var message: String
 
+    /// An error of kind `code` about `file` (path or ""), with a one-line `message`.
     public init(_ code: Code, file: String, _ message: String) {
         self.code = code
         self.file = file
         self.message = message
     }
 
+    /// "file: message" (or just the message when there is no file), on one line.
     public var description: String { file.isEmpty ? message : "\(file): \(message)" }
 }

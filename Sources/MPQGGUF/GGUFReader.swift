@@ -11,6 +11,7 @@ public struct GGUFTensorInfo: Equatable, Sendable {
     /// Byte offset of the data from the start of the data section (a multiple of the alignment).
     public var offset: Int
 
+    /// A tensor description; `offset` matters only for infos read from a file (writers recompute it).
     public init(name: String, dimensions: [Int], type: GGMLType, offset: Int = 0) {
         self.name = name
         self.dimensions = dimensions

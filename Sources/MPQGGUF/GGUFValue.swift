@@ -38,6 +38,7 @@ public struct GGUFString: Hashable, Sendable, ExpressibleByStringLiteral, Custom
 
     /// The bytes decoded as UTF-8 (invalid sequences become U+FFFD).
     public var string: String { String(decoding: bytes, as: UTF8.self) }
+    /// The decoded text (for printing).
     public var description: String { string }
 }
 
@@ -155,6 +156,7 @@ public struct GGUFMetadata: Equatable, Sendable, Sequence {
     public private(set) var entries: [(key: String, value: GGUFValue)] = []
     private var index: [String: Int] = [:]
 
+    /// Empty metadata.
     public init() {}
 
     /// Metadata with these pairs in this order; a repeated key keeps its first position and last value.

@@ -22,6 +22,7 @@ public struct IMatrix: Equatable, Sendable {
         /// GGUF: activation rows seen per matrix (one per expert for MoE tensors). Legacy: [ncall].
         public var counts: [Int64]
 
+        /// An entry with these sums and counts (see the property docs for their meaning per format).
         public init(sums: [Float], counts: [Int64]) {
             self.sums = sums
             self.counts = counts
@@ -39,6 +40,7 @@ public struct IMatrix: Equatable, Sendable {
     /// Tokens per chunk (GGUF only; 0 in legacy files).
     public var chunkSize: Int32
 
+    /// An importance matrix built in memory (e.g. from activation statistics collected by mpq).
     public init(format: Format, entries: [String: Entry] = [:], datasets: [String] = [], chunkCount: Int32 = 0, chunkSize: Int32 = 0) {
         self.format = format
         self.entries = entries
