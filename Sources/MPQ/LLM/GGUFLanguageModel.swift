@@ -24,6 +24,16 @@ public struct GGUFLanguageModel {
         try DecoderGraphBuilder.graph(from: file, maxSequenceLength: maxSequenceLength)
     }
 
+    /// Token ids of `text` with the GGUF's own vocabulary (MPQGGUF's port of llama.cpp's tokenizer),
+    /// BOS / EOS added as the metadata says (llama-perplexity's `add_special = true`).
+    public func tokenize(_ text: String) throws -> [Int] {
+        let tokenizer: GGUFTokenizer
+        do { tokenizer = try GGUFTokenizer(metadata: file.metadata) } catch {
+            throw MPQError.invalidModel("\(path): no usable tokenizer (\(error))")
+        }
+        return tokenizer.encode(text)
+    }
+
     /// The BOS token llama-perplexity puts first in each chunk, nil when the vocabulary adds none.
     public var chunkBOS: Int? { configuration.addBOS ? configuration.bosToken : nil }
 }
