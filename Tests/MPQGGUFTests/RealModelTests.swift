@@ -25,7 +25,7 @@ struct RealModelTests {
         #expect(try Data(contentsOf: copy) == Data(contentsOf: tinyLlama))
     }
 
-    /// Quantising the model's matrices to a K-quant and writing a GGUF that gguf-py reads back.
+    /// Quantising the model's first-block matrices to a K-quant and writing a GGUF that gguf-py reads back.
     @Test func quantizesTinyLlamaToQ4_K() throws {
         let file = try GGUFFile(contentsOf: tinyLlama)
         var tensors: [GGUFTensorInfo] = []
@@ -34,7 +34,8 @@ struct RealModelTests {
         let start = Date()
         for t in file.tensors {
             let x = try file.floats(t)
-            let type: GGMLType = t.dimensions.count == 2 && t.rowLength % 256 == 0 ? .q4_K : .f32
+            // The first block's matrices (keeps the debug-build test short); everything else as F32.
+            let type: GGMLType = t.name.hasPrefix("blk.0.") && t.dimensions.count == 2 && t.rowLength % 256 == 0 ? .q4_K : .f32
             let q = try GGMLQuants.quantize(type, values: x, rowLength: t.rowLength)
             if type == .q4_K {
                 let y = try GGMLQuants.dequantize(type, data: q, count: x.count)
@@ -44,7 +45,7 @@ struct RealModelTests {
             payloads.append(Data(q))
         }
         let seconds = Date().timeIntervalSince(start)
-        print("tiny-llama Q4_K: \(file.tensors.count) tensors in \(String(format: "%.2f", seconds)) s, relative RMSE \((err / sig).squareRoot())")
+        print("tiny-llama Q4_K (block 0) and F32: \(file.tensors.count) tensors in \(String(format: "%.2f", seconds)) s, relative RMSE \((err / sig).squareRoot())")
         #expect((err / sig).squareRoot() < 0.1)
         var metadata = file.metadata
         metadata[GGUFKey.fileType] = .uint32(15)  // LLAMA_FTYPE_MOSTLY_Q4_K_M
