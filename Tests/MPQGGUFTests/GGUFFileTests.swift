@@ -286,6 +286,28 @@ struct RawGGUF {
         #expect(throws: GGUFError.self) { try file.floats(overflowing) }
     }
 
+    /// Version 2 has the same little-endian layout; it is read and re-written as version 2, also
+    /// in place over the memory-mapped file being read.
+    @Test func version2ReadsAndRewritesInPlace() throws {
+        let folder = makeTemporaryFolder("mpq-gguf-v2")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var raw = RawGGUF()
+        raw.version = 2
+        let url = folder.appendingPathComponent("v2.gguf")
+        try Data(raw.bytes).write(to: url)
+        let file = try GGUFFile(contentsOf: url)
+        #expect(file.version == 2)
+        let payloads = file.tensors.map { Data(file.tensorData($0)) }
+        try file.write(to: url)
+        let again = try GGUFFile(contentsOf: url)
+        #expect(again.version == 2)
+        #expect(again.metadata == file.metadata)
+        #expect(again.tensors == file.tensors)
+        #expect(again.tensors.map { again.tensorData($0) } == payloads)
+        // The filler between tensors is now zero padding; the header is unchanged.
+        #expect(try [UInt8](Data(contentsOf: url)).prefix(again.dataOffset) == raw.bytes.prefix(again.dataOffset))
+    }
+
     @Test(arguments: GGUFBadFileTests.corruptions.indices)
     func corruptFileGivesExpectedError(index: Int) {
         let (name, code, corrupt) = GGUFBadFileTests.corruptions[index]
