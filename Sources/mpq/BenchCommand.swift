@@ -62,7 +62,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let loaded = try Model(contentsOf: model)
         let session = try InferenceSession(model: loaded, options: threadOptions.session)
-        let feeds = try inputs.map { try NPZ.read(contentsOf: $0) } ?? generatedInputs(loaded.graph)
+        let feeds = try inputs.map { try NPZ.read(contentsOf: $0) } ?? generatedInputs(loaded.graph, batch: batch, dimensions: dimensions)
         let (median, fastest, slowest) = try time(session, feeds)
         let quantized = config == nil ? [] : try int8Timings(loaded, feeds)
         let specialized = try session.specialize(inputShapes: feeds.mapValues(\.shape))
@@ -101,8 +101,10 @@ struct BenchCommand: ParsableCommand {
     private func int8Timings(_ model: Model, _ feeds: [String: Tensor]) throws
         -> [(key: String, label: String, median: Double, lowered: Int)] {
         guard let config, let calib else { return [] }
-        let options = try QuantizationOptions.parse(["--calib", calib, "--config", config, "--per-channel"])
-        let (quantized, _) = try options.quantize(model, threads: threadOptions.session)
+        var options = QuantizationWorkflow.Options(model: self.model, calibrationData: calib, config: config)
+        options.perChannel = true
+        options.session = threadOptions.session
+        let (quantized, _) = try QuantizationWorkflow(options).calibrate(model.graph, progress: TerminalProgress())
         let all = try Int8Lowering(quantized)
         for layer in all.skipped { FileHandle.standardError.write(Data("float32: \(layer.node): \(layer.reason)\n".utf8)) }
         let dense = try Int8Lowering(quantized) { (try? $0.int("group", default: 1)) == 1 }
@@ -114,40 +116,5 @@ struct BenchCommand: ParsableCommand {
             ("int8", "int8", try time(int8, feeds).median, all.loweredNodes.count),
             ("int8_dense", "int8 except grouped/depthwise conv", try time(denseInt8, feeds).median, dense.loweredNodes.count),
         ]
-    }
-
-    /// Random float inputs, token ids in [0, 1000), masks of ones, type ids of zeros.
-    private func generatedInputs(_ graph: Graph) throws -> [String: Tensor] {
-        let shapes = ModelSummary.inputShapes(graph, dimensions: try parseDimensions(dimensions, graph: graph))
-        var rng = SystemRandomNumberGenerator()
-        var feeds: [String: Tensor] = [:]
-        var sized: [String: [Int]] = [:]
-        for input in graph.inputs {
-            var shape = shapes[input.name] ?? []
-            if !shape.isEmpty { shape[0] = batch }
-            do {
-                try SizeLimits.checkedCount(shape, dtype: input.dtype, what: "generated input '\(input.name)'")
-            } catch MPQError.limitExceeded(let message) {
-                throw ValidationError("--batch \(batch)\(dimensions.isEmpty ? "" : " and --dim " + dimensions.joined(separator: " ")): \(message)")
-            }
-            sized[input.name] = shape
-        }
-        for input in graph.inputs {
-            let shape = sized[input.name] ?? []
-            let count = shape.reduce(1, *)
-            let lower = input.name.lowercased()
-            let values: [Int64] = lower.contains("mask") ? Array(repeating: 1, count: count)
-                : lower.contains("type") ? Array(repeating: 0, count: count)
-                : (0..<count).map { _ in Int64.random(in: 0..<1000, using: &rng) }
-            switch input.dtype {
-            case .float32:
-                feeds[input.name] = Tensor(shape: shape, scalars: (0..<count).map { _ in Float.random(in: -1...1, using: &rng) })
-            case .int64:
-                feeds[input.name] = Tensor(shape: shape, scalars: values)
-            default:
-                feeds[input.name] = Tensor(shape: shape, scalars: values).converted(to: input.dtype)
-            }
-        }
-        return feeds
     }
 }

@@ -212,11 +212,15 @@ public struct QDQExport {
 
     // MARK: - Opset
 
-    /// Raises the graph's opset, converting the attributes that became inputs on the way.
+    /// Raises the graph's opset, converting what changed meaning on the way: attributes that became
+    /// inputs (axes, Split's split) and the 2-D coercion of Softmax / LogSoftmax / Hardmax before opset 13.
     static func raiseOpset(_ graph: inout Graph, to opset: Int) throws {
         let from = graph.opset
-        for index in graph.nodes.indices {
-            var node = graph.nodes[index]
+        let coercing: Set<String> = ["Softmax", "LogSoftmax", "Hardmax"]
+        let needsRanks = from < 13 && opset >= 13 && graph.nodes.contains { coercing.contains($0.opType) }
+        let ranks = needsRanks ? Self.ranks(of: graph) : [:]
+        var nodes: [Node] = []
+        for var node in graph.nodes {
             let axesBecameInput: Int? = {
                 switch node.opType {
                 case "Squeeze", "Unsqueeze", "ReduceSum": return 13
@@ -230,12 +234,60 @@ public struct QDQExport {
                 graph.initializers[name] = Tensor(shape: [axes.count], scalars: axes.map(Int64.init))
                 node.attributes["axes"] = nil
                 node.inputs = [node.inputs[0], name]
-            } else if ["Softmax", "LogSoftmax", "Hardmax", "Split"].contains(node.opType), from < 13, opset >= 13 {
-                throw MPQError.unsupportedNodes([UnsupportedNode(opType: node.opType, nodeName: node.name, opset: from,
-                    reason: "exporting these formats needs opset \(opset), and this op changed meaning at opset 13")])
+            } else if node.opType == "Split", from < 13, opset >= 13, let split = try node.ints("split") {
+                let name = "\(node.name.isEmpty ? node.outputs[0] : node.name)_split"
+                graph.initializers[name] = Tensor(shape: [split.count], scalars: split.map(Int64.init))
+                node.attributes["split"] = nil
+                node.inputs = [node.inputs[0], name]
+            } else if coercing.contains(node.opType), from < 13, opset >= 13 {
+                nodes += try Self.singleAxis(node, rank: ranks[node.inputs[0]], graph: &graph)
+                continue
             }
-            graph.nodes[index] = node
+            nodes.append(node)
         }
+        graph.nodes = nodes
         graph.opset = opset
+    }
+
+    /// A Softmax / LogSoftmax / Hardmax of opset < 13 (the input coerced to 2-D [prod(d[..<axis]), prod(d[axis...])],
+    /// the op along the second dim) as opset-13 nodes: the same node along the last axis when `axis` is the last one
+    /// (exact), else Flatten at `axis`, the op along axis 1 of the 2-D result, and a Reshape back to the input's shape.
+    static func singleAxis(_ node: Node, rank: Int?, graph: inout Graph) throws -> [Node] {
+        var converted = node
+        let axis = try node.int("axis", default: 1)
+        converted.attributes["axis"] = .int(-1)
+        if axis == -1 || rank.map({ (axis < 0 ? axis + $0 : axis) == $0 - 1 }) == true { return [converted] }
+        let base = node.name.isEmpty ? node.outputs[0] : node.name
+        let input = node.inputs[0], output = node.outputs[0]
+        converted.inputs = ["\(base)_2d_input"]
+        converted.outputs = ["\(base)_2d_output"]
+        converted.attributes["axis"] = .int(1)
+        return [
+            Node(name: "\(base)_flatten", opType: "Flatten", inputs: [input], outputs: ["\(base)_2d_input"],
+                 attributes: ["axis": .int(axis)]),
+            converted,
+            Node(name: "\(base)_shape", opType: "Shape", inputs: [input], outputs: ["\(base)_input_shape"]),
+            Node(name: "\(base)_reshape", opType: "Reshape", inputs: ["\(base)_2d_output", "\(base)_input_shape"],
+                 outputs: [output]),
+        ]
+    }
+
+    /// The rank of every value shape inference can tell (input dims bound as `ModelSummary` binds them); empty on failure.
+    static func ranks(of graph: Graph) -> [String: Int] {
+        guard let session = try? InferenceSession(graph: graph, options: SessionOptions(threads: 1)),
+              let specialized = try? session.specialize(inputShapes: ModelSummary.inputShapes(graph)) else { return [:] }
+        return specialized.specs.compactMapValues { $0.shape?.count }
+    }
+
+    /// A dry run of the export before any calibration: the opset `formats` need (per-group scales: 21), and the
+    /// conversion of `graph` to it, which throws what a real export of such a model would throw.
+    public static func checkExportable(_ graph: Graph, formats: [QuantizationFormat],
+                                       granularity: QuantizationConfig.WeightGranularity) throws -> Int {
+        var needed = formats.map { requiredOpset(QuantizationParameters(format: $0, granularity: .perTensor, scales: [1], zeroPoints: [0])) }.max() ?? 0
+        if case .perGroup = granularity, formats.contains(where: \.isInteger) { needed = 21 }
+        guard needed > graph.opset else { return graph.opset }
+        var copy = graph
+        try raiseOpset(&copy, to: needed)
+        return needed
     }
 }

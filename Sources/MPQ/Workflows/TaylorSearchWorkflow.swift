@@ -1,0 +1,198 @@
+import Foundation
+
+/// `mpq search taylor-ip` as a library call: Taylor-IP (Markovich-Golan et al. 2025) — loss-MSE
+/// sensitivities, measured block latencies and an integer program — with its outputs: sensitivity.csv,
+/// latency.csv, optionally front.csv / front.svg (sweep) and validation.csv, and with a loss threshold
+/// config.json, predicted.csv, model.qdq.onnx, encodings.json, report.json; written all-or-nothing.
+public struct TaylorSearchWorkflow: Sendable {
+    /// The task loss whose change the sensitivities predict.
+    public enum Loss: String, Sendable, CaseIterable {
+        /// Cross-entropy against the FP32 model's own argmax (classifiers).
+        case pseudoLabel = "pseudo-label"
+        /// Cross-entropy against `labels`.
+        case labels
+        /// Next-token cross-entropy (language models with `input_ids`).
+        case nextToken = "next-token"
+        /// Squared random projections of the output (any model).
+        case randomProjection = "random-projection"
+    }
+
+    public struct Options: Sendable {
+        public var model: String
+        /// Ranges and sensitivities come from this data.
+        public var calibrationData: String
+        /// Held-out data: the chosen point's report and the check that the loss threshold holds on it.
+        public var evaluationData: String?
+        public var candidates: [String]?
+        public var profile = "default"
+        public var deployment: DeploymentTarget = .host
+        /// Class labels (.npy), one per calibration sample (the `labels` loss; its default when given).
+        public var labels: String?
+        /// Latency cache folder (default ~/.cache/mpq).
+        public var cacheFolder: String?
+        public var activationRange: RangeMethod = .mse
+        public var weightRange: RangeMethod = .minMax
+        public var batchSize = 16
+        public var session = SessionOptions()
+        public var output: String?
+        /// Largest predicted loss MSE of the chosen configuration; nil: no configuration is chosen.
+        public var maxLossMSE: Double?
+        public var objective: TaylorIntegerProgramSearch.Objective = .latency
+        /// Further budgets: bytes of memory, bit operations.
+        public var memoryBudget: Double?
+        public var bopsBudget: Double?
+        /// nil: by the model (labels given: labels; classifier: pseudo-label; language model: next-token; else random-projection).
+        public var loss: Loss?
+        public var projections = 8
+        /// Solve at `sweepPoints` log-spaced thresholds and measure each (front.csv, front.svg).
+        public var sweep = false
+        public var sweepPoints = 8
+        public var latencyBatch = 1
+        public var unitsPerBlock = 4
+        public var maxBlockConfigurations = 64
+        public var latencyStatistic: BlockLatency.Statistic = .median
+        /// Measure this many random configurations (validation.csv) and compare with uniform int8.
+        public var validateCount: Int?
+
+        public init(model: String, calibrationData: String) {
+            self.model = model
+            self.calibrationData = calibrationData
+        }
+    }
+
+    public struct Result: @unchecked Sendable {
+        public var sensitivities: [[Double]]
+        public var choice: TaylorIntegerProgramSearch.Choice?
+        public var front: [TaylorIntegerProgramSearch.FrontPoint]?
+        public var validation: TaylorValidation?
+        public var model: QuantizedModel?
+        public var report: QuantizationReport?
+        /// The chosen configuration's measured loss MSE on the calibration and held-out data.
+        public var measuredLossMSE: Double?
+        public var heldOutLossMSE: Double?
+        public var targetHeldOnHeldOut: Bool?
+        public var files: OutputFiles
+        public var summary: String
+    }
+
+    public var options: Options
+
+    public init(_ options: Options) { self.options = options }
+
+    public func validate() throws {
+        try SearchOptionChecks.check(options)
+        guard options.maxLossMSE != nil || options.sweep || options.validateCount != nil else {
+            throw MPQError.invalidInput("a Taylor-IP search needs a loss threshold (--max-loss-mse T), a sweep (--sweep) or a validation (--validate N)")
+        }
+        if let threshold = options.maxLossMSE, !(threshold >= 0 && threshold.isFinite) {
+            throw MPQError.invalidInput("loss threshold \(threshold) must be a finite number >= 0")
+        }
+        for (name, value) in [("memory", options.memoryBudget), ("bops", options.bopsBudget)] {
+            if let value, !(value >= 0 && value.isFinite) { throw MPQError.invalidInput("\(name) budget \(value) must be a finite number >= 0") }
+        }
+        guard options.projections >= 1 else { throw MPQError.invalidInput("projections \(options.projections) must be >= 1") }
+        if options.sweep && options.sweepPoints < 2 { throw MPQError.invalidInput("a sweep needs at least 2 thresholds, got \(options.sweepPoints)") }
+        if options.loss == .labels && options.labels == nil { throw MPQError.invalidInput("--loss labels needs --labels FILE.npy") }
+        if options.evaluationData != nil && (options.loss == .labels || (options.loss == nil && options.labels != nil)) {
+            throw MPQError.invalidInput("the labels loss with held-out data (--eval) is not supported: labels are per calibration sample")
+        }
+    }
+
+    /// The loss of `options.loss`, or the default for the model's output: logits [N, C] -> pseudo-labels;
+    /// [N, T, V] with int64 `input_ids` and V >= 1000 -> next-token; else random projections.
+    func taskLoss(graph: Graph, data: CalibrationData) throws -> TaskLoss {
+        let output = graph.outputs.first
+        let rank = output?.shape?.count
+        let isLanguageModel = rank == 3 && graph.inputs.contains { $0.name == "input_ids" } && (output?.shape?.last?.value ?? 0) >= 1000
+        let chosen = options.loss ?? (options.labels != nil ? .labels : rank == 2 ? .pseudoLabel : isLanguageModel ? .nextToken : .randomProjection)
+        switch chosen {
+        case .pseudoLabel: return .pseudoLabelCrossEntropy
+        case .nextToken: return .nextTokenCrossEntropy()
+        case .randomProjection: return .randomProjection(count: options.projections, seed: 1)
+        case .labels:
+            guard let file = options.labels else { throw MPQError.invalidInput("--loss labels needs --labels FILE.npy") }
+            return .crossEntropy(labels: try ClassLabels.load(file, graph: graph, samples: data.count))
+        }
+    }
+
+    public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
+        try validate()
+        let inputs = try SearchInputs(options, progress: progress)
+        let loss = try taskLoss(graph: inputs.graph, data: inputs.data)
+        var settings = TaylorIntegerProgramSearch.Options()
+        settings.batchSize = options.batchSize
+        settings.latencyBatchSize = options.latencyBatch
+        settings.session = options.session
+        settings.latency.session = options.session
+        settings.latency.maxUnitsPerBlock = options.unitsPerBlock
+        settings.latency.maxConfigurations = options.maxBlockConfigurations
+        settings.latency.statistic = options.latencyStatistic
+        settings.cacheRoot = options.cacheFolder.map { URL(fileURLWithPath: $0) }
+        settings.activationRange = options.activationRange
+        settings.weightRange = options.weightRange
+        let search = try TaylorIntegerProgramSearch(graph: inputs.graph, data: inputs.data, profile: inputs.profile, loss: loss,
+                                                    options: settings, progress: progress.taylor)
+        let budgets = TaylorIntegerProgramSearch.Budgets(maxLossMSE: options.maxLossMSE ?? 0, memoryBytes: options.memoryBudget,
+                                                         bops: options.bopsBudget)
+        try checkReachableBudgets(search)
+        progress.note("\(search.groups.groups.count) quantizer groups, \(search.latency.partition.blocks.count) blocks, "
+                      + "\(search.latency.measurementCount) block timings (cache \(search.latency.cacheFolder.path))")
+        let sensitivities = try search.lossMSE(progress: progress.taylor)
+        let blocks = try search.blockTimings(progress: progress.taylor)
+        if let threshold = options.maxLossMSE {
+            let reachable = try search.reachableLossMSE(objective: options.objective, budgets: budgets)
+            if threshold < reachable.smallest {
+                throw MPQError.invalidInput("loss threshold \(TaylorSearchFiles.text(threshold)) is below the smallest predicted loss MSE any configuration reaches within the budgets (reachable: \(TaylorSearchFiles.text(reachable.smallest)) and above; the best configuration for \(options.objective.rawValue) without a loss limit predicts \(TaylorSearchFiles.text(reachable.unconstrained)))")
+            }
+        }
+        var outcome = Result(sensitivities: sensitivities, files: OutputFiles(), summary: "")
+        var lines: [String] = []
+        outcome.files.add("sensitivity.csv", TaylorSearchFiles.sensitivityCSV(search, sensitivities))
+        outcome.files.add("latency.csv", TaylorSearchFiles.latencyCSV(search, blocks))
+        if let count = options.validateCount {
+            lines += try TaylorValidationRun(search: search, objective: options.objective, budgets: budgets)
+                .run(count: count, progress: progress, result: &outcome)
+        }
+        if options.sweep {
+            let front = try search.sweep(objective: options.objective, budgets: budgets, count: options.sweepPoints, progress: progress.taylor)
+            outcome.front = front
+            outcome.files.add("front.csv", TaylorSearchFiles.frontCSV(front))
+            outcome.files.add("front.svg", Data(TaylorSearchFiles.frontPlot(front, search: search).svg().utf8))
+            for point in front {
+                lines.append(String(format: "threshold %.4g: predicted loss MSE %.4g, measured %.4g; predicted %.3f ms, measured %.3f ms",
+                                    point.threshold, point.choice.predictedLossMSE, point.measuredLossMSE,
+                                    point.choice.predictedMilliseconds, point.measuredMilliseconds))
+            }
+        }
+        if let threshold = options.maxLossMSE {
+            lines += try choose(search, threshold: threshold, budgets: budgets, loss: loss, inputs: inputs, progress: progress,
+                                result: &outcome)
+        }
+        if let output = options.output {
+            try outcome.files.write(to: output)
+            lines.append("wrote \(output)/" + outcome.files.names.joined(separator: ", "))
+        }
+        outcome.summary = lines.joined(separator: "\n")
+        return outcome
+    }
+
+    /// Rejects memory and BOPs budgets below the cheapest configuration's, before sensitivities and timings.
+    private func checkReachableBudgets(_ search: TaylorIntegerProgramSearch) throws {
+        for (name, budget, cost) in [("memory", options.memoryBudget, search.memoryBytes), ("bops", options.bopsBudget, search.bops)] {
+            guard let budget else { continue }
+            var cheapest = [Int](repeating: 0, count: search.candidates.count)
+            for (group, allowed) in search.candidates.enumerated() {
+                cheapest[group] = allowed.indices.min { a, b in
+                    var x = cheapest, y = cheapest
+                    x[group] = a
+                    y[group] = b
+                    return cost(x) < cost(y)
+                } ?? 0
+            }
+            let lowest = cost(cheapest), highest = cost([Int](repeating: 0, count: search.candidates.count))
+            if budget < lowest {
+                throw MPQError.invalidInput("\(name) budget \(TaylorSearchFiles.text(budget)) is below the cheapest configuration's (reachable: \(TaylorSearchFiles.text(lowest))...\(TaylorSearchFiles.text(highest)))")
+            }
+        }
+    }
+}
