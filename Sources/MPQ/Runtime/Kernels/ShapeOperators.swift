@@ -131,13 +131,13 @@ final class ReshapeOperator: Operator {
         guard let input else { return inferred == nil ? shape : nil }
         let total = input.reduce(1, *)
         if let inferred {
-            let known = shape.enumerated().reduce(1) { $0 * ($1.offset == inferred ? 1 : $1.element) }
-            guard known != 0, total % known == 0 else {
+            let known = SizeLimits.product(shape.enumerated().map { $0.offset == inferred ? 1 : $0.element })
+            guard let known, known != 0, total % known == 0 else {
                 throw MPQError.shapeMismatch("Reshape node '\(node.name)': cannot reshape \(input) to \(requested)")
             }
             shape[inferred] = total / known
         }
-        guard shape.reduce(1, *) == total else {
+        guard SizeLimits.product(shape) == total else {
             throw MPQError.shapeMismatch("Reshape node '\(node.name)': cannot reshape \(input) to \(requested)")
         }
         return shape
