@@ -15,6 +15,12 @@ import Foundation
 /// first, longest first. `parseSpecial: true` also recognises control and unknown tokens (llama.cpp's
 /// `parse_special = true`). llama.cpp's per-token lstrip/rstrip attributes, which only a few model families set
 /// by token name, are not applied.
+///
+/// `decode` concatenates the token pieces (llama.cpp's detokenize with `remove_special = false` and without its
+/// `clean_spaces` pass), so `decode(encode(text)) == text` for any text without special tokens.
+///
+/// \p{L}, \p{N} and \s come from the Swift standard library's Unicode tables (llama.cpp generates its own from
+/// UnicodeData.txt); the two can differ only for code points one of the Unicode versions does not assign.
 public struct GGUFTokenizer: Sendable {
     /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
     public enum TokenType: Int32, Sendable {
@@ -283,9 +289,8 @@ public struct GGUFTokenizer: Sendable {
         var out: [Int32] = []
         let wantBOS = addSpecial ?? addBOS, wantEOS = addSpecial ?? addEOS
         if wantBOS, let bosID { out.append(Int32(bosID)) }
-        var bytes = Array(text.utf8)
-        bytes.withUnsafeMutableBufferPointer { buffer in
-            let raw = UnsafeBufferPointer(buffer)
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBufferPointer { raw in
             let fragments = partition(raw, parseSpecial: parseSpecial)
             if isSentencePiece {
                 var session = SentencePieceSession(tokenizer: self)
