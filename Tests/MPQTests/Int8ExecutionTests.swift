@@ -61,6 +61,44 @@ import Testing
         #expect(abs(int8.sqnr - simulation.sqnr) < 1.5)
     }
 
+    /// In the fused plan (no hooks) activations stay uint8 between int8 layers:
+    /// every int8 layer but the last convolution (read by the pooling) and the
+    /// classifier emits codes, the residual Adds run on codes, no FakeQuantize
+    /// is left but the graph output's; and the plan's result stays as close to
+    /// FP32 as the simulation (the teacher-forced layer checks above run the
+    /// unfused graph; the kernels' requantization is checked code by code in
+    /// `Int8KernelTests`).
+    @Test func fusedPlanChainsUInt8Codes() throws {
+        let (model, data) = try mobileNet(samples: 8, config: int8Config)
+        let lowering = try Int8Lowering(model)
+        let session = try InferenceSession(graph: lowering.graph)
+        let specialized = try session.specialize(inputShapes: data.inputs.mapValues(\.shape))
+        let fused = try OperatorFusion.fuse(specialized, outputs: Set(lowering.graph.outputs.map(\.name)))
+        let linear = fused.nodes.compactMap { $0.op as? QuantizedLinearOperator }
+        let chained = linear.filter { $0.outputQuantization != nil }
+        let adds = fused.nodes.filter { $0.op is QuantizedAddOperator }
+        let fakeQuantizers = fused.nodes.filter { $0.op is FakeQuantizeOperator }
+        print("fused int8 plan: \(linear.count) int8 layers, \(chained.count) emit codes, \(adds.count) integer Adds, "
+              + "\(fakeQuantizers.count) FakeQuantize left, \(fused.nodes.count) steps")
+        #expect(linear.count == 53)
+        #expect(chained.count == 51, "int8 layers emitting codes: \(chained.count)")
+        #expect(adds.count == 10)
+        #expect(fakeQuantizers.count == 1, "\(fakeQuantizers.map(\.node.name))")
+        // ReLU6 before a quantizer calibrated on [0, 6] clips for free.
+        let clips = chained.flatMap { op in op.postOps.filter { if case .clip = $0 { return true } else { return false } }.map { (op, $0) } }
+        let free = clips.filter { Int8Kernel.isRedundant($0.1, before: $0.0.outputQuantization!) }.count
+        print("ReLU6 before requantization: \(clips.count), of which clip for free: \(free)")
+
+        let fp32 = try InferenceSession(graph: model.original).run(data.inputs)
+        var simulation = OutputComparison(), int8 = OutputComparison(), unchained = OutputComparison()
+        simulation.add(reference: fp32, quantized: try model.run(data.inputs), feeds: data.inputs)
+        int8.add(reference: fp32, quantized: try session.run(data.inputs), feeds: data.inputs)
+        // The unfused graph (a hook disables fusion) reads float32 between layers.
+        unchained.add(reference: fp32, quantized: try session.run(data.inputs) { _, _ in nil }, feeds: data.inputs)
+        print("vs FP32: simulation \(simulation.sqnr) dB, int8 chained \(int8.sqnr) dB, int8 float32 between layers \(unchained.sqnr) dB")
+        #expect(abs(int8.sqnr - simulation.sqnr) < 1.5)
+    }
+
     /// The oneDNN per-tensor fake quantizer is bit for bit `Tensor.fakeQuantized`,
     /// at rounding ties, saturation and zero points of both parities.
     @Test func fakeQuantizeNodeEqualsReference() throws {

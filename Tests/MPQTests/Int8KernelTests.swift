@@ -147,6 +147,98 @@ import Testing
         }
     }
 
+    /// Requantized output (uint8 codes in the kernel's own layout, what the
+    /// next int8 layer reads): every code within one of quantizing the float32
+    /// output, nearly all equal; a ReLU6 whose bounds are the quantizer's
+    /// saturation limits is dropped, and the codes still match.
+    @Test func requantizedOutputIsWithinOneCodeOfQuantizedFloatOutput() throws {
+        var rng = SeededGenerator(seed: 33)
+        let context = ExecutionContext(threads: 2)
+        var cases = Self.cases.filter { !$0.postOps.contains(.sum) }
+        cases.append(Self.conv("1x1 relu6 on the quantizer range", x: [2, 16, 7, 7], w: [24, 16, 1, 1], postOps: [.clip(min: 0, max: 6)]))
+        for c in cases {
+            let input = try UInt8Quantization(scale: 4 / 255, zeroPoint: 64)
+            let x = Tensor.random(c.input, in: -1.2...3.2, using: &rng)
+            let codes = Self.weightCodes(c.weights, bits: 7, using: &rng)
+            let channels = c.weights[c.channelAxis]
+            let scales = (0..<channels).map { _ in Float.random(in: 0.002...0.02, using: &rng) }
+            let bias = c.bias ? Tensor.random([channels], using: &rng) : nil
+            let floatKernel = try Int8Kernel(node: c.node, inputShape: c.input, weights: codes, weightScales: scales,
+                                             bias: bias, input: input, postOps: c.postOps, weightBits: 7)
+            let y = try floatKernel.run(x, context: context)
+            let values = y.scalars(as: Float.self)
+            // The output quantizer of the layer: calibrated on y's range (a clipped
+            // output's range is its clip range), an odd zero point where y has negatives.
+            let low = min(values.min()!, 0), high = max(values.max()!, 0)
+            var output = try UInt8Quantization(scale: (high - low) / 255, zeroPoint: Int((-low / ((high - low) / 255)).rounded()))
+            if c.name.contains("relu6") { output = try UInt8Quantization(scale: 6 / 255, zeroPoint: 0) }
+            let kernel = try Int8Kernel(node: c.node, inputShape: c.input, weights: codes, weightScales: scales,
+                                        bias: bias, input: input, postOps: c.postOps, output: output, weightBits: 7)
+            let emitted = try kernel.run(x, context: context)
+            #expect(emitted.dtype == .uint8 && emitted.shape == y.shape, "\(c.name)")
+            let actual = try emitted.rowMajor().scalars(as: UInt8.self)
+            let expected = try output.quantize(y, context: context).scalars(as: UInt8.self)
+            let differences = zip(actual, expected).map { abs(Int($0) - Int($1)) }
+            let off = differences.filter { $0 != 0 }.count
+            #expect(differences.max()! <= 1, "\(c.name): a code is \(differences.max()!) off")
+            #expect(off * 1000 <= actual.count, "\(c.name): \(off) of \(actual.count) codes off by one")
+            if c.name.contains("relu6") {
+                #expect(kernel.appliedPostOps.isEmpty, "ReLU6 on [0, 6] with a [0, 6] quantizer should clip for free")
+            }
+            // The next layer takes the codes as they are (same layout, no reorder).
+            if c.node.opType == "Conv", c.input.count == 4 {
+                let next = Self.conv("next", x: y.shape, w: [8, y.shape[1], 1, 1])
+                let nextKernel = try Int8Kernel(node: next.node, inputShape: y.shape,
+                                                weights: Self.weightCodes(next.weights, bits: 7, using: &rng),
+                                                weightScales: Array(repeating: 0.01, count: 8), bias: nil, input: output, weightBits: 7)
+                let fromCodes = try nextKernel.run(emitted, context: context).scalars(as: Float.self)
+                let fromRowMajor = try nextKernel.run(try emitted.rowMajor(), context: context).scalars(as: Float.self)
+                #expect(fromCodes == fromRowMajor, "\(c.name): codes in the kernel layout read differently")
+            }
+            print("int8 requantized \(c.name): \(kernel.implementation), \(off) of \(actual.count) codes off by one")
+        }
+    }
+
+    /// The integer residual Add: codes within one of quantizing the float Add
+    /// of the dequantized inputs, the float32 output equal to it up to rounding;
+    /// inputs in a convolution's channels-last layout and row-major mixed.
+    @Test func integerAddMatchesAddOfDequantizedInputs() throws {
+        var rng = SeededGenerator(seed: 8)
+        let context = ExecutionContext(threads: 2)
+        let shape = [2, 24, 9, 11]
+        // Scales with no simple ratios, as calibrated ones: decimal ones like 0.03 and 0.06 make
+        // exact ties common (1.41 / 0.06 = 23.5), which the kernel may round either way.
+        let a = try UInt8Quantization(scale: 0.031_137, zeroPoint: 117), b = try UInt8Quantization(scale: 0.047_291, zeroPoint: 98)
+        let y = try UInt8Quantization(scale: 0.061_723, zeroPoint: 121)
+        let x = Tensor.random(shape, in: -3...3, using: &rng)
+        let codesB = try b.quantize(Tensor.random(shape, in: -4...4, using: &rng), context: context)
+        // The first operand as a 1x1 convolution emits it: channels-last codes.
+        let conv = Self.conv("1x1", x: shape, w: [24, 24, 1, 1])
+        let identity = Tensor(shape: [24, 24, 1, 1], scalars: (0..<(24 * 24)).map { $0 / 24 == $0 % 24 ? Int8(50) : 0 })
+        let source = try UInt8Quantization(scale: 0.031_137, zeroPoint: 0)
+        let producer = try Int8Kernel(node: conv.node, inputShape: shape, weights: identity, weightScales: Array(repeating: 0.02, count: 24),
+                                      bias: nil, input: source, output: a, weightBits: 7)
+        let codesA = try producer.run(try source.quantize(x, context: context), context: context)
+        let realA = try a.dequantize(try codesA.rowMajor()).scalars(as: Float.self)
+        let realB = try b.dequantize(codesB).scalars(as: Float.self)
+        let sum = Tensor(shape: shape, scalars: zip(realA, realB).map { $0 + $1 })
+        let expected = try y.quantize(sum, context: context).scalars(as: UInt8.self)
+        for (first, second) in [(codesA, codesB), (try codesA.rowMajor(), codesB), (codesB, codesA)] {
+            let swapped = first.opaqueLayout == nil && second.opaqueLayout != nil
+            let kernel = try Int8AddKernel(shape: shape, first: swapped ? b : a, second: swapped ? a : b, output: y)
+            let actual = try kernel.run(first, second, context: context)
+            #expect(actual.dtype == .uint8)
+            let differences = zip(try actual.rowMajor().scalars(as: UInt8.self), expected).map { abs(Int($0) - Int($1)) }
+            #expect(differences.max()! <= 1, "a code is \(differences.max()!) off")
+            #expect(differences.filter { $0 != 0 }.count * 1000 <= differences.count)
+            print("int8 add: \(kernel.implementation), \(differences.filter { $0 != 0 }.count) of \(differences.count) codes off by one")
+            let float = try Int8AddKernel(shape: shape, first: swapped ? b : a, second: swapped ? a : b, output: nil).run(first, second, context: context)
+            #expect(float.dtype == .float32)
+            let error = zip(try float.rowMajor().scalars(as: Float.self), sum.scalars(as: Float.self)).map { abs($0 - $1) }.max()!
+            #expect(error <= 1e-5, "float32 output off by \(error)")
+        }
+    }
+
     /// A constant input through all-ones weights: each output is the input's
     /// real value times the number of taps inside the image, so a border
     /// output that counted padding as anything but real 0 (code z_x) is off.

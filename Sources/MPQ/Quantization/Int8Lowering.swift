@@ -33,7 +33,9 @@ public struct Int8Lowering: Sendable {
     /// `FakeQuantize` nodes, so the graph computes the simulated configuration;
     /// without, they are dropped and the graph is what a runtime deploys on this
     /// CPU: int8 kernels where they exist, float32 elsewhere (what latency
-    /// measurements time).
+    /// measurements time), except the quantizers of residual Adds between int8
+    /// layers (`integerAddQuantizers`), which fused plans run on uint8 codes
+    /// (`Int8Chaining`) as a deployed int8 runtime does.
     public init(_ model: QuantizedModel, weightBits: Int = CPUFeatures.current.int8WeightBits,
                 simulatingTheRest: Bool = true, include: (Node) -> Bool = { _ in true }) throws {
         let source = model.simulationGraph
@@ -51,7 +53,7 @@ public struct Int8Lowering: Sendable {
                 skipped.append(SkippedLayer(node: node.name, reason: reason.message))
             }
         }
-        if !simulatingTheRest { graph.bypassFakeQuantizers() }
+        if !simulatingTheRest { graph.bypassFakeQuantizers(keeping: graph.integerAddQuantizers(lowered: Set(lowered))) }
         graph.removeUnreadNodesAndInitializers()
         self.graph = graph
         loweredNodes = lowered
@@ -110,13 +112,46 @@ public struct Int8Lowering: Sendable {
 }
 
 extension Graph {
-    /// Removes every `FakeQuantize` node, its readers reading its input instead
-    /// (a graph output keeps its name: its producer writes it directly).
-    mutating func bypassFakeQuantizers() {
+    /// Names of the uint8 per-tensor `FakeQuantize` nodes around residual Adds
+    /// whose operands are quantized outputs of `lowered` int8 layers or of other
+    /// such Adds: the ones `Int8Chaining` turns into integer Adds on codes.
+    func integerAddQuantizers(lowered: Set<String>) -> Set<String> {
+        var producer: [String: Node] = [:]
+        for node in nodes { for output in node.outputs { producer[output] = node } }
+        var readers: [String: [Node]] = [:]
+        for node in nodes { for input in node.inputs { readers[input, default: []].append(node) } }
+        func uint8Quantizer(_ node: Node?) -> Node? {
+            guard let node, node.domain == QuantizationOperators.domain, node.opType == "FakeQuantize",
+                  let p = try? QuantizationParameters(fakeQuantizeNode: node),
+                  case .integer(8, false, _, false) = p.format, p.granularity == .perTensor else { return nil }
+            return node
+        }
+        var integerAdds: Set<String> = []
+        var kept: Set<String> = []
+        for node in nodes where node.domain.isEmpty && node.opType == "Add" && node.inputs.count == 2 {
+            let quantizers = node.inputs.map { uint8Quantizer(producer[$0]) }
+            guard quantizers.allSatisfy({ quantizer in
+                guard let quantizer, let source = producer[quantizer.inputs[0]] else { return false }
+                return lowered.contains(source.name) || integerAdds.contains(source.name)
+            }) else { continue }
+            integerAdds.insert(node.name)
+            kept.formUnion(quantizers.compactMap { $0?.name })
+            for reader in readers[node.outputs[0]] ?? [] { if let q = uint8Quantizer(reader) { kept.insert(q.name) } }
+        }
+        return kept
+    }
+
+    /// Removes every `FakeQuantize` node but those named in `keeping`, its
+    /// readers reading its input instead (a graph output keeps its name: its
+    /// producer writes it directly).
+    mutating func bypassFakeQuantizers(keeping: Set<String> = []) {
         let outputNames = Set(outputs.map(\.name))
         var source: [String: String] = [:]
         var renamedOutput: [String: String] = [:]
-        for node in nodes where node.domain == QuantizationOperators.domain && node.opType == "FakeQuantize" {
+        func bypassed(_ node: Node) -> Bool {
+            node.domain == QuantizationOperators.domain && node.opType == "FakeQuantize" && !keeping.contains(node.name)
+        }
+        for node in nodes where bypassed(node) {
             if outputNames.contains(node.outputs[0]) {
                 renamedOutput[node.inputs[0]] = node.outputs[0]
             } else {
@@ -124,7 +159,7 @@ extension Graph {
             }
         }
         nodes = nodes.compactMap { node in
-            if node.domain == QuantizationOperators.domain && node.opType == "FakeQuantize" { return nil }
+            if bypassed(node) { return nil }
             var node = node
             node.inputs = node.inputs.map { source[$0] ?? $0 }.map { renamedOutput[$0] ?? $0 }
             node.outputs = node.outputs.map { renamedOutput[$0] ?? $0 }

@@ -108,6 +108,10 @@ final class QuantizedLinearOperator: Operator {
     /// Set by the graph optimizer when every reader takes the kernel's own
     /// output layout (channels-last for convolutions): no reorder to row-major.
     var emitsOpaqueOutput = false
+    /// Set by the graph optimizer (`Int8Chaining`) when every reader takes
+    /// uint8 codes of this quantization: the kernel requantizes its output
+    /// and emits codes in its own layout.
+    var outputQuantization: UInt8Quantization?
     var acceptsOpaqueLayouts: Bool { true }
     private let shapeInference: Operator
     private var kernels: [[Int]: Int8Kernel] = [:]
@@ -135,7 +139,10 @@ final class QuantizedLinearOperator: Operator {
         guard weights.dtype == .int8 else { throw MPQError.typeMismatch("\(node.opType) takes int8 weight codes, got \(weights.dtype)") }
         var floatInputs = inputs
         floatInputs[1] = ValueSpec(dtype: .float32, shape: weights.shape)
-        return try shapeInference.inferOutputs(Array(floatInputs.prefix(3)))
+        if let x = inputs.first ?? nil, x.dtype == .uint8 { floatInputs[0] = ValueSpec(dtype: .float32, shape: x.shape) }
+        let outputs = try shapeInference.inferOutputs(Array(floatInputs.prefix(3)))
+        guard outputQuantization != nil else { return outputs }
+        return outputs.map { ValueSpec(dtype: .uint8, shape: $0.shape) }
     }
 
     func bindConstants(_ constants: [Tensor?]) {
@@ -152,10 +159,45 @@ final class QuantizedLinearOperator: Operator {
             guard let weights = weights ?? inputs.optional(1) else { throw MPQError.invalidModel("\(node.opType) node '\(node.name)' has no weights") }
             let bias = bias ?? inputs.optional(2)
             kernel = try Int8Kernel(node: floatNode, inputShape: x.shape, weights: weights, weightScales: weightScales,
-                                    bias: bias, input: input, postOps: postOps)
+                                    bias: bias, input: input, postOps: postOps, output: outputQuantization)
             kernels[x.shape] = kernel
         }
         let residual = postOps.contains(.sum) ? try inputs.required(3, node) : nil
         return [try kernel.run(x, residual: residual, keepLayout: emitsOpaqueOutput, context: context)]
+    }
+}
+
+/// A residual Add of two activations carried as uint8 codes (made by
+/// `Int8Chaining` from an Add of two quantized values): `Int8AddKernel`,
+/// emitting the codes of `output` or, without it, float32.
+final class QuantizedAddOperator: Operator {
+    let node: Node
+    let first: UInt8Quantization
+    let second: UInt8Quantization
+    let output: UInt8Quantization?
+    var acceptsOpaqueLayouts: Bool { true }
+    private var kernels: [[Int]: Int8AddKernel] = [:]
+
+    init(node: Node, first: UInt8Quantization, second: UInt8Quantization, output: UInt8Quantization?) {
+        self.node = node
+        self.first = first
+        self.second = second
+        self.output = output
+    }
+
+    func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec] {
+        let a = try inputs.required(0, node), b = try inputs.required(1, node)
+        guard a.dtype == .uint8, b.dtype == .uint8 else {
+            throw MPQError.typeMismatch("int8 Add takes uint8 codes, got \(a.dtype) and \(b.dtype)")
+        }
+        if let x = a.shape, let y = b.shape, x != y { throw MPQError.shapeMismatch("int8 Add operands differ in shape: \(x) and \(y)") }
+        return [ValueSpec(dtype: output == nil ? .float32 : .uint8, shape: a.shape ?? b.shape)]
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let a = try inputs.required(0, node), b = try inputs.required(1, node)
+        let kernel = try kernels[a.shape] ?? Int8AddKernel(shape: a.shape, first: first, second: second, output: output)
+        kernels[a.shape] = kernel
+        return [try kernel.run(a, b, context: context)]
     }
 }

@@ -210,9 +210,10 @@ final class PrimitiveAttributes {
         try DNNL.check(dnnl_primitive_attr_set_scratchpad_mode(raw, dnnl_scratchpad_mode_user), "scratchpad mode")
     }
 
-    /// Appends post-ops (applied in order to the f32 result).
-    func setPostOps(_ postOps: [PostOp]) throws {
-        guard !postOps.isEmpty else { return }
+    /// Appends post-ops (applied in order to the f32 result), then eltwise
+    /// operations given as (algorithm, alpha, beta).
+    func setPostOps(_ postOps: [PostOp], followedBy operations: [(dnnl_alg_kind_t, Float, Float)] = []) throws {
+        guard !postOps.isEmpty || !operations.isEmpty else { return }
         try setPostOps { ops in
             for postOp in postOps {
                 switch postOp {
@@ -225,6 +226,9 @@ final class PrimitiveAttributes {
                 case .gelu:
                     try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op")
                 }
+            }
+            for (algorithm, alpha, beta) in operations {
+                try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, algorithm, alpha, beta), "eltwise post-op \(algorithm.rawValue)")
             }
         }
     }
@@ -253,6 +257,12 @@ final class PrimitiveAttributes {
         try DNNL.check(dnnl_primitive_attr_set_output_scales(raw, Int64(scales.count), mask, scales), "output scales")
     }
 
+    /// One scale for the whole of input `argument` (a binary primitive's
+    /// `DNNL.argSource` or `DNNL.argSource1`), applied to it before the operation.
+    func setScale(_ scale: Float, argument: Int32) throws {
+        try DNNL.check(dnnl_primitive_attr_set_scales(raw, argument, 1, 0, [scale]), "input scale")
+    }
+
     /// A zero point subtracted from every source value (u8 codes) before the products.
     func setSourceZeroPoint(_ zeroPoint: Int32) throws {
         try DNNL.check(dnnl_primitive_attr_set_zero_points(raw, DNNL.argSource, 1, 0, [zeroPoint]), "source zero point")
@@ -275,7 +285,7 @@ public enum PostOp: Equatable, Sendable {
 final class DNNLLayout: OpaqueLayout {
     let descriptor: MemoryDescriptor
     private lazy var toRowMajor: Result<Primitive, Error> = Result {
-        try Primitive(reorderFrom: descriptor, to: MemoryDescriptor(plain: rowMajorDims))
+        try Primitive(reorderFrom: descriptor, to: MemoryDescriptor(plain: rowMajorDims, descriptor.raw.data_type))
     }
     private let rowMajorDims: [Int]
 

@@ -9,7 +9,9 @@
 ///   saving a memory pass each;
 /// - layout propagation: a Conv whose every consumer is a Conv hands over its
 ///   output in oneDNN's blocked layout (int8 convolutions: channels-last), so
-///   chains of convolutions skip the reorders to and from row-major.
+///   chains of convolutions skip the reorders to and from row-major;
+/// - int8 chaining (`Int8Chaining`): int8 layers of a lowered graph hand
+///   over uint8 codes, residual Adds of quantized values run on codes.
 enum OperatorFusion {
     static func fuse(_ graph: SpecializedGraph, outputs: Set<String>) throws -> SpecializedGraph {
         var consumers: [String: Int] = [:]
@@ -109,7 +111,8 @@ enum OperatorFusion {
             producer[node.outputs[0]] = target
         }
 
-        let kept = nodes.compactMap { $0 }
+        // Int8 layers hand over uint8 codes (Int8Chaining).
+        let kept = try Int8Chaining.chain(nodes.compactMap { $0 }, outputs: outputs, specs: graph.specs)
         // Layout propagation: Conv outputs read only by Convs (as data or residual) stay blocked.
         var readers: [String: [(op: Operator, slot: Int)]] = [:]
         for entry in kept {

@@ -123,6 +123,12 @@ public final class Int8Kernel {
     /// How the input activation is quantized.
     public let input: UInt8Quantization
     public let postOps: [PostOp]
+    /// How the output is requantized when the kernel emits uint8 codes (in
+    /// `outputLayout`) instead of float32: the next int8 layer's input quantizer.
+    public let outputQuantization: UInt8Quantization?
+    /// The post-ops the primitive applies: `postOps` less a Clip / Relu that
+    /// the requantization's saturation makes redundant.
+    public let appliedPostOps: [PostOp]
 
     private let primitive: Primitive
     private let quantizer: PerTensorQuantizer
@@ -138,6 +144,8 @@ public final class Int8Kernel {
     /// The source codes' layout with float32 elements: input handed over in it
     /// (by a kernel emitting `outputLayout`) is quantized in place, no reorder.
     private let sourceLayoutInFloat32: MemoryDescriptor?
+    /// The primitive's source layout: uint8 codes handed over in it are read as they are.
+    let sourceLayout: MemoryDescriptor
     /// The output's layout when it is not row-major (e.g. channels-last).
     let outputLayout: OpaqueLayout?
 
@@ -161,8 +169,14 @@ public final class Int8Kernel {
     ///     `residual` given to `run`).
     ///   - weightBits: the width the weight codes are checked to fit; wider
     ///     than this CPU's `int8WeightBits` only to demonstrate saturation.
+    ///   - output: requantize the result (after the post-ops) to uint8 codes
+    ///     with these parameters, in the primitive's own output layout:
+    ///     `clamp(rint(y / scale) + zeroPoint, 0, 255)` as the output scales
+    ///     and an eltwise linear post-op, rounded and saturated by oneDNN's
+    ///     conversion to u8. A code can differ from quantizing the float32
+    ///     output by one where `y / scale` lies within float rounding of a tie.
     public init(node: Node, inputShape: [Int], weights: Tensor, weightScales: [Float], bias: Tensor?,
-                input: UInt8Quantization, postOps: [PostOp] = [],
+                input: UInt8Quantization, postOps: [PostOp] = [], output: UInt8Quantization? = nil,
                 weightBits: Int = CPUFeatures.current.int8WeightBits) throws {
         guard inputShape.allSatisfy({ $0 > 0 }), weights.shape.allSatisfy({ $0 > 0 }) else {
             throw MPQError.shapeMismatch("int8 \(node.opType) needs non-empty input and weights, got \(inputShape) and \(weights.shape)")
@@ -175,12 +189,17 @@ public final class Int8Kernel {
         }
         try Self.validate(weights: weights, scales: weightScales, channels: problem.channels, bits: weightBits)
         let outputScales = weightScales.map { problem.alpha * input.scale * $0 }
+        if output != nil, postOps.contains(.sum) {
+            throw MPQError.invalidInput("int8 \(node.opType) cannot both add a float32 residual and emit uint8 codes")
+        }
+        let applied = output.map { output in postOps.filter { !Self.isRedundant($0, before: output) } } ?? postOps
+        let destinationType = output == nil ? dnnl_f32 : dnnl_u8
 
         let attributes = try PrimitiveAttributes()
         try attributes.setOutputScales(outputScales, mask: 1 << 1)
         if input.zeroPoint != 0 { try attributes.setSourceZeroPoint(Int32(input.zeroPoint)) }
-        try attributes.setPostOps(postOps)
-        primitive = try problem.makePrimitive(bias != nil, attributes)
+        try attributes.setPostOps(applied, followedBy: output.map { [(dnnl_eltwise_linear, 1 / $0.scale, Float($0.zeroPoint))] } ?? [])
+        primitive = try problem.makePrimitive(bias != nil, destinationType, attributes)
 
         let chosenWeights = primitive.memoryDescriptor(for: DNNL.argWeights)
         if chosenWeights.equals(problem.userWeights) {
@@ -201,11 +220,12 @@ public final class Int8Kernel {
 
         let rowMajorSource = try MemoryDescriptor(plain: problem.sourceDims, dnnl_u8)
         let chosenSource = primitive.memoryDescriptor(for: DNNL.argSource)
+        sourceLayout = chosenSource
         toSourceLayout = chosenSource.equals(rowMajorSource) ? nil : try Primitive(reorderFrom: rowMajorSource, to: chosenSource)
         // Only dense layouts: quantizing padding would feed garbage codes to the kernel.
         let count = inputShape.reduce(1, *)
         sourceLayoutInFloat32 = toSourceLayout != nil && chosenSource.byteCount == count ? chosenSource.with(dataType: dnnl_f32) : nil
-        let rowMajorOutput = try MemoryDescriptor(plain: problem.destinationDims)
+        let rowMajorOutput = try MemoryDescriptor(plain: problem.destinationDims, destinationType)
         let chosenOutput = primitive.memoryDescriptor(for: DNNL.argDestination)
         let outputIsRowMajor = chosenOutput.equals(rowMajorOutput)
         toRowMajorOutput = outputIsRowMajor ? nil : try Primitive(reorderFrom: chosenOutput, to: rowMajorOutput)
@@ -219,6 +239,20 @@ public final class Int8Kernel {
         outputShape = problem.outputShape
         self.input = input
         self.postOps = postOps
+        outputQuantization = output
+        appliedPostOps = applied
+    }
+
+    /// Whether a Relu or Clip before requantizing with `output` changes no code:
+    /// the codes of its bounds are the saturation limits 0 and 255 (a ReLU6
+    /// followed by a quantizer calibrated on [0, 6] clips for free).
+    static func isRedundant(_ postOp: PostOp, before output: UInt8Quantization) -> Bool {
+        func code(_ value: Float) -> Float { (value / output.scale).rounded(.toNearestOrEven) + Float(output.zeroPoint) }
+        switch postOp {
+        case .relu: return code(0) <= 0
+        case let .clip(low, high): return code(low) <= 0 && code(high) >= 255
+        default: return false
+        }
     }
 
     /// The float32 output for `x`: float32 activations, which are quantized
@@ -231,7 +265,10 @@ public final class Int8Kernel {
             throw MPQError.shapeMismatch("int8 \(opType) was built for input \(inputShape), got \(x.shape)")
         }
         let source: Tensor
-        if x.dtype == .float32, let layout = x.opaqueLayout as? DNNLLayout, let inFloat32 = sourceLayoutInFloat32,
+        if x.dtype == .uint8, let layout = x.opaqueLayout as? DNNLLayout, layout.descriptor.equals(sourceLayout) {
+            // Codes from a kernel emitting this layout.
+            source = x
+        } else if x.dtype == .float32, let layout = x.opaqueLayout as? DNNLLayout, let inFloat32 = sourceLayoutInFloat32,
            layout.descriptor.equals(inFloat32) {
             // Already in the source layout: quantize element by element, layouts match.
             source = context.allocate(.uint8, x.shape)
@@ -252,10 +289,11 @@ public final class Int8Kernel {
                 source = codes
             }
         }
-        let keep = keepLayout && outputLayout != nil
-        let output = keep ? Tensor(dtype: .float32, shape: outputShape, storage: TensorStorage(
+        let outputType: DataType = outputQuantization == nil ? .float32 : .uint8
+        let keep = (keepLayout || outputQuantization != nil) && outputLayout != nil
+        let output = keep ? Tensor(dtype: outputType, shape: outputShape, storage: TensorStorage(
                                 byteCount: primitive.memoryDescriptor(for: DNNL.argDestination).byteCount), opaqueLayout: outputLayout)
-            : context.allocate(.float32, outputShape)
+            : context.allocate(outputType, outputShape)
         let destination = keep ? output
             : toRowMajorOutput.map { context.allocate(.uint8, [$0.memoryDescriptor(for: DNNL.argSource).byteCount]) } ?? output
         if postOps.contains(.sum) {
@@ -310,7 +348,7 @@ public final class Int8Kernel {
         var alpha: Float = 1
         var beta: Float = 1
         /// Creates the primitive (with or without bias) under the given attributes.
-        var makePrimitive: (_ hasBias: Bool, _ attributes: PrimitiveAttributes) throws -> Primitive
+        var makePrimitive: (_ hasBias: Bool, _ destinationType: dnnl_data_type_t, _ attributes: PrimitiveAttributes) throws -> Primitive
 
         /// An ONNX Conv: weights [O, I/G, k...] are oneDNN's [G, O/G, I/G, k...] when grouped.
         static func convolution(_ node: Node, input: [Int], weights: [Int]) throws -> Problem {
@@ -328,10 +366,10 @@ public final class Int8Kernel {
             guard output.allSatisfy({ $0 > 0 }) else { throw MPQError.shapeMismatch("int8 Conv output would be empty for input \(input)") }
             let weightDims = group == 1 ? weights : [group, weights[0] / group] + weights[1...]
             return Problem(channels: weights[0], sourceDims: input, destinationDims: output, biasDims: [weights[0]],
-                           outputShape: output, userWeights: try MemoryDescriptor(plain: weightDims, dnnl_s8)) { hasBias, attributes in
+                           outputShape: output, userWeights: try MemoryDescriptor(plain: weightDims, dnnl_s8)) { hasBias, destinationType, attributes in
                 var source = try MemoryDescriptor(input, dnnl_u8, tag: dnnl_format_tag_any).raw
                 var weights = try MemoryDescriptor(weightDims, dnnl_s8, tag: dnnl_format_tag_any).raw
-                var destination = try MemoryDescriptor(output, tag: dnnl_format_tag_any).raw
+                var destination = try MemoryDescriptor(output, destinationType, tag: dnnl_format_tag_any).raw
                 var bias = try MemoryDescriptor(plain: [output[1]]).raw
                 var desc = dnnl_convolution_desc_t()
                 try DNNL.check(withUnsafeMutablePointer(to: &bias) { bias in
@@ -365,10 +403,10 @@ public final class Int8Kernel {
             return Problem(channels: n, sourceDims: [rows, k], destinationDims: [rows, n], biasDims: [1, n],
                            outputShape: input.dropLast() + [n], userWeights: try MemoryDescriptor([k, n], dnnl_s8, strides: weightStrides),
                            alpha: alpha,
-                           beta: gemm ? try node.float("beta", default: 1) : 1) { hasBias, attributes in
+                           beta: gemm ? try node.float("beta", default: 1) : 1) { hasBias, destinationType, attributes in
                 var source = try MemoryDescriptor(plain: [rows, k], dnnl_u8).raw
                 var weights = try MemoryDescriptor([k, n], dnnl_s8, tag: dnnl_format_tag_any).raw
-                var destination = try MemoryDescriptor(plain: [rows, n]).raw
+                var destination = try MemoryDescriptor(plain: [rows, n], destinationType).raw
                 var bias = try MemoryDescriptor(plain: [1, n]).raw
                 var desc = dnnl_matmul_desc_t()
                 try DNNL.check(withUnsafeMutablePointer(to: &bias) { bias in
@@ -377,6 +415,96 @@ public final class Int8Kernel {
                 return try Primitive(&desc, attributes: attributes, name: "int8 matmul")
             }
         }
+    }
+}
+
+/// A residual Add of two uint8-quantized activations, computed from their
+/// codes as one oneDNN binary primitive:
+///
+///     y = s_a * (q_a - z_a) + s_b * (q_b - z_b)
+///
+/// (the simulation's Add of the two dequantized inputs) emitted as float32,
+/// or requantized to uint8 codes `clamp(rint(y / s_y) + z_y, 0, 255)`: the
+/// input scales as the primitive's source scales (divided by s_y), the zero
+/// points and z_y folded into one eltwise linear post-op, rounding and
+/// saturation by oneDNN's conversion to u8. Codes can differ by one from the
+/// simulation's where `y / s_y` lies within float rounding of a tie.
+///
+/// Inputs may come in any oneDNN layout (e.g. the channels-last codes of int8
+/// convolutions); the output takes the first input's layout, and the second
+/// is reordered to it when it differs.
+public final class Int8AddKernel {
+    public let shape: [Int]
+    public let first: UInt8Quantization
+    public let second: UInt8Quantization
+    /// Requantization of the sum; nil: float32 output.
+    public let output: UInt8Quantization?
+
+    private struct Built {
+        var layout: MemoryDescriptor
+        var primitive: Primitive
+        var outputLayout: DNNLLayout?
+    }
+    private var built: Built?
+    /// The second input's layout to the first's, when they differ (keyed by their descriptors).
+    private var toFirstLayout: (from: MemoryDescriptor, to: MemoryDescriptor, reorder: Primitive)?
+
+    public init(shape: [Int], first: UInt8Quantization, second: UInt8Quantization, output: UInt8Quantization?) throws {
+        guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) else { throw MPQError.shapeMismatch("int8 Add needs a non-empty shape, got \(shape)") }
+        self.shape = shape
+        self.first = first
+        self.second = second
+        self.output = output
+    }
+
+    /// oneDNN's implementation of the last primitive built ("jit:uni" and the like; "ref" is slow).
+    public var implementation: String { built?.primitive.implementation ?? "not built" }
+
+    /// The sum of two uint8 code tensors of `shape`, in the first one's layout.
+    public func run(_ a: Tensor, _ b: Tensor, context: ExecutionContext) throws -> Tensor {
+        guard a.dtype == .uint8, b.dtype == .uint8, a.shape == shape, b.shape == shape else {
+            throw MPQError.typeMismatch("int8 Add takes two uint8 tensors of shape \(shape), got \(a.dtype) \(a.shape) and \(b.dtype) \(b.shape)")
+        }
+        let plain = try MemoryDescriptor(plain: shape, dnnl_u8)
+        let layoutA = (a.opaqueLayout as? DNNLLayout)?.descriptor ?? plain
+        let layoutB = (b.opaqueLayout as? DNNLLayout)?.descriptor ?? plain
+        var second = b
+        if !layoutB.equals(layoutA) {
+            if toFirstLayout == nil || !toFirstLayout!.from.equals(layoutB) || !toFirstLayout!.to.equals(layoutA) {
+                toFirstLayout = (layoutB, layoutA, try Primitive(reorderFrom: layoutB, to: layoutA))
+            }
+            second = context.allocate(.uint8, [layoutA.byteCount])
+            try toFirstLayout!.reorder.execute([(DNNL.argSource, b.rawPointer), (DNNL.argDestination, second.rawPointer)])
+        }
+        if built == nil || !built!.layout.equals(layoutA) { built = try build(layoutA, isPlain: layoutA.equals(plain)) }
+        let kernel = built!
+        let outputType: DataType = output == nil ? .float32 : .uint8
+        let result: Tensor
+        if let layout = kernel.outputLayout {
+            result = Tensor(dtype: outputType, shape: shape,
+                            storage: TensorStorage(byteCount: layout.descriptor.byteCount), opaqueLayout: layout)
+        } else {
+            result = context.allocate(outputType, shape)
+        }
+        try kernel.primitive.execute([(DNNL.argSource, a.rawPointer), (DNNL.argSource1, second.rawPointer),
+                                      (DNNL.argDestination, result.rawPointer)])
+        return result
+    }
+
+    private func build(_ layout: MemoryDescriptor, isPlain: Bool) throws -> Built {
+        let divisor = output?.scale ?? 1
+        let offset = -(first.scale * Float(first.zeroPoint) + second.scale * Float(second.zeroPoint)) / divisor
+            + Float(output?.zeroPoint ?? 0)
+        let attributes = try PrimitiveAttributes()
+        try attributes.setScale(first.scale / divisor, argument: DNNL.argSource)
+        try attributes.setScale(second.scale / divisor, argument: DNNL.argSource1)
+        try attributes.setEltwisePostOps([(dnnl_eltwise_linear, 1, offset)])
+        let destinationLayout = layout.with(dataType: output == nil ? dnnl_f32 : dnnl_u8)
+        var source0 = layout.raw, source1 = layout.raw, destination = destinationLayout.raw
+        var desc = dnnl_binary_desc_t()
+        try DNNL.check(dnnl_binary_desc_init(&desc, dnnl_binary_add, &source0, &source1, &destination), "int8 add descriptor")
+        let primitive = try Primitive(&desc, attributes: attributes, name: "int8 add")
+        return Built(layout: layout, primitive: primitive, outputLayout: isPlain ? nil : DNNLLayout(destinationLayout, dims: shape))
     }
 }
 
