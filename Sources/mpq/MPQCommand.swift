@@ -9,7 +9,7 @@ struct MPQCommand: ParsableCommand {
         abstract: "Automatic mixed-precision post-training quantization of neural networks.",
         discussion: "Runs ONNX models on the CPU (oneDNN) and finds per-layer precisions under hardware constraints.",
         subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, QuantizeCommand.self, EvalCommand.self,
-                      SearchCommand.self, EvalLMCommand.self]
+                      SearchCommand.self, EvalLMCommand.self, SearchLMCommand.self]
     )
 
     /// Parses and runs; every error is one line on standard error ("Error: ..."), with
