@@ -68,6 +68,55 @@ import Testing
         #expect(abs(try #require(result.referencePerplexity) / result.perplexity - 1) < 1e-12)
     }
 
+    /// KL divergence of a Q4_0 copy (gguf-py's quantizer) against the F16 model, one chunk, against numpy.
+    @Test func klDivergenceOfAQuantizedCopyMatchesReference() throws {
+        let tokens = try jargonTail()
+        let quantized = folder.appendingPathComponent("q4_0.gguf").path, path = folder.appendingPathComponent("chunk.npy").path
+        try runPython(["Tests/Scripts/llama_reference.py", "--requantize", Self.modelPath, quantized, "Q4_0"])
+        try NPY.write(Tensor(shape: [512], scalars: tokens[0..<512].map { Int64($0) }), to: path)
+        let json = try runPython(["Tests/Scripts/llama_reference.py", quantized, path, "--kld", Self.modelPath, "512", "1"])
+        let expected = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Double])
+
+        let model = try GGUFLanguageModel(contentsOf: quantized), base = try GGUFLanguageModel(contentsOf: Self.modelPath)
+        let options = SessionOptions(threads: 2)
+        let evaluation = LanguageModelEvaluation(
+            model: try InferenceSession(graph: try model.graph(maxSequenceLength: 512), options: options),
+            reference: try InferenceSession(graph: try base.graph(maxSequenceLength: 512), options: options))
+        let result = try evaluation.evaluate(tokens: tokens, options: .init(context: 512, chunks: 1))
+        let kld = try #require(result.kld)
+        print("Q4_0 copy vs F16, 1 chunk: mpq KLD \(kld.mean) +/- \(kld.standardError), p99 \(kld.percentile99), same top \(kld.sameTopRate); numpy \(expected)")
+        func close(_ a: Double, _ b: Double?, _ tolerance: Double = 1e-3) -> Bool { b.map { abs(a - $0) <= tolerance * abs($0) } ?? false }
+        #expect(kld.mean > 1e-4)
+        #expect(close(result.perplexity, expected["perplexity"], 1e-5))
+        #expect(close(kld.mean, expected["mean"]) && close(kld.standardError, expected["standard_error"], 1e-2))
+        #expect(close(kld.median, expected["median"], 1e-2) && close(kld.percentile99, expected["p99"], 1e-2))
+        // float32 against float64 may flip a near-tie: at most one of the 255 positions.
+        #expect(abs(kld.sameTopRate - (expected["same_top"] ?? -1)) <= 1.0 / 255 + 1e-9)
+    }
+
+    /// `mpq eval-lm` on a text (GGUF tokenizer) gives the figure of the same text tokenized by HF tokenizers.
+    @Test func evalLMCommandOnTextMatchesTokenIds() throws {
+        let text = folder.appendingPathComponent("tail.txt"), ids = folder.appendingPathComponent("tail-ids.npy")
+        let jargon = try String(contentsOf: fixturesFolder.appendingPathComponent("data/text/jargon.txt"), encoding: .utf8)
+        let lines = jargon.components(separatedBy: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        try lines.suffix(120).joined(separator: "\n").write(to: text, atomically: true, encoding: .utf8)
+        try runPython(["Tests/Scripts/llama_reference.py", "--tokenize", "examples/tiny-llama-jargon/hf/tokenizer.json", text.path, ids.path])
+        var figures: [String] = []
+        for input in [["--text", text.path], ["--tokens", ids.path]] {
+            let result = try mpq(["eval-lm", Self.modelPath] + input + ["--context", "128", "--chunks", "2", "--threads", "2"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("perplexity: ") })
+            figures.append(String(line))
+            #expect(result.stdout.contains("tokens/s"))
+        }
+        #expect(figures[0] == figures[1])
+        let reference = try mpq(["eval-lm", Self.modelPath, "--tokens", ids.path, "--context", "128", "--chunks", "1",
+                                 "--reference", Self.modelPath])
+        #expect(reference.stdout.contains("mean KLD: 0.000000") && reference.stdout.contains("same top token: 100.000"))
+        let missing = try mpq(["eval-lm", Self.modelPath, "--context", "128"])
+        #expect(missing.status == 64 && missing.stderr.contains("--tokens"))
+    }
+
     @Test func percentileInterpolatesLikeLlamaPerplexity() {
         #expect(LanguageModelEvaluation.percentile([0, 1, 2, 3, 4], 0.99) == 3.96)
         #expect(LanguageModelEvaluation.percentile([5], 0.99) == 5)

@@ -6,6 +6,10 @@ usage:
       logits [batch, seq, vocab] (float32) for int token ids [batch, seq] (or [seq])
   llama_reference.py MODEL.gguf TOKENS.npy --perplexity CONTEXT CHUNKS
       llama-perplexity's figure: CHUNKS chunks of CONTEXT tokens, second half of each scored
+  llama_reference.py MODEL.gguf TOKENS.npy --kld REFERENCE.gguf CONTEXT CHUNKS
+      llama-perplexity --kl-divergence's figures (JSON) over the same scored positions
+  llama_reference.py --requantize SRC.gguf DST.gguf TYPE
+      a copy with every 2-D weight quantized to TYPE (e.g. Q4_0, Q8_0) by gguf-py's numpy quantizers
   llama_reference.py --tokenize TOKENIZER.json TEXT_FILE OUT.npy [--jargon-tail]
       token ids of a text (HF tokenizers; --jargon-tail: the evaluation split of jargon.txt
       as examples/tiny-llama-jargon/prep_data.py makes it)
@@ -113,7 +117,53 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+def requantize(src, dst, type_name):
+    import gguf
+    qtype = getattr(gguf.GGMLQuantizationType, type_name)
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, reader.fields["general.architecture"].contents())
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(key, field.contents(), field.types[0], sub_type=field.types[-1])
+        else:
+            writer.add_key_value(key, field.contents(), field.types[0])
+    for t in reader.tensors:
+        data = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        data = data.reshape([int(d) for d in reversed(t.shape)])
+        if data.ndim == 2:
+            writer.add_tensor(t.name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(t.name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def kld(model, reference, ids, ctx, chunks):
+    import json
+    klds, same, nll, first = [], 0, 0.0, ctx // 2
+    for c in range(chunks):
+        x = ids[c * ctx:(c + 1) * ctx]
+        lr = log_softmax(reference.logits(x)[0])[first:ctx - 1]
+        lm = log_softmax(model.logits(x)[0])[first:ctx - 1]
+        klds += list((np.exp(lr) * (lr - lm)).sum(-1))
+        same += int((lr.argmax(-1) == lm.argmax(-1)).sum())
+        nll -= lm[np.arange(ctx - 1 - first), x[first + 1:ctx]].sum()
+    k = np.array(klds)
+    n = len(k)
+    print(json.dumps({"perplexity": math.exp(nll / n), "mean": k.mean(),
+                      "standard_error": math.sqrt(max(0.0, np.mean(k * k) - k.mean() ** 2) / (n - 1)),
+                      "median": float(np.percentile(k, 50)), "p99": float(np.percentile(k, 99)),
+                      "same_top": same / n, "count": n}))
+
+
 def main(argv):
+    if argv[0] == "--requantize":
+        requantize(argv[1], argv[2], argv[3])
+        return
     if argv[0] == "--tokenize":
         from tokenizers import Tokenizer
         text = open(argv[2], encoding="utf-8").read()
@@ -127,6 +177,9 @@ def main(argv):
         return
     model = Llama(argv[0])
     ids = np.load(argv[1]).astype(np.int64)
+    if len(argv) > 2 and argv[2] == "--kld":
+        kld(model, Llama(argv[3]), ids, int(argv[4]), int(argv[5]))
+        return
     if len(argv) > 2 and argv[2] == "--perplexity":
         ctx, chunks = int(argv[3]), int(argv[4])
         nll, count = 0.0, 0

@@ -35,7 +35,12 @@ public struct GGUFLanguageModel {
     }
 
     /// The BOS token llama-perplexity puts first in each chunk, nil when the vocabulary adds none.
-    public var chunkBOS: Int? { configuration.addBOS ? configuration.bosToken : nil }
+    /// Taken from the GGUF tokenizer's defaults (llama.cpp's per-vocabulary add_bos) when it loads,
+    /// else from `tokenizer.ggml.add_bos_token`.
+    public var chunkBOS: Int? {
+        if let tokenizer = try? GGUFTokenizer(metadata: file.metadata) { return tokenizer.addBOS ? tokenizer.bosID : nil }
+        return configuration.addBOS ? configuration.bosToken : nil
+    }
 }
 
 /// One tensor of a GGUF file as `mpq inspect` lists it.
