@@ -181,12 +181,12 @@ public enum LayerReconstruction {
                     output = try layerOutput(layer, input: x, weight: try weight.fakeQuantized(p), graph: graph,
                                              bias: layer.node.input(2).flatMap { graph.initializers[$0] }, options: sessionOptions)
                 }
-                if options.biasCorrection, let reference = referenceMeans[name] {
+                if options.biasCorrection, let reference = referenceMeans[name], layer.bias != nil || layer.node.opType != "MatMul" {
                     let perChannel = Double(max(1, output.count / max(1, reference.count)))
                     let means = channelSums(output, axis: layer.channelAxis).map { $0 / perChannel }
                     let delta = zip(means, reference).map { Float($0 - $1) }
                     output = subtractChannels(output, delta, axis: layer.channelAxis)
-                    let biasName = layer.bias ?? (layer.node.output(0) + "/bias_correction")
+                    let biasName = layer.bias ?? (layer.node.outputs[0] + "/bias_correction")
                     let current = (layer.bias.flatMap { graph.initializers[$0] })?.floats() ?? Array(repeating: 0, count: delta.count)
                     let shape = layer.bias.flatMap { graph.initializers[$0]?.shape } ?? [delta.count]
                     newBiases[biasName] = Tensor(shape: shape, scalars: zip(current, delta).map { $0 - $1 })
@@ -247,7 +247,7 @@ public enum LayerReconstruction {
     /// AdaRound of a [O, K] weight matrix on its grid; returns the rounded weights (on the grid).
     static func adaRound(_ w: [Float], scale: [Float], low: [Float], high: [Float], stats: LayerInputStatistics,
                          layout: LayerWeightLayout, options: Options) -> [Float] {
-        let count = w.count, K = layout.reduction, og = layout.outputsPerGroup
+        let count = w.count
         let zeta: Float = 1.1, gamma: Float = -0.1
         var floorQ = [Float](repeating: 0, count: count), v = floorQ
         for i in 0..<count {
@@ -261,7 +261,6 @@ public enum LayerReconstruction {
         var m1 = [Float](repeating: 0, count: count), m2 = m1, delta = m1, product = m1, h = m1, sig = m1
         let beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8
         let warm = Int(Float(iterations) * 0.2)
-        let hessians = stats.second
         for t in 0..<iterations {
             for i in 0..<count {
                 let s = 1 / (1 + exp(-v[i]))
@@ -272,12 +271,7 @@ public enum LayerReconstruction {
             }
             delta.withUnsafeBufferPointer { d in
                 product.withUnsafeMutableBufferPointer { p in
-                    for g in 0..<layout.groups {
-                        hessians[g].withUnsafeBufferPointer { hp in
-                            TechniqueMath.gemm(m: og, n: K, k: K, alpha: 2, d.baseAddress! + g * og * K, lda: K,
-                                               hp.baseAddress!, ldb: K, p.baseAddress! + g * og * K, ldc: K)
-                        }
-                    }
+                    stats.multiply(d.baseAddress!, alpha: 2, into: p.baseAddress!, layout: layout)
                 }
             }
             let regularized = t >= warm
@@ -358,8 +352,4 @@ public enum LayerReconstruction {
         }
         return result
     }
-}
-
-extension Node {
-    func output(_ index: Int) -> String { index < outputs.count ? outputs[index] : name }
 }

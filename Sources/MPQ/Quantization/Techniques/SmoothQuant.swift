@@ -12,6 +12,7 @@ import Foundation
 /// competes too, so the proxy never gets worse).
 public enum SmoothQuant {
     public struct Smoothed: Sendable {
+        /// The LayerNormalization (or Mul by a constant) whose output is smoothed.
         public var layerNorm: String
         public var alpha: Float?
         public var matMuls: Int
@@ -31,26 +32,39 @@ public enum SmoothQuant {
         }
         struct Candidate { var norm: Int; var matMuls: [Int]; var others: [Int] }
         var candidates: [Candidate] = []
-        for (i, node) in graph.nodes.enumerated() where node.opType == "LayerNormalization" && node.domain.isEmpty {
-            guard let scaleName = node.input(1), let scale = graph.initializers[scaleName], scale.rank == 1,
-                  scale.dtype == .float32, uses[scaleName] == 1, node.outputs.count >= 1 else { continue }
-            if let b = node.input(2) {
-                guard let bias = graph.initializers[b], bias.shape == scale.shape, uses[b] == 1 else { continue }
+        for (i, node) in graph.nodes.enumerated() where node.domain.isEmpty {
+            if node.opType == "LayerNormalization" {
+                guard let scaleName = node.input(1), let scale = graph.initializers[scaleName], scale.rank == 1,
+                      scale.dtype == .float32, uses[scaleName] == 1, node.outputs.count >= 1 else { continue }
+                if let b = node.input(2) {
+                    guard let bias = graph.initializers[b], bias.shape == scale.shape, uses[b] == 1 else { continue }
+                }
+                let axis = try node.int("axis", default: -1)
+                guard axis == -1 else { continue }
+            } else if node.opType == "Mul", node.inputs.count == 2 {
+                // x * c with a constant c (scalar or per-channel), e.g. GELU's final * 0.5: 1 / s folds into c.
+                guard let c = constantOperand(node, graph: graph), uses[node.inputs[c]] == 1,
+                      let t = graph.initializers[node.inputs[c]], t.dtype == .float32, t.shape.dropLast().allSatisfy({ $0 == 1 }),
+                      graph.initializers[node.inputs[1 - c]] == nil else { continue }
+            } else {
+                continue
             }
-            let axis = try node.int("axis", default: -1)
-            guard axis == -1 else { continue }
             var matMuls: [Int] = [], others: [Int] = []
             for r in readers[node.outputs[0]] ?? [] {
                 let reader = graph.nodes[r]
                 if reader.opType == "MatMul", reader.inputs[0] == node.outputs[0], reader.inputs[1] != node.outputs[0],
                    let w = graph.initializers[reader.inputs[1]], w.rank == 2, w.dtype == .float32,
-                   w.shape[0] == scale.count, uses[reader.inputs[1]] == 1 {
+                   uses[reader.inputs[1]] == 1 {
                     matMuls.append(r)
                 } else {
                     others.append(r)
                 }
             }
-            if !matMuls.isEmpty { candidates.append(Candidate(norm: i, matMuls: matMuls, others: others)) }
+            let widths = Set(matMuls.map { graph.initializers[graph.nodes[$0].inputs[1]]!.shape[0] })
+            if node.opType == "Mul", let c = constantOperand(node, graph: graph),
+               let t = graph.initializers[node.inputs[c]], t.count != 1, !widths.contains(t.count) { continue }
+            if node.opType == "LayerNormalization", !widths.contains(graph.initializers[node.inputs[1]]!.count) { continue }
+            if !matMuls.isEmpty, widths.count == 1 { candidates.append(Candidate(norm: i, matMuls: matMuls, others: others)) }
         }
         guard !candidates.isEmpty else { return (graph, []) }
 
@@ -138,14 +152,21 @@ public enum SmoothQuant {
                                     errorBefore: before, errorAfter: best.error))
             guard best.alpha != nil else { continue }
             let s = best.s
-            // Fold 1 / s into the LayerNorm, s into the MatMul rows.
-            var gamma = graph.initializers[norm.inputs[1]]!.floats()
-            for j in 0..<k { gamma[j] /= s[j] }
-            graph.initializers[norm.inputs[1]] = Tensor(shape: [k], scalars: gamma)
-            if let b = norm.input(2) {
-                var beta = graph.initializers[b]!.floats()
-                for j in 0..<k { beta[j] /= s[j] }
-                graph.initializers[b] = Tensor(shape: [k], scalars: beta)
+            // Fold 1 / s into the LayerNorm (or the Mul's constant), s into the MatMul rows.
+            if norm.opType == "LayerNormalization" {
+                var gamma = graph.initializers[norm.inputs[1]]!.floats()
+                for j in 0..<k { gamma[j] /= s[j] }
+                graph.initializers[norm.inputs[1]] = Tensor(shape: [k], scalars: gamma)
+                if let b = norm.input(2) {
+                    var beta = graph.initializers[b]!.floats()
+                    for j in 0..<k { beta[j] /= s[j] }
+                    graph.initializers[b] = Tensor(shape: [k], scalars: beta)
+                }
+            } else if let c = constantOperand(norm, graph: graph) {
+                let t = graph.initializers[norm.inputs[c]]!
+                let values = t.floats()
+                let folded = (0..<k).map { j in (values.count == 1 ? values[0] : values[j]) / s[j] }
+                graph.initializers[norm.inputs[c]] = Tensor(shape: Array(t.shape.dropLast()) + [k], scalars: folded)
             }
             for (index, w) in weights.enumerated() {
                 let cols = w.shape[1]
@@ -173,6 +194,13 @@ public enum SmoothQuant {
             try graph.sortTopologically()
         }
         return (graph, results)
+    }
+
+    /// The index (0 or 1) of a Mul's constant float operand.
+    static func constantOperand(_ node: Node, graph: Graph) -> Int? {
+        if let t = graph.initializers[node.inputs[1]], t.dtype == .float32 { return 1 }
+        if let t = graph.initializers[node.inputs[0]], t.dtype == .float32 { return 0 }
+        return nil
     }
 
     /// Rows quantized per tensor with the configured activation format, min-max range.

@@ -121,6 +121,8 @@ struct LayerInputStatistics {
     var mean: [Float]
     let reduction: Int
     let samples: Int
+    /// The sampled rows [samples, K] when fewer than K / 2 (one group): products go through them.
+    var lowRankRows: [Float]? = nil
 
     /// `x` is the layer's (quantized) input; at most `maximumSamples` positions, drawn with `seed`.
     init?(node: Node, layout: LayerWeightLayout, input x: Tensor, maximumSamples: Int, seed: UInt64) throws {
@@ -189,6 +191,32 @@ struct LayerInputStatistics {
             let (h, m) = Self.moments(rows, rows: count, columns: K)
             second = [h]
             mean = m
+            if 2 * count < K { lowRankRows = rows }
+        }
+    }
+
+    /// product = alpha * delta H (per group), delta and product [outputs, K]; through the
+    /// sampled rows X (H = Xᵀ X / P, two products of O P K) when there are few of them.
+    func multiply(_ delta: UnsafePointer<Float>, alpha: Float, into product: UnsafeMutablePointer<Float>,
+                  layout: LayerWeightLayout) {
+        let K = reduction, og = layout.outputsPerGroup
+        if let x = lowRankRows, layout.groups == 1 {
+            let p = samples
+            var t = [Float](repeating: 0, count: og * p)
+            x.withUnsafeBufferPointer { xs in
+                t.withUnsafeMutableBufferPointer { tp in
+                    TechniqueMath.gemm(transB: true, m: og, n: p, k: K, delta, lda: K, xs.baseAddress!, ldb: K, tp.baseAddress!, ldc: p)
+                    TechniqueMath.gemm(m: og, n: K, k: p, alpha: alpha / Float(p), tp.baseAddress!, lda: p, xs.baseAddress!, ldb: K,
+                                       product, ldc: K)
+                }
+            }
+            return
+        }
+        for g in 0..<layout.groups {
+            second[g].withUnsafeBufferPointer { h in
+                TechniqueMath.gemm(m: og, n: K, k: K, alpha: alpha, delta + g * og * K, lda: K, h.baseAddress!, ldb: K,
+                                   product + g * og * K, ldc: K)
+            }
         }
     }
 
@@ -207,16 +235,11 @@ struct LayerInputStatistics {
 
     /// Per output row o of `delta` [outputs, K]: delta_o H_g delta_oᵀ (the mean squared output error).
     func rowErrors(_ delta: [Float], layout: LayerWeightLayout) -> [Double] {
-        let K = reduction, og = layout.outputsPerGroup
+        let K = reduction
         var product = [Float](repeating: 0, count: delta.count)
         delta.withUnsafeBufferPointer { d in
             product.withUnsafeMutableBufferPointer { p in
-                for g in 0..<layout.groups {
-                    second[g].withUnsafeBufferPointer { h in
-                        TechniqueMath.gemm(m: og, n: K, k: K, d.baseAddress! + g * og * K, lda: K, h.baseAddress!, ldb: K,
-                                           p.baseAddress! + g * og * K, ldc: K)
-                    }
-                }
+                multiply(d.baseAddress!, alpha: 1, into: p.baseAddress!, layout: layout)
             }
         }
         return (0..<layout.outputs).map { o in
