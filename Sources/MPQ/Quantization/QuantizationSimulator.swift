@@ -80,57 +80,22 @@ public final class QuantizedModel: @unchecked Sendable {
 }
 
 /// Computes quantization parameters: activation ranges from calibration data
-/// (streamed batch by batch through `RangeObserver`s), weight ranges from the weights.
+/// (streamed batch by batch through `RangeObserver`s), weight ranges from the weights —
+/// `CandidateCalibration` (the searches' calibration) with one format per site.
 public enum QuantizationCalibrator {
     public static func parameters(
         graph: Graph, placement: QuantizerPlacement, config: QuantizationConfig, data: CalibrationData,
         batchSize: Int = 16, options: SessionOptions = SessionOptions(),
         progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) throws -> [String: QuantizationParameters] {
+        let calibration = try CandidateCalibration(
+            graph: graph, placement: placement, data: data, batchSize: batchSize, activationRange: config.activationRange,
+            weightRange: config.weightRange, weightGranularity: config.weightGranularity, options: options, keepsOutputs: false,
+            progress: progress)
         var result: [String: QuantizationParameters] = [:]
-        for site in placement.weights {
-            guard let weight = graph.initializers[site.value] else { continue }
-            let format = config.format(for: site)
-            let granularity = weightGranularity(config.weightGranularity, site: site, weight: weight)
-            let (axis, group): (Int?, Int?) = {
-                switch granularity {
-                case .perTensor: return (nil, nil)
-                case .perChannel(let axis): return (axis, nil)
-                case .perGroup(let axis, let size): return (axis, size)
-                }
-            }()
-            let ranges = try WeightRanges.ranges(of: weight, method: config.weightRange, axis: axis, groupSize: group,
-                                                 levels: format.levels, symmetric: format.isSymmetric)
-            result[site.value] = QuantizationParameters(format: format, granularity: granularity,
-                                                        minimums: ranges.minimums, maximums: ranges.maximums)
-        }
-
-        var observers: [String: RangeObserver] = [:]
-        for site in placement.activations {
-            observers[site.value] = RangeObserver(method: config.activationRange)
-        }
-        let session = try InferenceSession(graph: graph, options: options)
-        let batches = data.batches(of: batchSize)
-        for (index, batch) in batches.enumerated() {
-            for (name, tensor) in batch { try observers[name]?.observe(tensor) }
-            _ = try session.run(batch) { name, value in
-                if let observer = observers[name] {
-                    do {
-                        try observer.observe(value)
-                    } catch MPQError.invalidInput(let message) {
-                        throw MPQError.invalidInput("value '\(name)' in calibration batch \(index): \(message)")
-                    }
-                }
-                return nil
-            }
-            progress?(index + 1, batches.count)
-        }
-        for site in placement.activations {
-            guard let observer = observers[site.value] else { continue }
-            let format = config.format(for: site)
-            let range = observer.range(levels: format.levels, symmetric: format.isSymmetric)
-            result[site.value] = QuantizationParameters(format: format, granularity: .perTensor,
-                                                        minimums: [range.minimum], maximums: [range.maximum])
+        for site in placement.weights + placement.activations where result[site.value] == nil {
+            if site.role == .weight && graph.initializers[site.value] == nil { continue }
+            result[site.value] = try calibration.parameters(for: site.value, format: config.format(for: site))
         }
         return result
     }

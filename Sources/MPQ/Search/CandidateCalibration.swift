@@ -3,15 +3,16 @@ import Foundation
 /// Calibration done once for every candidate format: one FP32 pass over the
 /// data keeps a `RangeObserver` per activation site (its histogram gives the
 /// range for any grid via `range(levels:symmetric:)`) and the FP32 outputs;
-/// parameters for a (site, format) pair are then derived on demand, exactly as
-/// `QuantizationCalibrator` would compute them for that format.
+/// parameters for a (site, format) pair are then derived on demand. This is the
+/// one calibration path: `QuantizationCalibrator.parameters` is this with one
+/// format per site.
 public final class CandidateCalibration: @unchecked Sendable {
     public let graph: Graph
     public let placement: QuantizerPlacement
     public let activationRange: RangeMethod
     public let weightRange: RangeMethod
     public let weightGranularity: QuantizationConfig.WeightGranularity
-    /// Calibration batches and the FP32 outputs of each.
+    /// Calibration batches and the FP32 outputs of each (none when made with `keepsOutputs: false`).
     public let batches: [[String: Tensor]]
     public let referenceOutputs: [[String: Tensor]]
     private let observers: [String: RangeObserver]
@@ -22,7 +23,8 @@ public final class CandidateCalibration: @unchecked Sendable {
     public init(graph: Graph, placement: QuantizerPlacement, data: CalibrationData, batchSize: Int,
                 activationRange: RangeMethod = .mse, weightRange: RangeMethod = .minMax,
                 weightGranularity: QuantizationConfig.WeightGranularity = .perChannel,
-                options: SessionOptions = SessionOptions(), progress: ((Int, Int) -> Void)? = nil) throws {
+                options: SessionOptions = SessionOptions(), keepsOutputs: Bool = true,
+                progress: ((Int, Int) -> Void)? = nil) throws {
         self.graph = graph
         self.placement = placement
         self.activationRange = activationRange
@@ -37,14 +39,15 @@ public final class CandidateCalibration: @unchecked Sendable {
         var outputs: [[String: Tensor]] = []
         for (index, batch) in batches.enumerated() {
             for (name, tensor) in batch { try observers[name]?.observe(tensor) }
-            outputs.append(try session.run(batch) { name, value in
+            let result = try session.run(batch) { name, value in
                 do {
                     try observers[name]?.observe(value)
                 } catch MPQError.invalidInput(let message) {
                     throw MPQError.invalidInput("value '\(name)' in calibration batch \(index): \(message)")
                 }
                 return nil
-            })
+            }
+            if keepsOutputs { outputs.append(result) }
             progress?(index + 1, batches.count)
         }
         referenceOutputs = outputs

@@ -31,6 +31,10 @@ public enum OutputFolder {
     /// existing ancestor a folder files can be created in. Nothing is created.
     public static func check(_ path: String, option: String = "--out") throws {
         guard !path.isEmpty else { throw MPQError.invalidInput("\(option) is empty: give a folder") }
+        let last = (path as NSString).lastPathComponent
+        guard ![".", "..", "/"].contains(last) else {
+            throw MPQError.invalidInput("\(option) \(path): the folder is replaced wholly by the results; give a folder of its own (e.g. \(option) out)")
+        }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw MPQError.invalidInput("\(option) \(path) is a file, expected a folder")
