@@ -16,5 +16,5 @@ mkdir -p out
 # Mixed precision: the accuracy-vs-BOPs front and the cheapest point with SQNR >= 30 dB
 # (out/search/report.html, pareto.svg, config.json, model.qdq.onnx).
 .venv/bin/python scripts/make_image_calib.py out/crops.npy --count 16 --images "$example/images"
-.build/release/mpq search "$example/mobilenetv2.onnx" --method pareto --calib out/crops.npy \
+.build/release/mpq search pareto "$example/mobilenetv2.onnx" --calib out/crops.npy \
   --candidates w8a8,w4a8,w8a16,w16a16 --target-sqnr 30 --cache out/cache --out out/search
