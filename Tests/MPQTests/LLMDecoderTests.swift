@@ -47,6 +47,28 @@ import Testing
         #expect(maxAbsDifference(shortLogits, prefix) / scale < 1e-4)
     }
 
+    /// The qwen2 (Q/K/V biases) and qwen3 (per-head Q/K RMSNorm) graph variants with NeoX RoPE, on the tiny
+    /// model relabelled with HF-order Q/K rows and random biases / norm weights (llama_reference.py --variant).
+    @Test(arguments: ["qwen2", "qwen3"]) func qwenVariantsMatchNumpyReference(architecture: String) throws {
+        let tokens = try jargonTail()
+        let path = folder.appendingPathComponent("tiny-\(architecture).gguf").path
+        try runPython(["Tests/Scripts/llama_reference.py", "--variant", Self.modelPath, path, architecture])
+        let ids = Tensor(shape: [1, 48], scalars: tokens[3000..<3048].map { Int64($0) })
+        let idsPath = folder.appendingPathComponent("\(architecture)-ids.npy").path
+        let logitsPath = folder.appendingPathComponent("\(architecture)-ref.npy").path
+        try NPY.write(ids, to: idsPath)
+        try runPython(["Tests/Scripts/llama_reference.py", path, idsPath, logitsPath])
+        let expected = try NPY.read(contentsOf: logitsPath)
+        let model = try GGUFLanguageModel(contentsOf: path)
+        #expect(model.configuration.ropeLayout == .halves)
+        #expect(model.configuration.qkvBias == (architecture == "qwen2") && model.configuration.qkNorm == (architecture == "qwen3"))
+        let session = try InferenceSession(graph: try model.graph(maxSequenceLength: 128), options: SessionOptions(threads: 2))
+        let logits = try #require(try session.run([DecoderGraphBuilder.inputName: ids])[DecoderGraphBuilder.outputName])
+        let relative = maxAbsDifference(logits, expected) / expected.doubles().map(abs).max()!
+        print("\(architecture) variant logits [1, 48]: max |mpq - numpy| / max |numpy| = \(relative)")
+        #expect(relative < 1e-3)
+    }
+
     @Test func perplexityOfTwoChunksMatchesReference() throws {
         let tokens = try jargonTail()
         let path = folder.appendingPathComponent("chunks.npy").path

@@ -10,6 +10,9 @@ usage:
       llama-perplexity --kl-divergence's figures (JSON) over the same scored positions
   llama_reference.py --requantize SRC.gguf DST.gguf TYPE
       a copy with every 2-D weight quantized to TYPE (e.g. Q4_0, Q8_0) by gguf-py's numpy quantizers
+  llama_reference.py --variant SRC.gguf DST.gguf qwen2|qwen3
+      the llama model relabelled as a qwen2 (random Q/K/V biases) or qwen3 (random Q/K head norms)
+      model, rows un-permuted to HF order: a synthetic case for those graph variants
   llama_reference.py --tokenize TOKENIZER.json TEXT_FILE OUT.npy [--jargon-tail]
       token ids of a text (HF tokenizers; --jargon-tail: the evaluation split of jargon.txt
       as examples/tiny-llama-jargon/prep_data.py makes it)
@@ -52,8 +55,10 @@ class Llama:
     def __init__(self, path):
         meta, t = load(path)
         arch = meta["general.architecture"]
-        if arch != "llama":
-            raise SystemExit(f"only llama is implemented here, not {arch}")
+        if arch not in ("llama", "qwen2", "qwen3"):
+            raise SystemExit(f"only llama, qwen2 and qwen3 are implemented here, not {arch}")
+        # llama: GGUF Q/K rows permuted by the converter (undone below); qwen2/qwen3: HF order, NeoX rope.
+        self.permuted = arch == "llama"
         g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
         self.layers = int(g("block_count"))
         self.heads = int(g("attention.head_count"))
@@ -91,12 +96,18 @@ class Llama:
         for i in range(self.layers):
             p = f"blk.{i}."
             h = self.rms(x, t[p + "attn_norm.weight"])
-            q = h @ unpermute(t[p + "attn_q.weight"], H).T
-            k = h @ unpermute(t[p + "attn_k.weight"], KV).T
-            v = h @ t[p + "attn_v.weight"].T
+            wq, wk = t[p + "attn_q.weight"], t[p + "attn_k.weight"]
+            if self.permuted:
+                wq, wk = unpermute(wq, H), unpermute(wk, KV)
+            q = h @ wq.T + t.get(p + "attn_q.bias", 0)
+            k = h @ wk.T + t.get(p + "attn_k.bias", 0)
+            v = h @ t[p + "attn_v.weight"].T + t.get(p + "attn_v.bias", 0)
             q = q.reshape(B, S, H, D).transpose(0, 2, 1, 3)
             k = k.reshape(B, S, KV, D).transpose(0, 2, 1, 3)
             v = v.reshape(B, S, KV, D).transpose(0, 2, 1, 3)
+            if p + "attn_q_norm.weight" in t:  # qwen3: RMSNorm of each head before RoPE
+                q = self.rms(q, t[p + "attn_q_norm.weight"])
+                k = self.rms(k, t[p + "attn_k_norm.weight"])
             q, k = self.rope(q, pos), self.rope(k, pos)
             k = np.repeat(k, H // KV, axis=1)  # HF repeat_kv: head h reads kv head h // (H / KV)
             v = np.repeat(v, H // KV, axis=1)
@@ -142,6 +153,43 @@ def requantize(src, dst, type_name):
     writer.close()
 
 
+def variant(src, dst, arch):
+    import gguf
+    reader = gguf.GGUFReader(src)
+    meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    heads, kv = int(meta["llama.attention.head_count"]), int(meta["llama.attention.head_count_kv"])
+    head_dim = int(meta["llama.attention.key_length"])
+    writer = gguf.GGUFWriter(dst, arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        name = arch + key[len("llama"):] if key.startswith("llama.") else key
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(name, field.contents(), field.types[0], sub_type=field.types[-1])
+        else:
+            writer.add_key_value(name, field.contents(), field.types[0])
+    rng = np.random.default_rng(0)
+    for t in reader.tensors:
+        data = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        data = data.reshape([int(d) for d in reversed(t.shape)])
+        if t.name.endswith("attn_q.weight"):
+            data = unpermute(data, heads)
+        elif t.name.endswith("attn_k.weight"):
+            data = unpermute(data, kv)
+        writer.add_tensor(t.name, data)
+        layer = t.name.rsplit(".", 2)[0]
+        if arch == "qwen2" and t.name.endswith(("attn_q.weight", "attn_k.weight", "attn_v.weight")):
+            writer.add_tensor(t.name[:-len("weight")] + "bias", (0.2 * rng.standard_normal(data.shape[0])).astype(np.float32))
+        if arch == "qwen3" and t.name.endswith("attn_q.weight"):
+            for which in ("q", "k"):
+                writer.add_tensor(f"{layer}.attn_{which}_norm.weight",
+                                  (1 + 0.2 * rng.standard_normal(head_dim)).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def kld(model, reference, ids, ctx, chunks):
     import json
     klds, same, nll, first = [], 0, 0.0, ctx // 2
@@ -161,6 +209,9 @@ def kld(model, reference, ids, ctx, chunks):
 
 
 def main(argv):
+    if argv[0] == "--variant":
+        variant(argv[1], argv[2], argv[3])
+        return
     if argv[0] == "--requantize":
         requantize(argv[1], argv[2], argv[3])
         return
