@@ -384,24 +384,34 @@ final class TileOperator: Operator {
         return repeats
     }
 
+    /// Each dimension times its repeat count, overflow-checked.
+    private func outputShape(_ shape: [Int], _ repeats: [Int]) throws -> [Int] {
+        let output = zip(shape, repeats).compactMap { SizeLimits.multiply($0, $1) }
+        guard output.count == shape.count else {
+            throw MPQError.limitExceeded("Tile node '\(node.name)': repeats \(repeats) of shape \(shape) overflow a 64-bit integer")
+        }
+        return output
+    }
+
     func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec] {
         let data = try inputs.required(0, node)
         guard let shape = data.shape, let repeats = try inputs.required(1, node).constant else {
             return singleOutput(data.dtype, nil)
         }
-        return singleOutput(data.dtype, zip(shape, try self.repeats(repeats, rank: shape.count)).map(*))
+        return singleOutput(data.dtype, try outputShape(shape, try self.repeats(repeats, rank: shape.count)))
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let data = try inputs.required(0, node)
         let repeats = try self.repeats(try inputs.required(1, node), rank: data.rank)
+        let output = try outputShape(data.shape, repeats)
         // Output axis k of size r*d is the row-major pair (repeat r, index d):
         // copy with shape [r0, d0, r1, d1, ...] and strides [0, s0, 0, s1, ...].
         let strides = contiguousStrides(data.shape)
         let result = data.gathered(
             shape: zip(repeats, data.shape).flatMap { [$0, $1] },
             strides: strides.flatMap { [0, $0] }, context: context)
-        return [result.reshaped(zip(repeats, data.shape).map(*))]
+        return [result.reshaped(output)]
     }
 }
 
