@@ -41,6 +41,8 @@ let package = Package(
         ),
         // The README's "Use from Swift" example; a test builds and runs it.
         .executableTarget(name: "QuickStart", dependencies: ["MPQ"], path: "examples/quick-start"),
+        // libFuzzer harness (scripts/fuzz.sh); a plain build is a replay driver for its inputs.
+        .executableTarget(name: "MPQFuzz", dependencies: ["MPQ"]),
         .testTarget(name: "MPQTests", dependencies: ["MPQ", "mpq", "QuickStart"]),
         .testTarget(name: "MPQGGUFTests", dependencies: ["MPQGGUF"]),
     ],
