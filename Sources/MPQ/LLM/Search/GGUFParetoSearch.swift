@@ -122,11 +122,24 @@ public struct GGUFParetoSearch {
         return points
     }
 
-    public func run(target: GGUFSearchTarget) throws -> Result {
+    /// - Parameter extraPoints: mixes measured besides the front for a size target (e.g. the
+    ///   uniform types), inserted into the returned front by size; the best measured wins.
+    public func run(target: GGUFSearchTarget, extraPoints: [[Int]] = []) throws -> Result {
         try target.check(in: space)
         let start = Date()
         let sensitivity = try sensitivities()
         var front = front(sensitivity)
+        var extras = Set<Int>()
+        if case .maxKLD = target {} else {
+            for choice in extraPoints where target.fits(choice, in: space) && !front.contains(where: { $0.choice == choice }) {
+                let point = FrontPoint(choice: choice, fileBytes: space.fileBytes(choice), bitsPerWeight: space.bitsPerWeight(choice),
+                                       predictedKLD: zip(sensitivity, choice).reduce(0) { $0 + $1.0[$1.1] }, measuredKLD: nil)
+                let at = front.firstIndex { $0.fileBytes < point.fileBytes } ?? front.count
+                front.insert(point, at: at)
+                extras = Set(extras.map { $0 >= at ? $0 + 1 : $0 })
+                extras.insert(at)
+            }
+        }
         var evaluations = 0
         func measurePoint(_ i: Int) throws -> Double {
             if let m = front[i].measuredKLD { return m }
@@ -151,13 +164,13 @@ public struct GGUFParetoSearch {
             }
             chosen = low
         case .fileBytes, .bitsPerWeight:
-            let fitting = front.indices.filter { target.fits(front[$0].choice, in: space) }
+            let fitting = front.indices.filter { !extras.contains($0) && target.fits(front[$0].choice, in: space) }
             guard let first = fitting.first else {
                 throw MPQError.invalidInput("no front point meets \(target)")
             }
             chosen = first
             var best = try measurePoint(first)
-            for i in fitting.dropFirst().prefix(max(0, measuredCandidates - 1)) {
+            for i in Array(fitting.dropFirst().prefix(max(0, measuredCandidates - 1))) + extras.sorted() {
                 let value = try measurePoint(i)
                 if value < best { best = value; chosen = i }
             }

@@ -130,7 +130,8 @@ public struct GGUFTypeSearchWorkflow {
         }
         var search = GGUFParetoSearch(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
         search.measuredCandidates = options.measuredCandidates
-        let result = try search.run(target: options.target)
+        // Uniform mixes that fit are measured too, so the choice is never worse than one of them on calibration.
+        let result = try search.run(target: options.target, extraPoints: options.types.compactMap { space.uniform($0) })
         let choice = result.choice
         let types = space.types(choice)
         let point = result.front[result.chosen]
