@@ -89,6 +89,16 @@ import Testing
         let free = clips.filter { Int8Kernel.isRedundant($0.1, before: $0.0.outputQuantization!) }.count
         print("ReLU6 before requantization: \(clips.count), of which clip for free: \(free)")
 
+        // Deployed (other quantizers dropped, as latency measurements time it): the quantizers of
+        // the residual Adds stay, so the plan chains the same way.
+        let deployed = try Int8Lowering(model, simulatingTheRest: false)
+        let deployedPlan = try OperatorFusion.fuse(
+            try InferenceSession(graph: deployed.graph).specialize(inputShapes: data.inputs.mapValues(\.shape)),
+            outputs: Set(deployed.graph.outputs.map(\.name)))
+        #expect(deployedPlan.nodes.compactMap { ($0.op as? QuantizedLinearOperator)?.outputQuantization }.count == 51)
+        #expect(deployedPlan.nodes.filter { $0.op is QuantizedAddOperator }.count == 10)
+        #expect(!deployedPlan.nodes.contains { $0.op is FakeQuantizeOperator })
+
         let fp32 = try InferenceSession(graph: model.original).run(data.inputs)
         var simulation = OutputComparison(), int8 = OutputComparison(), unchained = OutputComparison()
         simulation.add(reference: fp32, quantized: try model.run(data.inputs), feeds: data.inputs)
