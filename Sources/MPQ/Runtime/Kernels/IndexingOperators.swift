@@ -65,7 +65,7 @@ final class SplitOperator: Operator {
 
     private func partSizes(_ length: Int, arguments: [Tensor?]) throws -> [Int] {
         if let sizes = sizes.value(arguments), !sizes.isEmpty {
-            guard sizes.count == outputCount, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == length else {
+            guard sizes.count == outputCount, sizes.allSatisfy({ (0...max(length, 0)).contains($0) }), sizes.reduce(0, +) == length else {
                 throw MPQError.shapeMismatch("Split node '\(node.name)': sizes \(sizes) do not split \(length) into \(outputCount) parts")
             }
             return sizes
