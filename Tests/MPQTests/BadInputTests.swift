@@ -204,8 +204,9 @@ import Testing
         var stderrLines: [Substring] { stderr.split(separator: "\n", omittingEmptySubsequences: true) }
     }
 
-    /// Runs the built `mpq` with a watchdog: a run longer than `timeout` is killed and reported.
-    static func run(_ arguments: [String], timeout: TimeInterval = 120) throws -> Outcome {
+    /// Runs the built `mpq` with a watchdog: a run longer than `timeout` is killed and reported (generous:
+    /// the cases run in parallel with the rest of the suite on 2 cores).
+    static func run(_ arguments: [String], timeout: TimeInterval = 300) throws -> Outcome {
         let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mpq")
         let candidates = [beside, repositoryRoot.appendingPathComponent(".build/debug/mpq")]
         guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
@@ -244,7 +245,7 @@ import Testing
                        stderr: (try? String(contentsOf: errPath, encoding: .utf8)) ?? "")
     }
 
-    @Test("the crafted good model runs (sanity)", .timeLimit(.minutes(2)))
+    @Test("the crafted good model runs (sanity)", .timeLimit(.minutes(6)))
     func goodModelRuns() throws {
         let d = Self.fixtures.path
         for arguments in [["run", "\(d)/good.onnx", "--input", "x=\(d)/x.npy"], ["inspect", "\(d)/external_good.onnx"],
@@ -254,7 +255,7 @@ import Testing
         }
     }
 
-    @Test("bad input: exit status, one line on stderr naming the cause, nothing written", .timeLimit(.minutes(2)),
+    @Test("bad input: exit status, one line on stderr naming the cause, nothing written", .timeLimit(.minutes(6)),
           arguments: cases)
     func badInput(_ c: Case) throws {
         let fixtures = Self.fixtures
