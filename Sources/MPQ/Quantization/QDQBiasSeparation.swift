@@ -19,6 +19,7 @@ extension QDQExport {
     static func separateOverflowingBiases(_ graph: inout Graph, parameters: [String: QuantizationParameters])
         -> [String] {
         var moved: [String] = []
+        var movedBiases: Set<String> = []
         var nodes: [Node] = []
         for var node in graph.nodes {
             guard ["Conv", "ConvTranspose", "Gemm"].contains(node.opType), node.inputs.count > 2,
@@ -41,6 +42,7 @@ extension QDQExport {
                 // [C] -> [C, 1, ..., 1] to broadcast over the spatial dims of an NC... output.
                 addend = bias.reshaped([bias.count] + Array(repeating: 1, count: max(kernel.rank - 2, 0)))
             }
+            movedBiases.insert(node.inputs[2])
             let addendName = "\(node.inputs[2])_separated"
             graph.initializers[addendName] = addend
             node.inputs = Array(node.inputs.prefix(2))
@@ -51,6 +53,8 @@ extension QDQExport {
             moved.append(node.name)
         }
         graph.nodes = nodes
+        // A moved bias that no other node reads leaves the model (its broadcastable copy replaces it).
+        for name in movedBiases.subtracting(nodes.flatMap(\.inputs)) { graph.initializers[name] = nil }
         return moved
     }
 
