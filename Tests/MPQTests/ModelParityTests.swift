@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import MPQ
 
-/// End-to-end parity with ONNX Runtime on the real models in ../shared.
+/// End-to-end parity with ONNX Runtime on the real models in .fixtures/ (scripts/fetch-fixtures.sh).
 @Suite(.serialized) struct ModelParityTests {
     let folder = temporaryFolder("mpq-parity")
 
