@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // `swift package generate-documentation` for the DocC catalog in Sources/MPQ/Documentation.docc.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -25,13 +26,33 @@ let package = Package(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // The layers, each depending only on the ones before it (docs/DESIGN.md, "Architecture"):
+        // the graph IR and ONNX/NPZ files; the runtime that executes and differentiates it;
+        // quantization (simulation, calibration, export); the two searches; reports; LLMs in GGUF.
         .target(
-            name: "MPQ",
+            name: "MPQGraph",
             dependencies: [
-                "CCBC", "CDNNL", "ONNXProto", "MPQGGUF",
+                "ONNXProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
+        ),
+        .target(name: "MPQRuntime", dependencies: ["MPQGraph", "CDNNL"]),
+        .target(name: "MPQQuantization", dependencies: ["MPQRuntime"]),
+        .target(
+            name: "MPQSearch",
+            dependencies: ["MPQQuantization", "CCBC", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(name: "MPQReports", dependencies: ["MPQSearch"]),
+        .target(
+            name: "MPQLLM",
+            dependencies: ["MPQSearch", "MPQReports", "MPQGGUF", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The umbrella: the workflows behind the CLI (quantize, evaluate, export, both searches),
+        // re-exporting every layer.
+        .target(
+            name: "MPQ",
+            dependencies: ["MPQGraph", "MPQRuntime", "MPQQuantization", "MPQSearch", "MPQReports", "MPQLLM", "MPQGGUF"]
         ),
         // GGUF files and ggml's tensor types (llama.cpp's formats); depends on nothing else in mpq.
         .target(name: "MPQGGUF"),

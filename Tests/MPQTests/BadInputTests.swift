@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Hostile and careless input (issue 10): the real `mpq` binary, run on crafted
 /// models (Tests/Scripts/make_bad_models.py), bad .npy files, bad configs and bad

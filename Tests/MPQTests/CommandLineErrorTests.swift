@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Bad input gets a one-line error and a non-zero exit from the `mpq` tool, never a crash.
 @Suite struct CommandLineErrorTests {

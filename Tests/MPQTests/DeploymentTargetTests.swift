@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// What mpq reports is what ONNX Runtime delivers as users run it: the exported model gives the same
 /// output SQNR in ORT's default session (graph optimisations on, fused integer kernels) as with the

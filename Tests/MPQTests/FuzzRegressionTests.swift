@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Replays the fuzzing seed corpus (Fuzz/corpus) and every input that once crashed a reader
 /// (Fuzz/regressions) through `FuzzEntry`, the code the libFuzzer harness runs (scripts/fuzz.sh),

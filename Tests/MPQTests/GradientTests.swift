@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// One node (or a short chain) whose gradients are checked against central
 /// finite differences of the loss L = <y, r>, r ~ N(0, I) (a random linear head).
@@ -69,7 +75,7 @@ private func linearLoss(_ output: Tensor) throws -> Double {
 func checkGradients(_ testCase: GradientCase) throws {
     let graph = testCase.graph(initializers: testCase.initializers)
     let computation = try GradientComputation(graph: graph, options: SessionOptions(threads: 1))
-    let result = try computation.run(testCase.inputs, loss: .randomProjection(count: 1, seed: 7), wrt: Set(testCase.wrt))
+    let result = try computation.run(testCase.inputs, loss: TaskLoss.randomProjection(count: 1, seed: 7), wrt: Set(testCase.wrt))
     var rng = SeededGenerator(seed: 99)
     for name in testCase.wrt {
         let analytic = try #require(result.gradients[name], "\(testCase.name): no gradient for \(name)")

@@ -2,6 +2,12 @@ import CDNNL
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Int8 Conv / MatMul / Gemm on oneDNN against the float32 operators run on
 /// the dequantized input and weights (serialized, so that the timings

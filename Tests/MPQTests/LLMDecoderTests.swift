@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// The GGUF decoder graph (Sources/MPQ/LLM) on examples/tiny-llama-jargon against the numpy
 /// reference in Tests/Scripts/llama_reference.py (HF LlamaForCausalLM's forward pass, float64).

@@ -2,6 +2,12 @@ import Foundation
 import MPQGGUF
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// `mpq search-lm` (Sources/MPQ/LLM/Search) on examples/tiny-llama-jargon: short texts, small
 /// chunks and the tensors of two layers, so that it runs in about a minute in debug.

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 @Suite struct LossTests {
     @Test func crossEntropyMatchesHandComputation() throws {
@@ -95,10 +101,10 @@ import Testing
         let feeds = ["a": Tensor(shape: [1, 2], scalars: [1, 2] as [Float]), "b": Tensor(shape: [1, 2], scalars: [1, 2] as [Float])]
         let computation = try GradientComputation(graph: two)
         #expect(throws: MPQError.invalidInput("no differentiable path from 'b' to output 'y'")) {
-            try computation.run(feeds, loss: .randomProjection(count: 1, seed: 1), wrt: ["b"])
+            try computation.run(feeds, loss: TaskLoss.randomProjection(count: 1, seed: 1), wrt: ["b"])
         }
         #expect(throws: MPQError.invalidInput("the model has no value named 'c' to differentiate with respect to")) {
-            try computation.run(feeds, loss: .randomProjection(count: 1, seed: 1), wrt: ["a", "c"])
+            try computation.run(feeds, loss: TaskLoss.randomProjection(count: 1, seed: 1), wrt: ["a", "c"])
         }
     }
 

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Whole-model gradients: MobileNetV2 against finite differences and batch
 /// consistency, MiniLM-L6 with the random-projection loss at its quantizer sites.
@@ -44,7 +50,7 @@ import Testing
         let weights = [convs[4].inputs[1], convs[45].inputs[1], try #require(graph.nodes.last { $0.opType == "Gemm" }).inputs[1]]
         var observed: [String: Tensor] = [:]
         let computation = try GradientComputation(graph: graph)
-        let result = try computation.run(feeds, loss: .pseudoLabelCrossEntropy, wrt: Set(activations + weights)) { name, value in
+        let result = try computation.run(feeds, loss: TaskLoss.pseudoLabelCrossEntropy, wrt: Set(activations + weights)) { name, value in
             observed[name] = value
         }
         #expect(Set(observed.keys) == Set(activations))
@@ -80,10 +86,10 @@ import Testing
         let convs = graph.nodes.filter { $0.opType == "Conv" }
         let activation = convs[20].inputs[0], weight = convs[30].inputs[1]
         let computation = try GradientComputation(graph: graph)
-        let together = try computation.run(["input": batch], loss: .pseudoLabelCrossEntropy, wrt: [activation, weight])
+        let together = try computation.run(["input": batch], loss: TaskLoss.pseudoLabelCrossEntropy, wrt: [activation, weight])
         var weightSum = [Float](repeating: 0, count: try #require(graph.initializers[weight]).count)
         for sample in 0..<2 {
-            let alone = try computation.run(["input": batch.sample(sample)], loss: .pseudoLabelCrossEntropy, wrt: [activation, weight])
+            let alone = try computation.run(["input": batch.sample(sample)], loss: TaskLoss.pseudoLabelCrossEntropy, wrt: [activation, weight])
             #expect(abs(alone.loss[0] - together.loss[sample]) < 1e-5 * max(1, abs(alone.loss[0])))
             let row = try #require(together.gradients[activation]).sample(sample).floats()
             let single = try #require(alone.gradients[activation]).floats()
@@ -110,7 +116,7 @@ import Testing
         #expect(wrt.count > 50)
         var observed = Set<String>()
         let computation = try GradientComputation(graph: graph)
-        let result = try computation.run(feeds, loss: .randomProjection(count: 2, seed: 5), wrt: wrt) { name, _ in observed.insert(name) }
+        let result = try computation.run(feeds, loss: TaskLoss.randomProjection(count: 2, seed: 5), wrt: wrt) { name, _ in observed.insert(name) }
         #expect(result.headGradients.count == 2 && result.headLosses.allSatisfy { $0.count == 2 && $0.allSatisfy(\.isFinite) })
         #expect(observed == Set(sites.filter { $0.role == .activation }.map(\.value)))
         for head in result.headGradients {

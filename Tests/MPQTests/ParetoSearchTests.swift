@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Pareto-greedy search: resume after interruption, activation cache equivalence, targets, and the
 /// mobilenetv2 end-to-end run checked against ONNX Runtime.

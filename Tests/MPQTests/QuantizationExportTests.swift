@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Simulation equals runtime: every quantizer of our fake-quantized
 /// simulation gives what ONNX Runtime gives on our exported QDQ model, within

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Every integer format: 2...16 bits, signed or not, symmetric or not, full or narrow range.
 private let allIntegerFormats: [QuantizationFormat] = (2...16).flatMap { bits in

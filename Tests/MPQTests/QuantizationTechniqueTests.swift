@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Quantization techniques (CLE, SmoothQuant, range search, AdaRound, bias
 /// correction): FP32-preserving transforms preserve FP32 outputs, each technique

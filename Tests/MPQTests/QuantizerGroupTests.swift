@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// A small conv net with a residual Add, a Transpose between two convs and two outputs:
 /// x -> c1 -> Relu r1 -> c2 -> Add(r1, c2) a -> c4 -> z; a -> Transpose t -> c3 -> y.

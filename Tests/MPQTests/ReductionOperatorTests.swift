@@ -1,5 +1,11 @@
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 @Suite struct ReductionOperatorTests {
     @Test func matchesOnnxRuntime() throws {

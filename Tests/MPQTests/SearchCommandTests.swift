@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// `mpq search` and `mpq inspect --groups` on a small model: the files it writes and its errors.
 @Suite(.serialized) struct SearchCommandTests {

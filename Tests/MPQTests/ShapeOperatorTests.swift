@@ -1,5 +1,11 @@
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 private func int64s(_ values: [Int], shape: [Int]? = nil) -> Tensor {
     Tensor(shape: shape ?? [values.count], scalars: values.map { Int64($0) })

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// Taylor-IP end to end: loss-MSE sensitivities against true loss changes, block latency
 /// sums against whole-model timings, the integer program's choices and its errors.
@@ -54,7 +60,7 @@ import Testing
         let graph = Self.smallClassifier()
         let data = try Self.randomImages(8, graph: graph)
         let profile = try HardwareProfile(json: Self.fineProfile)
-        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: profile, loss: .pseudoLabelCrossEntropy,
+        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: profile, loss: TaskLoss.pseudoLabelCrossEntropy,
                                                     options: Self.fastOptions(temporaryFolder("mpq-taylor-first-order")))
         let table = try search.lossMSE()
         #expect(search.groups.groups.count >= 4)
@@ -79,7 +85,7 @@ import Testing
         let graph = Self.smallClassifier()
         let data = try Self.randomImages(8, graph: graph)
         let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: try HardwareProfile.load("cpu-avx2"),
-                                                    loss: .pseudoLabelCrossEntropy,
+                                                    loss: TaskLoss.pseudoLabelCrossEntropy,
                                                     options: Self.fastOptions(temporaryFolder("mpq-taylor-ip")))
         let blocks = try search.blockTimings()
         #expect(!blocks.isEmpty)
@@ -125,7 +131,7 @@ import Testing
         let graph = Self.smallClassifier()
         let data = try Self.randomImages(4, graph: graph)
         let profile = try HardwareProfile.load("default").restricted(to: ["w8a8", "w4a8"])
-        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: profile, loss: .pseudoLabelCrossEntropy,
+        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: profile, loss: TaskLoss.pseudoLabelCrossEntropy,
                                                     options: Self.fastOptions(temporaryFolder("mpq-taylor-infeasible")))
         let smallest = try search.predictedLossMSE(search.uniformAssignment(try Candidate(parsing: "w8a8")))
         #expect(smallest > 0)
@@ -142,7 +148,7 @@ import Testing
         let options = Self.fastOptions(temporaryFolder("mpq-taylor-errors"))
         let profile = try HardwareProfile.load("cpu-avx2")
         #expect(throws: MPQError.shapeMismatch("3 labels for 4 calibration samples with output 'logits' [4, 10]: expected 4 (one per sample)")) {
-            _ = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: profile, loss: .crossEntropy(labels: [1, 2, 3]),
+            _ = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: profile, loss: TaskLoss.crossEntropy(labels: [1, 2, 3]),
                                                options: options)
         }
         // The output depends on the input only through its shape.
@@ -155,7 +161,7 @@ import Testing
         let shapeData = try CalibrationData(inputs: ["x": Tensor.random([2, 3], using: &rng)], graph: shapeOnly)
         #expect(throws: MPQError.invalidInput("no differentiable path from the model's float inputs and weights to output 'y'")) {
             _ = try TaylorIntegerProgramSearch(graph: shapeOnly, data: shapeData, profile: profile,
-                                               loss: .randomProjection(count: 2, seed: 1), options: options)
+                                               loss: TaskLoss.randomProjection(count: 2, seed: 1), options: options)
         }
     }
 

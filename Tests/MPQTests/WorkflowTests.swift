@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// The library workflows behind `mpq quantize` and `mpq search`: the same files as the tool,
 /// all-or-nothing output folders, impossible targets rejected, and the opset-11 Softmax export.

@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 /// Class labels read from a .npy file: integers (any integer dtype), one per sample, in
 /// 0..<classes when the model's first output declares a fixed class count.

@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 /// `mpq search pareto` as a library call: the Pareto-greedy search (Pandey et al. 2023) over a hardware
 /// profile's candidates, its front and, with a target, the chosen configuration exported: pareto.csv,

@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 /// `mpq quantize` (and `mpq eval`) as a library call: load the model and data, calibrate for a
 /// deployment target (techniques first, if any), evaluate on held-out data, and produce the QDQ

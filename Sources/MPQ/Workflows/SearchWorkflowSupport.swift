@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 /// The options both search workflows share (`ParetoSearchWorkflow.Options`, `TaylorSearchWorkflow.Options`).
 public protocol SearchWorkflowOptions {

@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 extension TaylorSearchWorkflow {
     /// Solves at `threshold`, measures the choice (and on the held-out data), and adds config.json,

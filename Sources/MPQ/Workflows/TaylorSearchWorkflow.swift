@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 /// `mpq search taylor-ip` as a library call: Taylor-IP (Markovich-Golan et al. 2025) — loss-MSE
 /// sensitivities, measured block latencies and an integer program — with its outputs: sensitivity.csv,

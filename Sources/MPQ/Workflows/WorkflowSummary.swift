@@ -1,4 +1,11 @@
 import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQLLM
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
 
 extension QuantizationReport {
     /// The output metrics, one per line, as `mpq quantize` prints them.

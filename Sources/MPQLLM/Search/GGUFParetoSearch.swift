@@ -1,0 +1,186 @@
+import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
+
+/// Pareto-greedy search of per-tensor ggml types.
+///
+/// 1. Sensitivity: for every group and candidate, the mean KL divergence from the base model on
+///    the calibration chunks when only that group takes the candidate (dequant(quant(W))
+///    substituted; only the layers from the group's layer on are recomputed, from the cached
+///    residual stream). A candidate whose type is the source tensor's own costs nothing (0).
+/// 2. Front: from every group at its largest candidate, repeatedly take the move to a cheaper
+///    candidate of one group with the least predicted KL increase per byte saved (predicted KL =
+///    sum of the groups' sensitivities), down to every group at its smallest candidate.
+/// 3. Choice: for a size target, the front points that fit are measured for real (the few
+///    largest) and the best measured one is taken; for a KL target, a binary search over the
+///    front with real measurements finds the smallest point whose measured KL meets it.
+public struct GGUFParetoSearch {
+    public struct FrontPoint: Sendable {
+        public var choice: [Int]
+        public var fileBytes: Int
+        public var bitsPerWeight: Double
+        public var predictedKLD: Double
+        /// Measured calibration KLD (nil when not measured).
+        public var measuredKLD: Double?
+    }
+
+    public struct Result: Sendable {
+        /// sensitivity[group][candidate]: calibration KLD with only that change.
+        public var sensitivity: [[Double]]
+        public var front: [FrontPoint]
+        /// Index into `front` of the chosen point.
+        public var chosen: Int
+        public var evaluations: Int
+        public var seconds: Double
+        public var choice: [Int] { front[chosen].choice }
+    }
+
+    public let space: GGUFSearchSpace
+    public let calibration: GGUFCalibration
+    public let weights: GGUFQuantizedWeights
+    public let cache: SensitivityCache?
+    public let progress: ProgressReporter
+    /// Points of the front measured for a size target (the largest that fit).
+    public var measuredCandidates = 3
+
+    public init(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights,
+                cache: SensitivityCache?, progress: ProgressReporter = SilentProgress()) {
+        self.space = space
+        self.calibration = calibration
+        self.weights = weights
+        self.cache = cache
+        self.progress = progress
+    }
+
+    /// Calibration KLD of a whole mix (cached by its type list).
+    public func measure(_ choice: [Int]) throws -> Double {
+        let types = space.types(choice)
+        let key = "mix|" + space.groups.enumerated().map { "\($0.offset)=\($0.element.candidates[choice[$0.offset]].type.name)" }
+            .joined(separator: ",")
+        if let cached = cache?.score(key) { return cached }
+        var replacing: [String: Tensor] = [:]
+        for (name, type) in types.sorted(by: { $0.key < $1.key }) {
+            guard let info = weights.file.tensor(named: name), info.type != type else { continue }
+            replacing[name] = try weights.values(name, type)
+        }
+        let value = try calibration.kld(replacing: replacing, fromLayer: nil)
+        try cache?.store(key, value)
+        return value
+    }
+
+    /// Sensitivity of every (group, candidate).
+    public func sensitivities() throws -> [[Double]] {
+        let total = space.groups.reduce(0) { $0 + $1.candidates.count }
+        var done = 0
+        var result: [[Double]] = []
+        for group in space.groups {
+            var row: [Double] = []
+            for candidate in group.candidates {
+                let key = "sens|\(group.name)|\(candidate.type.name)"
+                let unchanged = group.tensors.allSatisfy { weights.file.tensor(named: $0)?.type == candidate.type }
+                if unchanged {
+                    row.append(0)
+                } else if let cached = cache?.score(key) {
+                    row.append(cached)
+                } else {
+                    var replacing: [String: Tensor] = [:]
+                    for name in group.tensors { replacing[name] = try weights.values(name, candidate.type) }
+                    let value = try calibration.kld(replacing: replacing, fromLayer: group.layer)
+                    try cache?.store(key, value)
+                    row.append(value)
+                }
+                done += 1
+                progress.progress("sensitivity", done: done, total: total)
+            }
+            result.append(row)
+        }
+        return result
+    }
+
+    /// The greedy front over file bytes, from the largest mix down to the smallest.
+    public func front(_ sensitivity: [[Double]]) -> [FrontPoint] {
+        var choice = space.largest
+        func point(_ c: [Int]) -> FrontPoint {
+            FrontPoint(choice: c, fileBytes: space.fileBytes(c), bitsPerWeight: space.bitsPerWeight(c),
+                       predictedKLD: zip(sensitivity, c).reduce(0) { $0 + $1.0[$1.1] }, measuredKLD: nil)
+        }
+        var points = [point(choice)]
+        while true {
+            var best: (group: Int, candidate: Int, rate: Double)?
+            for (g, group) in space.groups.enumerated() where choice[g] > 0 {
+                let current = group.candidates[choice[g]]
+                for c in 0..<choice[g] {
+                    let saved = current.fileBytes - group.candidates[c].fileBytes
+                    guard saved > 0 else { continue }
+                    let rate = (sensitivity[g][c] - sensitivity[g][choice[g]]) / Double(saved)
+                    if best == nil || rate < best!.rate { best = (g, c, rate) }
+                }
+            }
+            guard let move = best else { break }
+            choice[move.group] = move.candidate
+            points.append(point(choice))
+        }
+        return points
+    }
+
+    /// - Parameter extraPoints: mixes measured besides the front for a size target (e.g. the
+    ///   uniform types), inserted into the returned front by size; the best measured wins.
+    public func run(target: GGUFSearchTarget, extraPoints: [[Int]] = []) throws -> Result {
+        try target.check(in: space)
+        let start = Date()
+        let sensitivity = try sensitivities()
+        var front = front(sensitivity)
+        var extras = Set<Int>()
+        if case .maxKLD = target {} else {
+            for choice in extraPoints where target.fits(choice, in: space) && !front.contains(where: { $0.choice == choice }) {
+                let point = FrontPoint(choice: choice, fileBytes: space.fileBytes(choice), bitsPerWeight: space.bitsPerWeight(choice),
+                                       predictedKLD: zip(sensitivity, choice).reduce(0) { $0 + $1.0[$1.1] }, measuredKLD: nil)
+                let at = front.firstIndex { $0.fileBytes < point.fileBytes } ?? front.count
+                front.insert(point, at: at)
+                extras = Set(extras.map { $0 >= at ? $0 + 1 : $0 })
+                extras.insert(at)
+            }
+        }
+        var evaluations = 0
+        func measurePoint(_ i: Int) throws -> Double {
+            if let m = front[i].measuredKLD { return m }
+            let value = try self.measure(front[i].choice)
+            front[i].measuredKLD = value
+            evaluations += 1
+            progress.note(String(format: "measured front point %d: %d bytes, %.4f bpw, predicted KLD %.6f, measured %.6f",
+                                 i, front[i].fileBytes, front[i].bitsPerWeight, front[i].predictedKLD, value))
+            return value
+        }
+        var chosen: Int
+        switch target {
+        case .maxKLD(let limit):
+            // Front points run from large to small; measured KLD grows (roughly) along it.
+            var low = 0, high = front.count - 1
+            if try measurePoint(low) > limit {
+                throw MPQError.invalidInput(String(format: "no mix meets mean KLD <= %g: the largest mix measures %.6g", limit, front[0].measuredKLD!))
+            }
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if try measurePoint(mid) <= limit { low = mid } else { high = mid - 1 }
+            }
+            chosen = low
+        case .fileBytes, .bitsPerWeight:
+            let fitting = front.indices.filter { !extras.contains($0) && target.fits(front[$0].choice, in: space) }
+            guard let first = fitting.first else {
+                throw MPQError.invalidInput("no front point meets \(target)")
+            }
+            chosen = first
+            var best = try measurePoint(first)
+            for i in Array(fitting.dropFirst().prefix(max(0, measuredCandidates - 1))) + extras.sorted() {
+                let value = try measurePoint(i)
+                if value < best { best = value; chosen = i }
+            }
+        }
+        return Result(sensitivity: sensitivity, front: front, chosen: chosen, evaluations: evaluations,
+                      seconds: Date().timeIntervalSince(start))
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import MPQGraph
+import MPQRuntime
+
+/// Calibration done once for every candidate format: one FP32 pass over the
+/// data keeps a `RangeObserver` per activation site (its histogram gives the
+/// range for any grid via `range(levels:symmetric:)`) and the FP32 outputs;
+/// parameters for a (site, format) pair are then derived on demand. This is the
+/// one calibration path: `QuantizationCalibrator.parameters` is this with one
+/// format per site.
+public final class CandidateCalibration: @unchecked Sendable {
+    public let graph: Graph
+    public let placement: QuantizerPlacement
+    public let activationRange: RangeMethod
+    public let weightRange: RangeMethod
+    public let weightGranularity: QuantizationConfig.WeightGranularity
+    /// Calibration batches and the FP32 outputs of each (none when made with `keepsOutputs: false`).
+    public let batches: [[String: Tensor]]
+    public let referenceOutputs: [[String: Tensor]]
+    private let observers: [String: RangeObserver]
+    private let sites: [String: QuantizerPlacement.Site]
+    private var cache: [String: QuantizationParameters] = [:]
+    private let lock = NSLock()
+
+    public init(graph: Graph, placement: QuantizerPlacement, data: CalibrationData, batchSize: Int,
+                activationRange: RangeMethod = .mse, weightRange: RangeMethod = .minMax,
+                weightGranularity: QuantizationConfig.WeightGranularity = .perChannel,
+                options: SessionOptions = SessionOptions(), keepsOutputs: Bool = true,
+                progress: ((Int, Int) -> Void)? = nil) throws {
+        self.graph = graph
+        self.placement = placement
+        self.activationRange = activationRange
+        self.weightRange = weightRange
+        self.weightGranularity = weightGranularity
+        var observers: [String: RangeObserver] = [:]
+        for site in placement.activations { observers[site.value] = RangeObserver(method: activationRange) }
+        self.observers = observers
+        sites = Dictionary(placement.sites.map { ($0.value, $0) }, uniquingKeysWith: { first, _ in first })
+        batches = data.batches(of: batchSize)
+        let session = try InferenceSession(graph: graph, options: options)
+        var outputs: [[String: Tensor]] = []
+        for (index, batch) in batches.enumerated() {
+            for (name, tensor) in batch { try observers[name]?.observe(tensor) }
+            let result = try session.run(batch) { name, value in
+                do {
+                    try observers[name]?.observe(value)
+                } catch MPQError.invalidInput(let message) {
+                    throw MPQError.invalidInput("value '\(name)' in calibration batch \(index): \(message)")
+                }
+                return nil
+            }
+            if keepsOutputs { outputs.append(result) }
+            progress?(index + 1, batches.count)
+        }
+        referenceOutputs = outputs
+    }
+
+    /// Parameters of `value`'s quantizer in `format` (cached).
+    public func parameters(for value: String, format: QuantizationFormat) throws -> QuantizationParameters {
+        let key = "\(value)\u{0}\(format.name)"
+        if let cached = lock.withLock({ cache[key] }) { return cached }
+        guard let site = sites[value] else { throw MPQError.invalidInput("'\(value)' has no quantizer") }
+        let parameters: QuantizationParameters
+        if site.role == .weight {
+            guard let weight = graph.initializers[value] else { throw MPQError.invalidModel("weight '\(value)' is not an initializer") }
+            let granularity = QuantizationCalibrator.weightGranularity(weightGranularity, site: site, weight: weight)
+            let (axis, group): (Int?, Int?) = {
+                switch granularity {
+                case .perTensor: return (nil, nil)
+                case .perChannel(let axis): return (axis, nil)
+                case .perGroup(let axis, let size): return (axis, size)
+                }
+            }()
+            let ranges = try WeightRanges.ranges(of: weight, method: weightRange, axis: axis, groupSize: group,
+                                                 levels: format.levels, symmetric: format.isSymmetric)
+            parameters = QuantizationParameters(format: format, granularity: granularity,
+                                                minimums: ranges.minimums, maximums: ranges.maximums)
+        } else {
+            guard let observer = observers[value] else { throw MPQError.invalidInput("'\(value)' has no range observer") }
+            let range = observer.range(levels: format.levels, symmetric: format.isSymmetric)
+            parameters = QuantizationParameters(format: format, granularity: .perTensor,
+                                                minimums: [range.minimum], maximums: [range.maximum])
+        }
+        lock.withLock { cache[key] = parameters }
+        return parameters
+    }
+
+    /// The config and parameters of a configuration: `formats` maps site values to formats
+    /// (sites not listed stay unquantized).
+    public func configuration(_ formats: [String: QuantizationFormat]) throws
+        -> (config: QuantizationConfig, parameters: [String: QuantizationParameters]) {
+        var config = QuantizationConfig(weights: .float32, activations: .float32, weightGranularity: weightGranularity,
+                                        weightRange: weightRange, activationRange: activationRange)
+        var parameters: [String: QuantizationParameters] = [:]
+        for (value, format) in formats {
+            config.overrides[value] = format
+            parameters[value] = try self.parameters(for: value, format: format)
+        }
+        return (config, parameters)
+    }
+}

@@ -1,0 +1,92 @@
+import MPQGraph
+import MPQRuntime
+
+/// Where quantizers go in a graph, by standard practice (as in AIMET, ONNX
+/// Runtime's quantizer and NNCF): the weights of Conv / ConvTranspose / Gemm /
+/// MatMul, the activations entering those ops, both inputs of residual Adds,
+/// and the graph outputs. A value read by several ops has one quantizer.
+public struct QuantizerPlacement: Sendable {
+    /// One place a quantizer acts.
+    public struct Site: Hashable, Sendable, Codable {
+        public enum Role: String, Hashable, Sendable, Codable { case weight, activation }
+        /// The quantized value (initializer name for weights).
+        public var value: String
+        public var role: Role
+        /// For weights: the output-channel axis (per-channel scales) and the
+        /// reduction axis (per-group scales) of the weight tensor.
+        public var channelAxis: Int?
+        public var reductionAxis: Int?
+        /// Node names that read the value.
+        public var consumers: [String]
+    }
+
+    /// Which sites to place.
+    public struct Options: Sendable {
+        public var opTypes: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+        public var residualAdds = true
+        public var graphOutputs = true
+        public init() {}
+    }
+
+    public private(set) var sites: [Site]
+
+    public init(graph: Graph, options: Options = Options()) {
+        // Shapes tell skip connections (equal shapes) from broadcast adds such as attention masks.
+        let shapes = (try? InferenceSession(graph: graph, options: SessionOptions(threads: 1))
+            .specialize(inputShapes: ModelSummary.inputShapes(graph)).specs) ?? [:]
+        var sites: [Site] = []
+        var index: [String: Int] = [:]
+        var readers: [String: [String]] = [:]
+        for node in graph.nodes { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(node.name) } }
+        let integerInputs = Set(graph.inputs.filter { $0.dtype != .float32 }.map(\.name))
+
+        func add(_ value: String, _ role: Site.Role, channelAxis: Int? = nil, reductionAxis: Int? = nil) {
+            guard !value.isEmpty, index[value] == nil, !integerInputs.contains(value) else { return }
+            if role == .activation {
+                // Activations are computed float values or float graph inputs, never constants.
+                guard graph.initializers[value] == nil else { return }
+            }
+            index[value] = sites.count
+            sites.append(Site(value: value, role: role, channelAxis: channelAxis, reductionAxis: reductionAxis,
+                              consumers: readers[value] ?? []))
+        }
+
+        for node in graph.nodes where node.domain.isEmpty {
+            if options.opTypes.contains(node.opType), node.inputs.count >= 2 {
+                add(node.inputs[0], .activation)
+                let b = node.inputs[1]
+                if let weight = graph.initializers[b], weight.dtype == .float32, weight.rank >= 2 {
+                    let axes = Self.weightAxes(node, rank: weight.rank)
+                    add(b, .weight, channelAxis: axes.channel, reductionAxis: axes.reduction)
+                } else {
+                    add(b, .activation)
+                }
+            } else if options.residualAdds, node.opType == "Add", node.inputs.count == 2,
+                      node.inputs.allSatisfy({ graph.initializers[$0] == nil }),
+                      let shape = shapes[node.inputs[0]]?.shape, shape == shapes[node.inputs[1]]?.shape,
+                      shapes[node.inputs[0]]?.constant == nil, shapes[node.inputs[1]]?.constant == nil {
+                // Both operands computed and of one shape (a skip connection), not a bias or mask add.
+                node.inputs.forEach { add($0, .activation) }
+            }
+        }
+        if options.graphOutputs {
+            for output in graph.outputs where output.dtype == .float32 { add(output.name, .activation) }
+        }
+        self.sites = sites
+    }
+
+    /// Output-channel and reduction axes of an op's weight (input 1).
+    static func weightAxes(_ node: Node, rank: Int) -> (channel: Int, reduction: Int) {
+        switch node.opType {
+        case "Conv": return (0, 1)                 // [O, I/g, k...]
+        case "ConvTranspose": return (1, 0)        // [I, O/g, k...]
+        case "Gemm":
+            let transB = ((try? node.int("transB", default: 0)) ?? 0) != 0
+            return transB ? (0, 1) : (1, 0)        // [N, K] or [K, N]
+        default: return (rank - 1, rank - 2)       // MatMul [.., K, N]
+        }
+    }
+
+    public var weights: [Site] { sites.filter { $0.role == .weight } }
+    public var activations: [Site] { sites.filter { $0.role == .activation } }
+}

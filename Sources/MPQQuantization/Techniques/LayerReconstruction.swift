@@ -1,0 +1,357 @@
+import Foundation
+import MPQGraph
+import MPQRuntime
+
+/// Per-layer weight refinement on the quantized model's own inputs, in one
+/// forward pass of the calibration sample as a single batch: when the pass
+/// reaches a Conv / Gemm / MatMul layer, its input (as the quantized model so far
+/// computes it: earlier layers already refined, activations fake-quantized) is
+/// captured, the layer's weights are refined, and the layer's output is replaced by
+/// the refined layer's output, so later layers see the errors that remain and
+/// errors do not compound.
+///
+/// - SeqMSE-style range search: per output channel, the clipping ratio of the weight
+///   range (0.40, 0.44, ..., 1.00 of min-max) minimising the layer's output MSE
+///   tr(ΔW H ΔWᵀ), H = E[x xᵀ] over sampled input positions.
+/// - AdaRound (Nagel et al. 2020): rounding up or down learnt per weight, with the
+///   rectified sigmoid h(V) = clip(σ(V)(ζ - γ) + γ, 0, 1), ζ = 1.1, γ = -0.1, loss
+///   tr(ΔW H ΔWᵀ) + λ Σ (1 - |2h - 1|^β), λ = 0.01, β annealed 20 -> 2 (cosine) after a
+///   20% warm start without the regulariser, Adam on V (as AIMET). H makes every
+///   iteration exact over all sampled positions at O K² flops.
+/// - Empirical bias correction (Nagel et al. 2019): E[y_q] - E[y] per output channel,
+///   y_q the quantized-so-far model's layer output, y the FP32 model's, subtracted from
+///   the bias (Conv/Gemm bias, or the bias Add after a MatMul; a Conv/Gemm without
+///   one gets one).
+public enum LayerReconstruction {
+    public struct Options: Sendable {
+        public var biasCorrection = false
+        public var adaRound = false
+        public var rangeSearch = false
+        /// Samples (the first ones of the calibration data) run as one batch.
+        public var samples = 64
+        /// Input positions sampled per layer for H.
+        public var positions = 16_384
+        public var iterations = 1_000
+        public var regularization: Float = 0.01
+        public var learningRate: Float? = nil
+        public var ratios: [Float] = (0...15).map { 0.4 + Float($0) * 0.04 }
+        public init() {}
+    }
+
+    public struct LayerRecord: Sendable {
+        public var layer: String
+        /// Output MSE tr(ΔW H ΔWᵀ) with nearest rounding at the calibrated range, after the
+        /// range search, and after AdaRound (nil when not run).
+        public var nearestError: Double
+        public var rangeSearchError: Double?
+        public var adaRoundError: Double?
+        /// Largest |bias correction|.
+        public var biasCorrection: Float?
+        public var seconds: Double
+    }
+
+    public struct Result: Sendable {
+        public var graph: Graph
+        /// Weight quantizer parameters the refined weights lie on (override the calibrated ones).
+        public var weightParameters: [String: QuantizationParameters]
+        public var layers: [LayerRecord]
+    }
+
+    struct Layer {
+        var node: Node
+        var weight: String
+        var layout: LayerWeightLayout
+        /// Where the bias lives: the node's input 2, or an Add after a MatMul (value name), or nothing yet.
+        var bias: String?
+        var biasAdd: Int?
+        var channelAxis: Int
+    }
+
+    public static func apply(to graph: Graph, placement: QuantizerPlacement, parameters: [String: QuantizationParameters],
+                             data: CalibrationData, options: Options, sessionOptions: SessionOptions = SessionOptions(),
+                             progress: ((String) -> Void)? = nil) throws -> Result {
+        var graph = graph
+        var readers: [String: [Int]] = [:], uses: [String: Int] = [:]
+        for (i, node) in graph.nodes.enumerated() {
+            for input in node.inputs where !input.isEmpty { readers[input, default: []].append(i); uses[input, default: 0] += 1 }
+        }
+        let weightSites = Set(placement.weights.map(\.value))
+        var layers: [String: Layer] = [:]   // by output value
+        for (i, node) in graph.nodes.enumerated() where ["Conv", "Gemm", "MatMul"].contains(node.opType) && node.domain.isEmpty {
+            guard let w = node.input(1), weightSites.contains(w), parameters[w] != nil, uses[w] == 1,
+                  let weight = graph.initializers[w], let layout = LayerWeightLayout(node: node, weight: weight) else { continue }
+            var bias: String? = nil, biasAdd: Int? = nil
+            if node.opType == "MatMul" {
+                if let r = readers[node.outputs[0]], r.count == 1, graph.nodes[r[0]].opType == "Add" {
+                    let add = graph.nodes[r[0]]
+                    let other = add.inputs[0] == node.outputs[0] ? add.inputs[1] : add.inputs[0]
+                    if let b = graph.initializers[other], b.count == layout.outputs, b.dtype == .float32, uses[other] == 1,
+                       b.shape.last == layout.outputs {
+                        bias = other
+                        biasAdd = r[0]
+                    }
+                }
+            } else if let b = node.input(2) {
+                guard let t = graph.initializers[b], t.count == layout.outputs, uses[b] == 1 else { continue }
+                bias = b
+            }
+            _ = i
+            layers[node.outputs[0]] = Layer(node: node, weight: w, layout: layout, bias: bias, biasAdd: biasAdd,
+                                            channelAxis: node.opType == "Conv" ? 1 : -1)
+        }
+        let sample = TechniqueData.first(data, options.samples)
+
+        // FP32 per-channel means of every layer output.
+        var referenceMeans: [String: [Double]] = [:], referenceCounts: [String: Int] = [:]
+        if options.biasCorrection {
+            let session = try InferenceSession(graph: graph, options: sessionOptions)
+            for batch in TechniqueData.batches(sample, size: 16) {
+                _ = try session.run(batch) { name, value in
+                    guard let layer = layers[name] else { return nil }
+                    let m = channelSums(value, axis: layer.channelAxis)
+                    referenceMeans[name] = zip(referenceMeans[name] ?? Array(repeating: 0, count: m.count), m).map { $0 + $1 }
+                    referenceCounts[name, default: 0] += value.count / max(1, m.count)
+                    return nil
+                }
+            }
+            for (name, value) in referenceMeans {
+                let perChannel = Double(max(referenceCounts[name] ?? 1, 1))
+                referenceMeans[name] = value.map { $0 / perChannel }
+            }
+        }
+
+        // The quantized model so far: fake-quantized weights; activations quantized in the hook.
+        var quantizedGraph = graph
+        for site in placement.weights {
+            guard let p = parameters[site.value], let w = graph.initializers[site.value] else { continue }
+            quantizedGraph.initializers[site.value] = try w.fakeQuantized(p)
+        }
+        let inputNames = Set(graph.inputs.map(\.name))
+        var activationParameters: [String: QuantizationParameters] = [:]
+        for site in placement.activations { if let p = parameters[site.value] { activationParameters[site.value] = p } }
+        let layerInputs = Set(layers.values.map { $0.node.inputs[0] })
+        var captured: [String: Tensor] = [:]
+        var feeds = sample
+        for (name, x) in sample where inputNames.contains(name) {
+            if let p = activationParameters[name] { feeds[name] = try x.fakeQuantized(p) }
+            if layerInputs.contains(name) { captured[name] = feeds[name] }
+        }
+
+        var records: [LayerRecord] = []
+        var weightParameters: [String: QuantizationParameters] = [:]
+        var newWeights: [String: Tensor] = [:], newBiases: [String: Tensor] = [:]
+        var addedBias: [String: String] = [:]    // layer output -> new bias initializer
+        let session = try InferenceSession(graph: quantizedGraph, options: sessionOptions)
+        var seed: UInt64 = 1
+        _ = try session.run(feeds) { name, value in
+            var result: Tensor? = nil
+            if let layer = layers[name], let x = captured[layer.node.inputs[0]] {
+                let start = Date()
+                seed += 1
+                var record = LayerRecord(layer: layer.node.name, nearestError: 0, seconds: 0)
+                var p = parameters[layer.weight]!
+                let original = graph.initializers[layer.weight]!
+                var weight = original
+                if options.adaRound || options.rangeSearch,
+                   let stats = try LayerInputStatistics(node: layer.node, layout: layer.layout, input: x,
+                                                        maximumSamples: options.positions, seed: seed),
+                   try TechniqueMath.elementGrid(p, shape: original.shape) != nil {
+                    let w = layer.layout.matrix(original.floats())
+                    func error(_ q: QuantizationParameters) throws -> [Double] {
+                        let wq = layer.layout.matrix(try original.fakeQuantized(q).floats())
+                        return stats.rowErrors(zip(wq, w).map { $0 - $1 }, layout: layer.layout)
+                    }
+                    let nearest = try error(p)
+                    record.nearestError = nearest.reduce(0, +)
+                    if options.rangeSearch {
+                        p = try searchRanges(p, original: original, layout: layer.layout, nearest: nearest, ratios: options.ratios, error: error)
+                        record.rangeSearchError = try error(p).reduce(0, +)
+                    }
+                    if options.adaRound {
+                        let grid = try TechniqueMath.elementGrid(p, shape: original.shape)!
+                        let rounded = adaRound(w, scale: layer.layout.matrix(grid.scale), low: layer.layout.matrix(grid.low),
+                                               high: layer.layout.matrix(grid.high), stats: stats, layout: layer.layout, options: options)
+                        weight = Tensor(shape: original.shape, scalars: layer.layout.stored(rounded))
+                        let delta = zip(rounded, w).map { $0 - $1 }
+                        record.adaRoundError = stats.rowErrors(delta, layout: layer.layout).reduce(0, +)
+                    }
+                    weightParameters[layer.weight] = p
+                    if options.adaRound { newWeights[layer.weight] = weight }
+                }
+                var output = value
+                if weightParameters[layer.weight] != nil {
+                    output = try layerOutput(layer, input: x, weight: try weight.fakeQuantized(p), graph: graph,
+                                             bias: layer.node.input(2).flatMap { graph.initializers[$0] }, options: sessionOptions)
+                }
+                if options.biasCorrection, let reference = referenceMeans[name], layer.bias != nil || layer.node.opType != "MatMul" {
+                    let perChannel = Double(max(1, output.count / max(1, reference.count)))
+                    let means = channelSums(output, axis: layer.channelAxis).map { $0 / perChannel }
+                    let delta = zip(means, reference).map { Float($0 - $1) }
+                    output = subtractChannels(output, delta, axis: layer.channelAxis)
+                    let biasName = layer.bias ?? (layer.node.outputs[0] + "/bias_correction")
+                    let current = (layer.bias.flatMap { graph.initializers[$0] })?.floats() ?? Array(repeating: 0, count: delta.count)
+                    let shape = layer.bias.flatMap { graph.initializers[$0]?.shape } ?? [delta.count]
+                    newBiases[biasName] = Tensor(shape: shape, scalars: zip(current, delta).map { $0 - $1 })
+                    if layer.bias == nil && layer.node.opType != "MatMul" { addedBias[name] = biasName }
+                    record.biasCorrection = delta.map(abs).max()
+                }
+                record.seconds = Date().timeIntervalSince(start)
+                records.append(record)
+                progress?(layer.node.name)
+                result = output
+            }
+            if let p = activationParameters[name], !inputNames.contains(name) {
+                result = try (result ?? value).fakeQuantized(p)
+            }
+            if layerInputs.contains(name) { captured[name] = result ?? value }
+            return result
+        }
+
+        for (name, w) in newWeights { graph.initializers[name] = w }
+        for (name, b) in newBiases { graph.initializers[name] = b }
+        for index in graph.nodes.indices {
+            guard let bias = addedBias[graph.nodes[index].outputs[0]] else { continue }
+            while graph.nodes[index].inputs.count < 2 { graph.nodes[index].inputs.append("") }
+            if graph.nodes[index].inputs.count == 2 { graph.nodes[index].inputs.append(bias) } else { graph.nodes[index].inputs[2] = bias }
+        }
+        return Result(graph: graph, weightParameters: weightParameters, layers: records)
+    }
+
+    /// Per output row, the ratio of the calibrated range with the lowest output error (per-tensor: one ratio).
+    static func searchRanges(_ p: QuantizationParameters, original: Tensor, layout: LayerWeightLayout, nearest: [Double],
+                             ratios: [Float], error: (QuantizationParameters) throws -> [Double]) throws -> QuantizationParameters {
+        let entries = try TechniqueMath.elementEntries(p, shape: original.shape)
+        // The output row of each parameter entry.
+        var entryRow = [Int](repeating: 0, count: p.scales.count)
+        let rowOfElement = layout.stored((0..<layout.outputs).flatMap { Array(repeating: Float($0), count: layout.reduction) })
+        for (element, entry) in entries.enumerated() { entryRow[entry] = Int(rowOfElement[element]) }
+        let perTensor: Bool = { if case .perTensor = p.granularity { return true } else { return false } }()
+        var bestRatio = [Float](repeating: 1, count: layout.outputs)
+        var bestError = nearest
+        var bestTotal = nearest.reduce(0, +)
+        for ratio in ratios where ratio != 1 {
+            let candidate = QuantizationParameters(format: p.format, granularity: p.granularity,
+                                                   minimums: p.minimums.map { $0 * ratio }, maximums: p.maximums.map { $0 * ratio })
+            let e = try error(candidate)
+            if perTensor {
+                let total = e.reduce(0, +)
+                if total < bestTotal { bestTotal = total; bestRatio = Array(repeating: ratio, count: layout.outputs) }
+            } else {
+                for o in 0..<layout.outputs where e[o] < bestError[o] { bestError[o] = e[o]; bestRatio[o] = ratio }
+            }
+        }
+        let ratioOfEntry = entryRow.map { bestRatio[$0] }
+        return QuantizationParameters(format: p.format, granularity: p.granularity,
+                                      minimums: zip(p.minimums, ratioOfEntry).map { $0 * $1 },
+                                      maximums: zip(p.maximums, ratioOfEntry).map { $0 * $1 })
+    }
+
+    /// AdaRound of a [O, K] weight matrix on its grid; returns the rounded weights (on the grid).
+    static func adaRound(_ w: [Float], scale: [Float], low: [Float], high: [Float], stats: LayerInputStatistics,
+                         layout: LayerWeightLayout, options: Options) -> [Float] {
+        let count = w.count
+        let zeta: Float = 1.1, gamma: Float = -0.1
+        var floorQ = [Float](repeating: 0, count: count), v = floorQ
+        for i in 0..<count {
+            let x = w[i] / scale[i]
+            floorQ[i] = x.rounded(.down)
+            let rest = min(max(x - floorQ[i], 0.01), 0.99)
+            v[i] = -log((zeta - gamma) / (rest - gamma) - 1)
+        }
+        let iterations = max(options.iterations, 1)
+        let lr = options.learningRate ?? max(1e-3, min(0.05, 10 / Float(iterations)))
+        var m1 = [Float](repeating: 0, count: count), m2 = m1, delta = m1, product = m1, h = m1, sig = m1
+        let beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8
+        let warm = Int(Float(iterations) * 0.2)
+        for t in 0..<iterations {
+            for i in 0..<count {
+                let s = 1 / (1 + exp(-v[i]))
+                sig[i] = s
+                h[i] = min(max(s * (zeta - gamma) + gamma, 0), 1)
+                let q = min(max(floorQ[i] + h[i], low[i]), high[i])
+                delta[i] = q * scale[i] - w[i]
+            }
+            delta.withUnsafeBufferPointer { d in
+                product.withUnsafeMutableBufferPointer { p in
+                    stats.multiply(d.baseAddress!, alpha: 2, into: p.baseAddress!, layout: layout)
+                }
+            }
+            let regularized = t >= warm
+            var beta: Float = 20
+            if regularized {
+                let relative = Float(t - warm) / Float(max(1, iterations - warm))
+                beta = 2 + 0.5 * 18 * (1 + cos(relative * .pi))
+            }
+            let step = lr * (1 - pow(beta2, Float(t + 1))).squareRoot() / (1 - pow(beta1, Float(t + 1)))
+            for i in 0..<count {
+                let raw = sig[i] * (zeta - gamma) + gamma
+                guard raw > 0 && raw < 1 else { continue }
+                let unclamped = floorQ[i] + h[i]
+                var grad: Float = 0
+                if unclamped >= low[i] && unclamped <= high[i] { grad = product[i] * scale[i] }
+                if regularized {
+                    let u = 2 * h[i] - 1
+                    let sign: Float = u >= 0 ? 1 : -1
+                    grad += options.regularization * (-beta * pow(abs(u), beta - 1) * sign * 2)
+                }
+                grad *= (zeta - gamma) * sig[i] * (1 - sig[i])
+                m1[i] = beta1 * m1[i] + (1 - beta1) * grad
+                m2[i] = beta2 * m2[i] + (1 - beta2) * grad * grad
+                v[i] -= step * m1[i] / (m2[i].squareRoot() + eps)
+            }
+        }
+        return (0..<count).map { i in
+            let s = 1 / (1 + exp(-v[i]))
+            let up: Float = s * (zeta - gamma) + gamma >= 0.5 ? 1 : 0
+            return min(max(floorQ[i] + up, low[i]), high[i]) * scale[i]
+        }
+    }
+
+    /// The layer's output for `input` with `weight` (a one-node graph).
+    static func layerOutput(_ layer: Layer, input: Tensor, weight: Tensor, graph: Graph, bias: Tensor?,
+                            options: SessionOptions) throws -> Tensor {
+        var node = layer.node
+        node.inputs[0] = "x"
+        node.inputs[1] = "w"
+        var initializers = ["w": weight]
+        if let bias, node.input(2) != nil { node.inputs[2] = "b"; initializers["b"] = bias }
+        node.outputs = ["y"]
+        let mini = Graph(name: "layer", nodes: [node], inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)],
+                         outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)], initializers: initializers, opset: graph.opset)
+        return try InferenceSession(graph: mini, options: options).run(["x": input])["y"]!
+    }
+
+    /// Sums per channel (`axis` 1 for NCHW, -1 for the last axis).
+    static func channelSums(_ t: Tensor, axis: Int) -> [Double] {
+        guard t.dtype == .float32, t.rank >= 1 else { return [] }
+        let a = axis < 0 ? t.rank + axis : axis
+        let channels = t.shape[a], inner = t.shape[(a + 1)...].reduce(1, *)
+        var sums = [Double](repeating: 0, count: channels)
+        t.withUnsafeBufferPointer(as: Float.self) { x in
+            let outer = x.count / max(1, channels * inner)
+            for o in 0..<outer {
+                for c in 0..<channels {
+                    var s: Float = 0
+                    let base = (o * channels + c) * inner
+                    for j in 0..<inner { s += x[base + j] }
+                    sums[c] += Double(s)
+                }
+            }
+        }
+        return sums
+    }
+
+    static func subtractChannels(_ t: Tensor, _ delta: [Float], axis: Int) -> Tensor {
+        let result = t.copy()
+        let a = axis < 0 ? t.rank + axis : axis
+        let channels = t.shape[a], inner = t.shape[(a + 1)...].reduce(1, *)
+        result.withUnsafeMutableBufferPointer(as: Float.self) { x in
+            let outer = x.count / max(1, channels * inner)
+            for o in 0..<outer { for c in 0..<channels {
+                let base = (o * channels + c) * inner
+                for j in 0..<inner { x[base + j] -= delta[c] }
+            } }
+        }
+        return result
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import MPQGraph
+import MPQRuntime
+
+/// A quantizer improvement applied before calibration scoring: a graph or weight
+/// transformation, or a refinement of weight parameters. The transformed model
+/// exports as ordinary QDQ ONNX (transformed float weights).
+public enum QuantizationTechnique: String, CaseIterable, Sendable, Codable {
+    /// Cross-layer equalization (graph transform, FP32-preserving).
+    case crossLayerEqualization = "cle"
+    /// SmoothQuant for LayerNormalization -> MatMul (graph transform, FP32-preserving).
+    case smoothQuant = "smoothquant"
+    /// Per-channel weight clipping ratio minimising each layer's output MSE.
+    case rangeSearch = "seq-mse"
+    /// Learnt rounding of weights per layer.
+    case adaRound = "adaround"
+    /// Empirical bias correction.
+    case biasCorrection = "bias-correction"
+}
+
+/// Which techniques to apply and their settings. `apply` runs them in a fixed order:
+/// graph transforms first (CLE, SmoothQuant), then one per-layer pass doing range
+/// search, AdaRound and bias correction on the quantized model's own inputs.
+public struct QuantizationTechniques: Sendable {
+    public var techniques: Set<QuantizationTechnique>
+    public var reconstruction = LayerReconstruction.Options()
+    public var smoothQuantAlphas: [Float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    public var equalizationIterations = 20
+    /// Calibration samples used for the data-driven techniques (the first ones).
+    public var samples: Int {
+        get { reconstruction.samples }
+        set { reconstruction.samples = newValue }
+    }
+
+    public init(_ techniques: Set<QuantizationTechnique> = []) { self.techniques = techniques }
+
+    /// A comma-separated list: cle, smoothquant, seq-mse, adaround, bias-correction (or "none").
+    public init(parsing text: String) throws {
+        var set: Set<QuantizationTechnique> = []
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) where !part.isEmpty && part != "none" {
+            guard let technique = QuantizationTechnique(rawValue: part) else {
+                throw MPQError.invalidInput("unknown technique '\(part)' (use \(QuantizationTechnique.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            set.insert(technique)
+        }
+        self.init(set)
+    }
+
+    public var isEmpty: Bool { techniques.isEmpty }
+
+    /// What the techniques did.
+    public struct Report: Sendable {
+        public struct Entry: Sendable {
+            public var technique: QuantizationTechnique
+            public var seconds: Double
+            public var summary: String
+            public var details: [String]
+        }
+        public var entries: [Entry] = []
+        public var layers: [LayerReconstruction.LayerRecord] = []
+
+        /// One line per technique: name, run time, what it did.
+        public var notes: [String] {
+            entries.map { String(format: "%@ (%.2f s): %@", $0.technique.rawValue, $0.seconds, $0.summary) }
+        }
+
+        /// For report.json.
+        public var jsonObject: [[String: Any]] {
+            entries.map { ["technique": $0.technique.rawValue, "seconds": $0.seconds, "summary": $0.summary, "details": $0.details] }
+        }
+    }
+
+    /// The transformed model, its quantizer placement, the weight parameters the
+    /// refined weights lie on (to override calibrated ones) and the report.
+    public struct Result: Sendable {
+        public var graph: Graph
+        public var placement: QuantizerPlacement
+        public var weightParameters: [String: QuantizationParameters]
+        public var report: Report
+
+        /// Calibrates the transformed graph and applies the weight parameter overrides.
+        public func parameters(config: QuantizationConfig, data: CalibrationData, batchSize: Int = 16,
+                               options: SessionOptions = SessionOptions(),
+                               progress: ((Int, Int) -> Void)? = nil) throws -> [String: QuantizationParameters] {
+            var result = try QuantizationCalibrator.parameters(graph: graph, placement: placement, config: config, data: data,
+                                                               batchSize: batchSize, options: options, progress: progress)
+            for (name, p) in weightParameters where result[name] != nil { result[name] = p }
+            return result
+        }
+
+        /// The quantized transformed model, compared in reports with `reference` (the FP32 model
+        /// the techniques started from).
+        public func quantizedModel(reference: Graph, config: QuantizationConfig, data: CalibrationData, batchSize: Int = 16,
+                                   options: SessionOptions = SessionOptions(),
+                                   progress: ((Int, Int) -> Void)? = nil) throws -> QuantizedModel {
+            let parameters = try self.parameters(config: config, data: data, batchSize: batchSize, options: options, progress: progress)
+            let model = try QuantizedModel(graph: graph, placement: placement, config: config, parameters: parameters, options: options)
+            model.reference = reference
+            model.techniqueNotes = report.notes
+            return model
+        }
+    }
+
+    /// Applies the techniques to `graph` (quantized with `config`, sites of `placement`),
+    /// using `data` for the data-driven ones.
+    public func apply(to graph: Graph, placement: QuantizerPlacement, config: QuantizationConfig, data: CalibrationData,
+                      options: SessionOptions = SessionOptions(), progress: ((String) -> Void)? = nil) throws -> Result {
+        var graph = graph
+        var placement = placement
+        var report = Report()
+        var graphChanged = false
+        if techniques.contains(.crossLayerEqualization) {
+            let start = Date()
+            let result = try CrossLayerEqualization.apply(to: graph, iterations: equalizationIterations)
+            graph = result.graph
+            graphChanged = graphChanged || !result.pairs.isEmpty
+            report.entries.append(.init(technique: .crossLayerEqualization, seconds: Date().timeIntervalSince(start),
+                                        summary: "\(result.pairs.count) convolution pairs equalized, \(result.rewrittenClips) Clip(0, c) activations rewritten as Relu + per-channel Min",
+                                        details: result.pairs.map { "\($0.0) -> \($0.1)" }))
+            progress?("cle: \(result.pairs.count) pairs")
+        }
+        if techniques.contains(.smoothQuant) {
+            let start = Date()
+            let result = try SmoothQuant.apply(to: graph, config: config, data: data, alphas: smoothQuantAlphas,
+                                               maximumSamples: samples, options: options)
+            graph = result.graph
+            let applied = result.smoothed.filter { $0.alpha != nil }
+            graphChanged = graphChanged || !applied.isEmpty
+            report.entries.append(.init(technique: .smoothQuant, seconds: Date().timeIntervalSince(start),
+                                        summary: "\(applied.count) of \(result.smoothed.count) LayerNormalization -> MatMul groups smoothed",
+                                        details: result.smoothed.map {
+                                            String(format: "%@: alpha %@, %d MatMuls, relative output error %.3g -> %.3g", $0.layerNorm,
+                                                   $0.alpha.map { String(format: "%.1f", $0) } ?? "none", $0.matMuls, $0.errorBefore, $0.errorAfter)
+                                        }))
+            progress?("smoothquant: \(applied.count) groups")
+        }
+        if graphChanged { placement = QuantizerPlacement(graph: graph) }
+        var weightParameters: [String: QuantizationParameters] = [:]
+        let layerTechniques: [QuantizationTechnique] = [.rangeSearch, .adaRound, .biasCorrection].filter(techniques.contains)
+        if !layerTechniques.isEmpty {
+            let start = Date()
+            let calibrated = try QuantizationCalibrator.parameters(graph: graph, placement: placement, config: config,
+                                                                   data: data, options: options)
+            var settings = reconstruction
+            settings.rangeSearch = techniques.contains(.rangeSearch)
+            settings.adaRound = techniques.contains(.adaRound)
+            settings.biasCorrection = techniques.contains(.biasCorrection)
+            let result = try LayerReconstruction.apply(to: graph, placement: placement, parameters: calibrated, data: data,
+                                                       options: settings, sessionOptions: options, progress: progress)
+            if result.graph.nodes.count != graph.nodes.count || result.graph.nodes.map(\.inputs) != graph.nodes.map(\.inputs) {
+                graph = result.graph
+                placement = QuantizerPlacement(graph: graph)
+            } else {
+                graph = result.graph
+            }
+            weightParameters = result.weightParameters
+            report.layers = result.layers
+            let seconds = Date().timeIntervalSince(start)
+            let nearest = result.layers.reduce(0) { $0 + $1.nearestError }
+            for technique in layerTechniques {
+                var summary: String
+                switch technique {
+                case .rangeSearch:
+                    let after = result.layers.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
+                    summary = String(format: "%d layers; summed layer output MSE %.4g -> %.4g", result.layers.count, nearest, after)
+                case .adaRound:
+                    let before = result.layers.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
+                    let after = result.layers.reduce(0) { $0 + ($1.adaRoundError ?? $1.nearestError) }
+                    summary = String(format: "%d layers, %d iterations; summed layer output MSE %.4g -> %.4g",
+                                     result.layers.count, settings.iterations, before, after)
+                default:
+                    let corrected = result.layers.filter { $0.biasCorrection != nil }
+                    summary = String(format: "%d layers corrected, largest |correction| %.4g", corrected.count,
+                                     corrected.compactMap(\.biasCorrection).max() ?? 0)
+                }
+                report.entries.append(.init(technique: technique, seconds: seconds, summary: summary,
+                                            details: technique == layerTechniques.last ? result.layers.map {
+                                                String(format: "%@: MSE %.4g", $0.layer, $0.nearestError)
+                                                    + ($0.rangeSearchError.map { String(format: ", range search %.4g", $0) } ?? "")
+                                                    + ($0.adaRoundError.map { String(format: ", adaround %.4g", $0) } ?? "")
+                                                    + ($0.biasCorrection.map { String(format: ", bias correction max %.3g", $0) } ?? "")
+                                                    + String(format: ", %.2f s", $0.seconds)
+                                            } : []))
+            }
+        }
+        return Result(graph: graph, placement: placement, weightParameters: weightParameters, report: report)
+    }
+}

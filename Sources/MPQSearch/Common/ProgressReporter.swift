@@ -1,0 +1,34 @@
+import Foundation
+import MPQGraph
+import MPQQuantization
+import MPQRuntime
+
+/// Where the workflows (calibration, evaluation, both searches) report how far they are and
+/// the notes worth showing (warnings, counts). The `mpq` tool draws a bar on a terminal and
+/// plain lines otherwise; `SilentProgress` drops everything.
+public protocol ProgressReporter: AnyObject {
+    /// `done` of `total` steps of `phase` ("calibrating", "evaluating", "sensitivity", ...) are finished.
+    func progress(_ phase: String, done: Int, total: Int)
+    /// A line for the user: a warning (prefixed "warning: ") or a note about the work.
+    func note(_ text: String)
+}
+
+/// A reporter that shows nothing.
+public final class SilentProgress: ProgressReporter {
+    public init() {}
+    public func progress(_ phase: String, done: Int, total: Int) {}
+    public func note(_ text: String) {}
+}
+
+extension ProgressReporter {
+    /// A `(done, total)` callback for `phase`, as the calibrator and evaluator take.
+    public func steps(_ phase: String) -> (Int, Int) -> Void {
+        { [self] done, total in progress(phase, done: done, total: total) }
+    }
+
+    /// `ParetoGreedySearch`'s progress callback.
+    package func pareto(_ step: ParetoGreedySearch.Progress) { progress(step.phase, done: step.done, total: step.total) }
+
+    /// `TaylorIntegerProgramSearch`'s progress callback.
+    package func taylor(_ step: TaylorIntegerProgramSearch.Progress) { progress(step.phase, done: step.done, total: step.total) }
+}
