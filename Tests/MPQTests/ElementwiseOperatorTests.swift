@@ -260,6 +260,10 @@ import Testing
         func node(_ opType: String, _ attributes: [String: Attribute] = [:], inputs: [String] = ["x"]) -> Node {
             Node(name: "n", opType: opType, inputs: inputs, outputs: ["y"], attributes: attributes)
         }
+        // Pads as large as the kernel leave windows with nothing to pool (ONNX Runtime rejects them too).
+        let pool = try OperatorRegistry.makeOperator(
+            for: node("MaxPool", ["kernel_shape": .ints([2, 2]), "pads": .ints([2, 0, 0, 0])]), opset: 13)
+        #expect(throws: MPQError.self) { try pool.inferOutputs([ValueSpec(dtype: .float32, shape: [1, 1, 4, 4])]) }
         #expect(throws: MPQError.self) {
             try OperatorRegistry.makeOperator(for: node("Gelu", ["approximate": .string("erf")]), opset: 20)
         }

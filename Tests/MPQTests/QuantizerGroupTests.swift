@@ -130,6 +130,8 @@ func residualTestGraph(seed: UInt64 = 7) -> Graph {
         #expect(throws: MPQError.self) { try HardwareProfile(json: #"{"candidates": []}"#) }
         #expect(throws: MPQError.self) { try HardwareProfile(json: #"{"candidates": ["w8a8"], "op_types": {"Conv": ["w4a8"]}}"#) }
         #expect(throws: MPQError.self) { try HardwareProfile(json: #"{"candidates": ["w8a8"], "cost": "latency"}"#) }
+        // A misspelt key is an error, not silently ignored.
+        #expect(throws: MPQError.self) { try HardwareProfile(json: #"{"candidates": ["w8a8"], "op_type": {"Conv": ["w8a8"]}}"#) }
         #expect(throws: MPQError.self) { try Candidate(parsing: "w8") }
         #expect(throws: MPQError.self) { try HardwareProfile.load("default").restricted(to: ["w2a2"]) }
         #expect(try Candidate(parsing: "W4A8").isMorePrecise(than: Candidate(parsing: "w4a4")))

@@ -26,7 +26,10 @@ public enum NPZ {
             }
             let declared = Int(entry.uncompressedSize)
             var bytes = Data()
-            bytes.reserveCapacity(min(declared, 1 << 30))
+            // Reserve no more than the entry's stored bytes can plausibly hold (deflate peaks near
+            // 1032:1), so a small file declaring huge entries does not claim memory up front.
+            let plausible = Int(clamping: entry.compressedSize).multipliedReportingOverflow(by: 1032)
+            bytes.reserveCapacity(min(declared, plausible.overflow ? declared : plausible.partialValue, 1 << 26))
             do {
                 _ = try archive.extract(entry) { chunk in
                     guard bytes.count + chunk.count <= declared else {

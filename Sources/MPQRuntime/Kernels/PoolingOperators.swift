@@ -41,6 +41,11 @@ final class PoolingOperator: Operator {
         }
         let g = try WindowGeometry(node: node, spatial: Array(input[2...]), kernel: kernel)
         try g.requireKernelFits(Array(input[2...]), node: node)
+        // As ONNX Runtime: a window lying wholly in the padding has no element to pool.
+        for axis in kernel.indices where g.padsBegin[axis] >= kernel[axis] || g.padsEnd[axis] >= kernel[axis] {
+            throw MPQError.shapeMismatch(
+                "\(node.opType) node '\(node.name)': pads \(g.padsBegin[axis]), \(g.padsEnd[axis]) on spatial axis \(axis) must be smaller than the kernel size \(kernel[axis])")
+        }
         let spatial = g.outputSize(Array(input[2...]), ceilMode: ceilMode)
         guard spatial.allSatisfy({ $0 > 0 }) else { throw MPQError.shapeMismatch("\(node.opType) output would be empty for \(input)") }
         return (g, Array(input[..<2]) + spatial)

@@ -92,6 +92,10 @@ public struct HardwareProfile: Sendable {
             throw MPQError.invalidInput("\(source) is not a JSON object")
         }
         func invalid(_ message: String) -> MPQError { .invalidInput("\(source): \(message)") }
+        let keys: Set<String> = ["name", "notes", "candidates", "op_types", "shared", "cost", "latency_ms"]
+        if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw invalid("unknown key '\(unknown)' (a profile has \(keys.sorted().joined(separator: ", ")))")
+        }
         name = object["name"] as? String ?? source
         guard let names = object["candidates"] as? [String], !names.isEmpty else {
             throw invalid("'candidates' must be a non-empty list of candidate names (e.g. [\"w8a8\", \"w4a8\"])")
