@@ -137,6 +137,23 @@ private func directionAttributes(_ direction: String, hidden: Int, _ extra: [Str
     return attributes
 }
 
+/// A gradient check of one LSTM / GRU node whose loss reads output `loss`
+/// (0: Y, 1: Y_h, 2: Y_c); inputs named a...h, float ones differentiated
+/// (graph inputs, or initializers where listed in `constants`).
+private func recurrentGradientCase(_ name: String, _ opType: String, _ attributes: [String: Attribute], _ inputs: [Tensor?],
+                                   loss output: Int = 0, constants: Set<Int> = []) -> GradientCase {
+    let names = inputs.indices.map { inputs[$0] == nil ? "" : String(UnicodeScalar(UInt8(97 + $0))) }
+    var feeds: [String: Tensor] = [:], initializers: [String: Tensor] = [:]
+    for (index, tensor) in inputs.enumerated() {
+        guard let tensor else { continue }
+        if tensor.dtype == .float32 && !constants.contains(index) { feeds[names[index]] = tensor } else { initializers[names[index]] = tensor }
+    }
+    let node = Node(name: "rnn", opType: opType, inputs: names, outputs: (0...output).map { $0 == output ? "y" : "" },
+                    attributes: attributes)
+    return GradientCase(name, nodes: [node], inputs: feeds, initializers: initializers,
+                        wrt: inputs.indices.filter { inputs[$0]?.dtype == .float32 }.map { names[$0] }, opset: 14)
+}
+
 @Suite struct RecurrentOperatorTests {
     @Test func lstmMatchesOnnxRuntime() throws {
         var source = RecurrentInputs(rng: SeededGenerator(seed: 41), gates: 4)
@@ -228,6 +245,83 @@ private func directionAttributes(_ direction: String, hidden: Int, _ extra: [Str
         ]), source.make(sequence: 4, batch: 2, input: 3, hidden: 3, directions: 1))
         let worst = try expectRecurrentMatchesOnnxRuntime(cases)
         print("GRU: \(cases.count) cases match ONNX Runtime, max relative error \(worst)")
+    }
+
+    /// Backpropagation through time against central differences, for X, W, R, B, initial states and peepholes.
+    @Test func lstmGradientsMatchFiniteDifferences() throws {
+        var source = RecurrentInputs(rng: SeededGenerator(seed: 43), gates: 4)
+        let cases = [
+            recurrentGradientCase("LSTM forward, B, states, peepholes: Y", "LSTM", ["hidden_size": .int(3)],
+                                  source.make(sequence: 4, batch: 2, input: 3, hidden: 3, directions: 1,
+                                              initialHidden: true, initialCell: true, peepholes: true)),
+            recurrentGradientCase("LSTM bidirectional sequence_lens: Y", "LSTM", ["direction": .string("bidirectional")],
+                                  source.make(sequence: 4, batch: 3, input: 2, hidden: 3, directions: 2, lengths: [4, 2, 0],
+                                              initialHidden: true, initialCell: true), constants: [1, 2, 3]),
+            recurrentGradientCase("LSTM reverse sequence_lens peepholes: Y_h", "LSTM", ["direction": .string("reverse")],
+                                  source.make(sequence: 4, batch: 2, input: 3, hidden: 2, directions: 1, lengths: [3, 4],
+                                              initialHidden: true, initialCell: true, peepholes: true), loss: 1),
+            recurrentGradientCase("LSTM bidirectional input_forget: Y_c", "LSTM",
+                                  ["direction": .string("bidirectional"), "input_forget": .int(1)],
+                                  source.make(sequence: 3, batch: 2, input: 3, hidden: 3, directions: 2,
+                                              initialHidden: true, initialCell: true, peepholes: true), loss: 2),
+            recurrentGradientCase("LSTM layout 1 bidirectional sequence_lens: Y", "LSTM",
+                                  ["direction": .string("bidirectional"), "layout": .int(1)],
+                                  source.make(sequence: 4, batch: 2, input: 3, hidden: 2, directions: 2, lengths: [2, 4],
+                                              initialHidden: true, initialCell: true, batchFirst: true)),
+            recurrentGradientCase("LSTM Softsign ScaledTanh Softplus, clip: Y", "LSTM", [
+                "activations": .strings(["Softsign", "ScaledTanh", "Softplus"]), "activation_alpha": .floats([1.3]),
+                "activation_beta": .floats([0.7]), "clip": .float(5),
+            ], source.make(sequence: 4, batch: 2, input: 3, hidden: 3, directions: 1, initialHidden: true)),
+        ]
+        for testCase in cases { try checkGradients(testCase) }
+    }
+
+    @Test func gruGradientsMatchFiniteDifferences() throws {
+        var source = RecurrentInputs(rng: SeededGenerator(seed: 44), gates: 3)
+        var cases: [GradientCase] = []
+        for linear in [0, 1] {
+            let lbr: [String: Attribute] = ["linear_before_reset": .int(linear)]
+            cases.append(recurrentGradientCase("GRU forward linear_before_reset \(linear): Y", "GRU", lbr,
+                                               source.make(sequence: 4, batch: 2, input: 3, hidden: 3, directions: 1, initialHidden: true)))
+            cases.append(recurrentGradientCase("GRU bidirectional sequence_lens linear_before_reset \(linear): Y", "GRU",
+                                               lbr.merging(["direction": .string("bidirectional")]) { a, _ in a },
+                                               source.make(sequence: 4, batch: 3, input: 2, hidden: 3, directions: 2,
+                                                           lengths: [4, 1, 0], initialHidden: true), constants: [1, 2, 3]))
+            cases.append(recurrentGradientCase("GRU reverse sequence_lens linear_before_reset \(linear): Y_h", "GRU",
+                                               lbr.merging(["direction": .string("reverse")]) { a, _ in a },
+                                               source.make(sequence: 4, batch: 2, input: 3, hidden: 2, directions: 1,
+                                                           lengths: [2, 4], initialHidden: true), loss: 1))
+            cases.append(recurrentGradientCase("GRU layout 1 linear_before_reset \(linear): Y_h", "GRU",
+                                               lbr.merging(["layout": .int(1), "direction": .string("bidirectional")]) { a, _ in a },
+                                               source.make(sequence: 3, batch: 2, input: 3, hidden: 2, directions: 2,
+                                                           initialHidden: true, batchFirst: true), loss: 1))
+        }
+        cases.append(recurrentGradientCase("GRU Softsign Affine, clip: Y", "GRU", [
+            "activations": .strings(["Softsign", "Affine"]), "activation_alpha": .floats([0.9]),
+            "activation_beta": .floats([0.1]), "clip": .float(4),
+        ], source.make(sequence: 4, batch: 2, input: 3, hidden: 3, directions: 1, initialHidden: true)))
+        for testCase in cases { try checkGradients(testCase) }
+    }
+
+    /// A CNN feeding an LSTM (as in OCR models): gradients reach the convolution's weights and the image.
+    @Test func gradientsFlowThroughLSTMIntoConvolution() throws {
+        var rng = SeededGenerator(seed: 45)
+        // image [N 2, C 1, 1, W 6] -> Conv 1x3 -> [2, 4, 1, 4] -> Reshape [2, 4, 4] -> Transpose [T 4, N 2, C 4] -> LSTM.
+        let nodes = [
+            Node(name: "conv", opType: "Conv", inputs: ["image", "kernel"], outputs: ["features"]),
+            Node(name: "reshape", opType: "Reshape", inputs: ["features", "shape"], outputs: ["flat"]),
+            Node(name: "transpose", opType: "Transpose", inputs: ["flat"], outputs: ["sequence"], attributes: ["perm": .ints([2, 0, 1])]),
+            Node(name: "lstm", opType: "LSTM", inputs: ["sequence", "w", "r", "b"], outputs: ["y"],
+                 attributes: ["hidden_size": .int(3), "direction": .string("bidirectional")]),
+        ]
+        let testCase = GradientCase("Conv -> LSTM", nodes: nodes, inputs: ["image": .random([2, 1, 1, 6], in: -1...1, using: &rng)],
+                                    initializers: ["kernel": .random([4, 1, 1, 3], in: -0.6...0.6, using: &rng),
+                                                   "shape": Tensor(shape: [3], scalars: [Int64(2), 4, 4]),
+                                                   "w": .random([2, 12, 4], in: -0.6...0.6, using: &rng),
+                                                   "r": .random([2, 12, 3], in: -0.6...0.6, using: &rng),
+                                                   "b": .random([2, 24], in: -0.5...0.5, using: &rng)],
+                                    wrt: ["image", "kernel", "w", "r"])
+        try checkGradients(testCase)
     }
 
     /// Malformed nodes and inputs end in one clear error, before any work, never a trap.
