@@ -130,6 +130,7 @@ private struct RecurrentInputs {
     }
 }
 
+/// `extra` with hidden_size and direction (a forward node with other attributes leaves direction to its default).
 private func directionAttributes(_ direction: String, hidden: Int, _ extra: [String: Attribute] = [:]) -> [String: Attribute] {
     var attributes = extra
     attributes["hidden_size"] = .int(hidden)

@@ -54,149 +54,152 @@ private struct RecurrentBackward {
         self.forward = forward
         let shape = computation.shape, attributes = computation.attributes
         let (t, n, d, h, width) = (shape.sequenceLength, shape.batch, shape.directions, shape.hidden, shape.gateWidth)
-        projected = Tensor(zeros: .float32, shape: [t, n, d, width])
-        initialHidden = Tensor(zeros: .float32, shape: [d, n, h])
-        initialCell = Tensor(zeros: .float32, shape: [d, n, h])
-        peepholes = Tensor(zeros: .float32, shape: [d, 3 * h])
+        let projected = Tensor(zeros: .float32, shape: [t, n, d, width])
+        let initialHidden = Tensor(zeros: .float32, shape: [d, n, h])
+        let initialCell = Tensor(zeros: .float32, shape: [d, n, h])
+        let peepholes = Tensor(zeros: .float32, shape: [d, 3 * h])
         var recurrent: [Tensor] = []
         let lstm = attributes.cell == .lstm, splitReset = !lstm && !attributes.linearBeforeReset
         let clip = attributes.clip ?? .infinity
         let lengths = computation.lengths, maxLength = lengths.max() ?? 0
         let dxp = projected.pointer(as: Float.self)
         let dyp = dy?.pointer(as: Float.self)
-        for direction in 0..<d {
-            let trace = forward.traces[direction]
-            let activations = attributes.activations[direction]
-            let (f, g) = (activations[0], activations[1])
-            let hActivation = lstm ? activations[2] : activations[1]
-            let weights = computation.block(computation.r, direction: direction, rows: 0..<width)
-            let resetWeights = splitReset ? computation.block(computation.r, direction: direction, rows: (2 * h)..<(3 * h)) : nil
-            // The rows of R dh_{t-1} gathers through: all, or z and r when GRU's h block multiplies r * h.
-            let recurrentRows = splitReset ? 2 * h : width
-            let record = Tensor(zeros: .float32, shape: [t, n, width])
-            let dh = Tensor(zeros: .float32, shape: [n, h]), dc = Tensor(zeros: .float32, shape: [n, h])
-            let step = Tensor(zeros: .float32, shape: [n, width])
-            // GRU: da_h per row (the h block of X W^T's gradient; R_h's under split reset).
-            let candidate = Tensor(zeros: .float32, shape: [n, h]), resetProduct = Tensor(uninitialized: .float32, shape: [n, h])
-            let previous = Tensor(uninitialized: .float32, shape: [n, h])
-            let dhp = dh.pointer(as: Float.self), dcp = dc.pointer(as: Float.self), sp = step.pointer(as: Float.self)
-            let cand = candidate.pointer(as: Float.self), rpp = resetProduct.pointer(as: Float.self)
-            let pre = trace.preactivations.pointer(as: Float.self), post = trace.gates.pointer(as: Float.self)
-            let hPrev = trace.previousHidden.pointer(as: Float.self)
-            let cPrev = trace.previousCell?.pointer(as: Float.self), cNext = trace.cell?.pointer(as: Float.self)
-            let lin = trace.linear?.pointer(as: Float.self)
-            let peep = computation.peepholes.map { $0.pointer(as: Float.self) + direction * 3 * h }
-            let dPeep = peepholes.pointer(as: Float.self) + direction * 3 * h
-            @inline(__always) func mask(_ a: Float) -> Float { abs(a) < clip ? 1 : 0 }
-            // The final states' gradients enter at each row's last step.
-            for b in 0..<n where lengths[b] > 0 {
-                if let dFinalHidden { (dhp + b * h).update(from: dFinalHidden.pointer(as: Float.self) + (direction * n + b) * h, count: h) }
-                if let dFinalCell { (dcp + b * h).update(from: dFinalCell.pointer(as: Float.self) + (direction * n + b) * h, count: h) }
-            }
-            for s in (0..<maxLength).reversed() {
-                let active = (0..<n).filter { s < lengths[$0] }
-                step.withUnsafeMutableBufferPointer(as: Float.self) { $0.initialize(repeating: 0) }
-                for b in active {
-                    let time = computation.time(step: s, row: b, direction: direction)
-                    if let dyp {
-                        let source = dyp + ((time * d + direction) * n + b) * h
-                        for j in 0..<h { dhp[b * h + j] += source[j] }
-                    }
-                    let at = (s * n + b) * width, a = pre + at, v = post + at, ds = sp + b * width
-                    let dhb = dhp + b * h
-                    if lstm {
-                        let cp = cPrev! + (s * n + b) * h, cn = cNext! + (s * n + b) * h, dcb = dcp + b * h
-                        for j in 0..<h {
-                            let (i, o, fv, gv) = (v[j], v[h + j], v[2 * h + j], v[3 * h + j])
-                            let (ai, ao, af, ac) = (a[j], a[h + j], a[2 * h + j], a[3 * h + j])
-                            let c = cn[j], hc = hActivation(c)
-                            var dcj = dcb[j] + dhb[j] * o * hActivation.derivative(c, hc)
-                            let dao = dhb[j] * hc * f.derivative(ao, o) * mask(ao)
-                            if let peep {
-                                dcj += dao * peep[h + j]
-                                dPeep[h + j] += dao * c
-                            }
-                            var di = dcj * gv
-                            let dfv = dcj * cp[j]
-                            var dcPrevious = dcj * fv
-                            var daf: Float = 0
-                            if attributes.inputForget {
-                                di -= dfv
-                            } else {
-                                daf = dfv * f.derivative(af, fv) * mask(af)
-                                if let peep {
-                                    dcPrevious += daf * peep[2 * h + j]
-                                    dPeep[2 * h + j] += daf * cp[j]
-                                }
-                            }
-                            let dai = di * f.derivative(ai, i) * mask(ai)
-                            if let peep {
-                                dcPrevious += dai * peep[j]
-                                dPeep[j] += dai * cp[j]
-                            }
-                            let dac = dcj * i * g.derivative(ac, gv) * mask(ac)
-                            (ds[j], ds[h + j], ds[2 * h + j], ds[3 * h + j]) = (dai, dao, daf, dac)
-                            dcb[j] = dcPrevious
-                            dhb[j] = 0
-                        }
-                    } else {
-                        let hp = hPrev + (s * n + b) * h
-                        for j in 0..<h {
-                            let (z, rv, candidateValue) = (v[j], v[h + j], v[2 * h + j])
-                            let dH = dhb[j]
-                            let dah = dH * (1 - z) * g.derivative(a[2 * h + j], candidateValue) * mask(a[2 * h + j])
-                            ds[j] = dH * (hp[j] - candidateValue) * f.derivative(a[j], z) * mask(a[j])
-                            cand[b * h + j] = dah
-                            if splitReset {
-                                ds[2 * h + j] = dah
-                            } else {
-                                let linear = lin! + (s * n + b) * h
-                                ds[2 * h + j] = dah * rv
-                                ds[h + j] = dah * linear[j] * f.derivative(a[h + j], rv) * mask(a[h + j])
-                            }
-                            dhb[j] = dH * z
-                        }
-                    }
+        try withSmallProductThreads(stepWork: n * width * h) {
+            for direction in 0..<d {
+                let trace = forward.traces[direction]
+                let activations = attributes.activations[direction]
+                let (f, g) = (activations[0], activations[1])
+                let hActivation = lstm ? activations[2] : activations[1]
+                let weights = computation.block(computation.r, direction: direction, rows: 0..<width)
+                let resetWeights = splitReset ? computation.block(computation.r, direction: direction, rows: (2 * h)..<(3 * h)) : nil
+                // The rows of R dh_{t-1} gathers through: all, or z and r when GRU's h block multiplies r * h.
+                let recurrentRows = splitReset ? 2 * h : width
+                let record = Tensor(zeros: .float32, shape: [t, n, width])
+                let dh = Tensor(zeros: .float32, shape: [n, h]), dc = Tensor(zeros: .float32, shape: [n, h])
+                let step = Tensor(zeros: .float32, shape: [n, width])
+                // GRU: da_h per row (the h block of X W^T's gradient; R_h's under split reset).
+                let candidate = Tensor(zeros: .float32, shape: [n, h]), resetProduct = Tensor(uninitialized: .float32, shape: [n, h])
+                let previous = Tensor(uninitialized: .float32, shape: [n, h])
+                let dhp = dh.pointer(as: Float.self), dcp = dc.pointer(as: Float.self), sp = step.pointer(as: Float.self)
+                let cand = candidate.pointer(as: Float.self), rpp = resetProduct.pointer(as: Float.self)
+                let pre = trace.preactivations.pointer(as: Float.self), post = trace.gates.pointer(as: Float.self)
+                let hPrev = trace.previousHidden.pointer(as: Float.self)
+                let cPrev = trace.previousCell?.pointer(as: Float.self), cNext = trace.cell?.pointer(as: Float.self)
+                let lin = trace.linear?.pointer(as: Float.self)
+                let peep = computation.peepholes.map { $0.pointer(as: Float.self) + direction * 3 * h }
+                let dPeep = peepholes.pointer(as: Float.self) + direction * 3 * h
+                @inline(__always) func mask(_ a: Float) -> Float { abs(a) < clip ? 1 : 0 }
+                // The final states' gradients enter at each row's last step.
+                for b in 0..<n where lengths[b] > 0 {
+                    if let dFinalHidden { (dhp + b * h).update(from: dFinalHidden.pointer(as: Float.self) + (direction * n + b) * h, count: h) }
+                    if let dFinalCell { (dcp + b * h).update(from: dFinalCell.pointer(as: Float.self) + (direction * n + b) * h, count: h) }
                 }
-                if let resetWeights {
-                    // GRU h block: a_h = x W_h + (r * h_{t-1}) R_h^T, so d(r * h_{t-1}) = da_h R_h.
-                    try product(candidate, ([n, h], [h, 1]), resetWeights, ([h, h], [h, 1]), into: resetProduct, kernels: kernels)
+                for s in (0..<maxLength).reversed() {
+                    let active = (0..<n).filter { s < lengths[$0] }
+                    step.withUnsafeMutableBufferPointer(as: Float.self) { $0.initialize(repeating: 0) }
                     for b in active {
+                        let time = computation.time(step: s, row: b, direction: direction)
+                        if let dyp {
+                            let source = dyp + ((time * d + direction) * n + b) * h
+                            for j in 0..<h { dhp[b * h + j] += source[j] }
+                        }
                         let at = (s * n + b) * width, a = pre + at, v = post + at, ds = sp + b * width
-                        let hp = hPrev + (s * n + b) * h
-                        for j in 0..<h {
-                            let drh = rpp[b * h + j], rv = v[h + j]
-                            ds[h + j] = drh * hp[j] * f.derivative(a[h + j], rv) * mask(a[h + j])
-                            dhp[b * h + j] += drh * rv
+                        let dhb = dhp + b * h
+                        if lstm {
+                            let cp = cPrev! + (s * n + b) * h, cn = cNext! + (s * n + b) * h, dcb = dcp + b * h
+                            for j in 0..<h {
+                                let (i, o, fv, gv) = (v[j], v[h + j], v[2 * h + j], v[3 * h + j])
+                                let (ai, ao, af, ac) = (a[j], a[h + j], a[2 * h + j], a[3 * h + j])
+                                let c = cn[j], hc = hActivation(c)
+                                var dcj = dcb[j] + dhb[j] * o * hActivation.derivative(c, hc)
+                                let dao = dhb[j] * hc * f.derivative(ao, o) * mask(ao)
+                                if let peep {
+                                    dcj += dao * peep[h + j]
+                                    dPeep[h + j] += dao * c
+                                }
+                                var di = dcj * gv
+                                let dfv = dcj * cp[j]
+                                var dcPrevious = dcj * fv
+                                var daf: Float = 0
+                                if attributes.inputForget {
+                                    di -= dfv
+                                } else {
+                                    daf = dfv * f.derivative(af, fv) * mask(af)
+                                    if let peep {
+                                        dcPrevious += daf * peep[2 * h + j]
+                                        dPeep[2 * h + j] += daf * cp[j]
+                                    }
+                                }
+                                let dai = di * f.derivative(ai, i) * mask(ai)
+                                if let peep {
+                                    dcPrevious += dai * peep[j]
+                                    dPeep[j] += dai * cp[j]
+                                }
+                                let dac = dcj * i * g.derivative(ac, gv) * mask(ac)
+                                (ds[j], ds[h + j], ds[2 * h + j], ds[3 * h + j]) = (dai, dao, daf, dac)
+                                dcb[j] = dcPrevious
+                                dhb[j] = 0
+                            }
+                        } else {
+                            let hp = hPrev + (s * n + b) * h
+                            for j in 0..<h {
+                                let (z, rv, candidateValue) = (v[j], v[h + j], v[2 * h + j])
+                                let dH = dhb[j]
+                                let dah = dH * (1 - z) * g.derivative(a[2 * h + j], candidateValue) * mask(a[2 * h + j])
+                                ds[j] = dH * (hp[j] - candidateValue) * f.derivative(a[j], z) * mask(a[j])
+                                cand[b * h + j] = dah
+                                if splitReset {
+                                    ds[2 * h + j] = dah
+                                } else {
+                                    let linear = lin! + (s * n + b) * h
+                                    ds[2 * h + j] = dah * rv
+                                    ds[h + j] = dah * linear[j] * f.derivative(a[h + j], rv) * mask(a[h + j])
+                                }
+                                dhb[j] = dH * z
+                            }
+                        }
+                    }
+                    if let resetWeights {
+                        // GRU h block: a_h = x W_h + (r * h_{t-1}) R_h^T, so d(r * h_{t-1}) = da_h R_h.
+                        try product(candidate, ([n, h], [h, 1]), resetWeights, ([h, h], [h, 1]), into: resetProduct, kernels: kernels)
+                        for b in active {
+                            let at = (s * n + b) * width, a = pre + at, v = post + at, ds = sp + b * width
+                            let hp = hPrev + (s * n + b) * h
+                            for j in 0..<h {
+                                let drh = rpp[b * h + j], rv = v[h + j]
+                                ds[h + j] = drh * hp[j] * f.derivative(a[h + j], rv) * mask(a[h + j])
+                                dhp[b * h + j] += drh * rv
+                            }
+                        }
+                    }
+                    // dh_{t-1} += (gate-input gradients) R.
+                    try product(step, ([n, recurrentRows], [width, 1]), weights, ([recurrentRows, h], [h, 1]), into: previous, kernels: kernels)
+                    let pp = previous.pointer(as: Float.self)
+                    for b in active {
+                        let time = computation.time(step: s, row: b, direction: direction)
+                        for j in 0..<h { dhp[b * h + j] += pp[b * h + j] }
+                        (record.pointer(as: Float.self) + (s * n + b) * width).update(from: sp + b * width, count: width)
+                        // X W^T enters every gate input directly (GRU's h block too).
+                        let target = dxp + ((time * n + b) * d + direction) * width
+                        let ds = sp + b * width
+                        if lstm {
+                            target.update(from: ds, count: width)
+                        } else {
+                            target.update(from: ds, count: 2 * h)
+                            (target + 2 * h).update(from: cand + b * h, count: h)
                         }
                     }
                 }
-                // dh_{t-1} += (gate-input gradients) R.
-                try product(step, ([n, recurrentRows], [width, 1]), weights, ([recurrentRows, h], [h, 1]), into: previous, kernels: kernels)
-                let pp = previous.pointer(as: Float.self)
-                for b in active {
-                    let time = computation.time(step: s, row: b, direction: direction)
-                    for j in 0..<h { dhp[b * h + j] += pp[b * h + j] }
-                    (record.pointer(as: Float.self) + (s * n + b) * width).update(from: sp + b * width, count: width)
-                    // X W^T enters every gate input directly (GRU's h block too).
-                    let target = dxp + ((time * n + b) * d + direction) * width
-                    let ds = sp + b * width
-                    if lstm {
-                        target.update(from: ds, count: width)
-                    } else {
-                        target.update(from: ds, count: 2 * h)
-                        (target + 2 * h).update(from: cand + b * h, count: h)
-                    }
+                recurrent.append(record)
+                let ih = initialHidden.pointer(as: Float.self) + direction * n * h
+                let ic = initialCell.pointer(as: Float.self) + direction * n * h
+                for b in 0..<n where lengths[b] > 0 {
+                    (ih + b * h).update(from: dhp + b * h, count: h)
+                    if lstm { (ic + b * h).update(from: dcp + b * h, count: h) }
                 }
-            }
-            recurrent.append(record)
-            let ih = initialHidden.pointer(as: Float.self) + direction * n * h
-            let ic = initialCell.pointer(as: Float.self) + direction * n * h
-            for b in 0..<n where lengths[b] > 0 {
-                (ih + b * h).update(from: dhp + b * h, count: h)
-                if lstm { (ic + b * h).update(from: dcp + b * h, count: h) }
             }
         }
+        (self.projected, self.initialHidden, self.initialCell, self.peepholes) = (projected, initialHidden, initialCell, peepholes)
         self.recurrent = recurrent
     }
 

@@ -1,3 +1,4 @@
+import CDNNL
 import Foundation
 
 /// Operators of this family, by op type.
@@ -288,8 +289,22 @@ final class RecurrentOperator: Operator {
 /// Supplies prepared matrix-product kernels by problem key (the operator's or the backward pass's cache).
 typealias MatMulKernelSource = (_ key: String, _ make: () throws -> MatMulKernel) throws -> MatMulKernel
 
-/// y[rows, M] = a[rows, K] b^T (+ bias[M]) for row-major b [M, K], on oneDNN.
-func multiplyTransposed(_ a: Tensor, _ b: Tensor, bias: Tensor? = nil, into y: Tensor,
+/// Runs `body`, a loop of per-step products of `stepWork` multiply-adds each,
+/// with oneDNN on one thread when those are small (under 2^22): OpenMP's team
+/// hand-off then costs more than the product, and far more when the cores are
+/// busy (an LSTM of hidden size 256 and batch 8 ran 30x slower on two
+/// contended threads than on one). Kernels made inside keep that thread count.
+func withSmallProductThreads<R>(stepWork: Int, _ body: () throws -> R) rethrows -> R {
+    guard stepWork < 1 << 22 else { return try body() }
+    let saved = omp_get_max_threads()
+    omp_set_num_threads(1)
+    defer { omp_set_num_threads(saved) }
+    return try body()
+}
+
+/// y[rows, M] = a[rows, K] b^T (+ bias[M]) for row-major b [M, K], on oneDNN;
+/// `purpose` keeps kernels made under different thread counts apart.
+func multiplyTransposed(_ a: Tensor, _ b: Tensor, bias: Tensor? = nil, into y: Tensor, purpose: String,
                         kernels: MatMulKernelSource) throws {
     let rows = a.shape[0], k = a.shape[1], m = b.shape[0]
     guard rows > 0, m > 0 else { return }
@@ -299,7 +314,7 @@ func multiplyTransposed(_ a: Tensor, _ b: Tensor, bias: Tensor? = nil, into y: T
         for i in 0..<(rows * m) { target[i] = values?[i % m] ?? 0 }
         return
     }
-    let kernel = try kernels("rnn \(rows) \(k) \(m) \(bias != nil)") {
+    let kernel = try kernels("rnn \(purpose) \(rows) \(k) \(m) \(bias != nil)") {
         try MatMulKernel(source: ([rows, k], [k, 1]), weights: ([k, m], [1, k]), destination: [rows, m],
                          bias: bias.map { _ in [1, m] }, constantWeights: false)
     }
@@ -431,7 +446,8 @@ struct RecurrentComputation {
         }
         if t * n > 0 {
             try multiplyTransposed(x.reshaped([t * n, shape.inputSize]), w.reshaped([d * width, shape.inputSize]),
-                                   bias: combined, into: result.reshaped([t * n, d * width]), kernels: kernels)
+                                   bias: combined, into: result.reshaped([t * n, d * width]), purpose: "projection",
+                                   kernels: kernels)
         }
         return result
     }
@@ -443,10 +459,12 @@ struct RecurrentComputation {
         let finalCell = Tensor(zeros: .float32, shape: [d, n, h])
         let projected = try projection(kernels: kernels)
         var traces: [RecurrentTrace] = []
-        for direction in 0..<d {
-            let record = try runDirection(direction, projected: projected, y: y, finalHidden: finalHidden,
-                                          finalCell: finalCell, trace: trace, kernels: kernels)
-            if let record { traces.append(record) }
+        try withSmallProductThreads(stepWork: n * shape.gateWidth * h) {
+            for direction in 0..<d {
+                let record = try runDirection(direction, projected: projected, y: y, finalHidden: finalHidden,
+                                              finalCell: finalCell, trace: trace, kernels: kernels)
+                if let record { traces.append(record) }
+            }
         }
         return RecurrentResult(y: y, finalHidden: finalHidden, finalCell: finalCell, traces: traces)
     }
@@ -499,7 +517,7 @@ struct RecurrentComputation {
             if let recordPreviousCell {
                 for b in active { (recordPreviousCell.pointer(as: Float.self) + (s * n + b) * h).update(from: cp + b * h, count: h) }
             }
-            try multiplyTransposed(hidden, recurrentWeights, into: recurrent, kernels: kernels)
+            try multiplyTransposed(hidden, recurrentWeights, into: recurrent, purpose: "step", kernels: kernels)
             for b in active {
                 let step = time(step: s, row: b, direction: direction)
                 let x = xp + ((step * n + b) * d + direction) * width
@@ -544,7 +562,7 @@ struct RecurrentComputation {
                 }
             }
             if !lstm {
-                if let resetWeights { try multiplyTransposed(reset, resetWeights, into: resetProduct, kernels: kernels) }
+                if let resetWeights { try multiplyTransposed(reset, resetWeights, into: resetProduct, purpose: "step", kernels: kernels) }
                 for b in active {
                     let step = time(step: s, row: b, direction: direction)
                     let x = xp + ((step * n + b) * d + direction) * width
