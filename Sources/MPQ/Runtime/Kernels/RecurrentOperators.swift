@@ -167,7 +167,7 @@ struct RecurrentAttributes: Sendable {
 }
 
 /// The sizes of one LSTM / GRU problem, from its input shapes (checked against each other).
-struct RecurrentShape: Equatable {
+struct RecurrentShape {
     let sequenceLength: Int
     let batch: Int
     let inputSize: Int
