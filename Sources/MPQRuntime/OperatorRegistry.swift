@@ -13,7 +13,7 @@ public enum OperatorRegistry {
         for family in [
             elementwiseOperators, shapeOperators, reductionOperators, resizeOperators,
             convolutionOperators, matrixOperators, poolingOperators, normalizationOperators,
-            rmsNormalizationOperators,
+            rmsNormalizationOperators, recurrentOperators,
         ] {
             all.merge(family) { first, _ in first }
         }

@@ -117,6 +117,7 @@ enum GradientRegistry {
         for family in [
             elementwiseGradients, matrixGradients, convolutionGradients, shapeGradients,
             reductionGradients, normalizationGradients, poolingGradients, rmsNormalizationGradients,
+            recurrentGradients,
         ] {
             all.merge(family) { first, _ in first }
         }
