@@ -96,8 +96,9 @@ extension GGMLQuants {
         case .q8_0: q8_0Ref(x, y, n)
         case .q2_K: if let qw { q2_KImpl(x, y, n, qw, s) } else { q2_KRef(x, y, n, s) }
         case .q3_K: if let qw { q3_KImpl(x, y, n, qw, s) } else { q3_KRef(x, y, n, s) }
-        case .q4_K: if let qw { q4_KImpl(x, y, n, qw, s) } else { q4_KRef(x, y, n, s) }
-        case .q5_K: if let qw { q5_KImpl(x, y, n, qw, s) } else { q5_KRef(x, y, n, s) }
+        case .q4_K, .q5_K:
+            let nmax: Int32 = type == .q5_K ? 31 : 15
+            if let qw { q45_KImpl(nmax, x, y, n, qw, s) } else { q45_KRef(nmax, x, y, n, s) }
         case .q6_K: q6_K(x, y, n, qw, s)
         case .iq4_nl:
             for ib in 0..<(n / 32) {
@@ -873,18 +874,14 @@ extension GGMLQuants {
         storeHalf(b, 2, maxMin / 63)
     }
 
-    /// The importance-weighted sub-block quantisation shared by Q4_K and Q5_K `_impl`.
+    /// The importance-weighted sub-block quantisation shared by Q4_K and Q5_K `_impl` (ggml takes
+    /// `_ref` without an importance matrix, so the C code's no-weights branch never runs here).
     @inline(__always) private static func kImplScales(_ x: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer, _ nmax: Int32,
-                                                      _ qwBlock: UnsafePointer<Float>?, _ s: QuantScratch, clampLs: Bool) {
+                                                      _ qwBlock: UnsafePointer<Float>, _ s: QuantScratch, clampLs: Bool) {
         let sigma2 = 2 * sumOfSquares(x, 256) / 256
-        let avX = sigma2.squareRoot()
         for j in 0..<8 {
-            if let qwBlock {
-                let qw = qwBlock + 32 * j
-                for l in 0..<32 { s.weights[l] = qw[l] * (sigma2 + x[32 * j + l] * x[32 * j + l]).squareRoot() }
-            } else {
-                for l in 0..<32 { s.weights[l] = avX + abs(x[32 * j + l]) }
-            }
+            let qw = qwBlock + 32 * j
+            for l in 0..<32 { s.weights[l] = qw[l] * (sigma2 + x[32 * j + l] * x[32 * j + l]).squareRoot() }
             var sumw: Float = 0
             for l in 0..<32 { sumw += s.weights[l] }
             s.sw[j] = sumw
@@ -932,61 +929,37 @@ extension GGMLQuants {
         }
     }
 
-    /// `quantize_row_q4_K_ref`.
-    static func q4_KRef(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int, _ s: QuantScratch) {
+    /// `quantize_row_q4_K_ref` (`nmax` 15) and `quantize_row_q5_K_ref` (`nmax` 31): the same code
+    /// but for the quant range, the `make_qkx2_quants` search steps and the packing.
+    static func q45_KRef(_ nmax: Int32, _ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int, _ s: QuantScratch) {
+        let isQ5 = nmax == 31
         for i in 0..<(k / 256) {
-            let x = xRow + 256 * i, b = y + 144 * i
+            let x = xRow + 256 * i, b = y + (isQ5 ? 176 : 144) * i
             var maxScale: Float = 0, maxMin: Float = 0
             for j in 0..<8 {
                 refWeights(x + 32 * j, s.weights)
                 var m: Float = 0
-                s.scales[j] = makeQkxQuants(32, 15, x + 32 * j, s.weights, s.L + 32 * j, &m, s.Laux, -1, 0.1, 20, false, qkx3: false)
+                s.scales[j] = makeQkxQuants(32, nmax, x + 32 * j, s.weights, s.L + 32 * j, &m, s.Laux, isQ5 ? -0.5 : -1, 0.1,
+                                            isQ5 ? 15 : 20, false, qkx3: false)
                 s.mins[j] = m
                 if s.scales[j] > maxScale { maxScale = s.scales[j] }
                 if m > maxMin { maxMin = m }
             }
             kRefScales(b, s, maxScale, maxMin)
-            kFinish(x, b, 15, s.L)
-            packQ4K(s.L, b)
+            kFinish(x, b, nmax, s.L)
+            if isQ5 { packQ5K(s.L, b) } else { packQ4K(s.L, b) }
         }
     }
 
-    /// `quantize_row_q4_K_impl`.
-    static func q4_KImpl(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>?, _ s: QuantScratch) {
+    /// `quantize_row_q4_K_impl` (`nmax` 15) and `quantize_row_q5_K_impl` (`nmax` 31; it clamps the 6-bit scales).
+    static func q45_KImpl(_ nmax: Int32, _ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int,
+                          _ qwRow: UnsafePointer<Float>, _ s: QuantScratch) {
+        let isQ5 = nmax == 31
         for i in 0..<(n / 256) {
-            let x = xRow + 256 * i, b = y + 144 * i
-            kImplScales(x, b, 15, qwRow.map { $0 + 256 * i }, s, clampLs: false)
-            kFinish(x, b, 15, s.L)
-            packQ4K(s.L, b)
-        }
-    }
-
-    /// `quantize_row_q5_K_ref`.
-    static func q5_KRef(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int, _ s: QuantScratch) {
-        for i in 0..<(k / 256) {
-            let x = xRow + 256 * i, b = y + 176 * i
-            var maxScale: Float = 0, maxMin: Float = 0
-            for j in 0..<8 {
-                refWeights(x + 32 * j, s.weights)
-                var m: Float = 0
-                s.scales[j] = makeQkxQuants(32, 31, x + 32 * j, s.weights, s.L + 32 * j, &m, s.Laux, -0.5, 0.1, 15, false, qkx3: false)
-                s.mins[j] = m
-                if s.scales[j] > maxScale { maxScale = s.scales[j] }
-                if m > maxMin { maxMin = m }
-            }
-            kRefScales(b, s, maxScale, maxMin)
-            kFinish(x, b, 31, s.L)
-            packQ5K(s.L, b)
-        }
-    }
-
-    /// `quantize_row_q5_K_impl`.
-    static func q5_KImpl(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>?, _ s: QuantScratch) {
-        for i in 0..<(n / 256) {
-            let x = xRow + 256 * i, b = y + 176 * i
-            kImplScales(x, b, 31, qwRow.map { $0 + 256 * i }, s, clampLs: true)
-            kFinish(x, b, 31, s.L)
-            packQ5K(s.L, b)
+            let x = xRow + 256 * i, b = y + (isQ5 ? 176 : 144) * i
+            kImplScales(x, b, nmax, qwRow + 256 * i, s, clampLs: isQ5)
+            kFinish(x, b, nmax, s.L)
+            if isQ5 { packQ5K(s.L, b) } else { packQ4K(s.L, b) }
         }
     }
 
