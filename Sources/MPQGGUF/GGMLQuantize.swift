@@ -470,15 +470,34 @@ private func makeQpQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
 // MARK: - 32-value block types
 
 extension GGMLQuants {
+    /// The q4_0/q5_0 block header: d = the value of largest magnitude / `divisor`, a half at `b`; returns 1/d (0 for d = 0).
+    @inline(__always) private static func absMaxHeader(_ xb: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer, _ divisor: Float) -> Float {
+        var amax: Float = 0, maxv: Float = 0
+        for j in 0..<32 where amax < abs(xb[j]) { amax = abs(xb[j]); maxv = xb[j] }
+        let d = maxv / divisor
+        storeHalf(b, 0, d)
+        return d != 0 ? 1 / d : 0
+    }
+
+    /// The q4_1/q5_1 block header: d = (max - min) / `levels` and the min, halves at `b`; returns the min and 1/d (0 for d = 0).
+    @inline(__always) private static func minMaxHeader(_ xb: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer,
+                                                       _ levels: Float) -> (minv: Float, id: Float) {
+        var minv = Float.greatestFiniteMagnitude, maxv = -Float.greatestFiniteMagnitude
+        for j in 0..<32 {
+            if xb[j] < minv { minv = xb[j] }
+            if xb[j] > maxv { maxv = xb[j] }
+        }
+        let d = (maxv - minv) / levels
+        storeHalf(b, 0, d)
+        storeHalf(b, 2, minv)
+        return (minv, d != 0 ? 1 / d : 0)
+    }
+
     /// `quantize_row_q4_0_ref`.
     static func q4_0Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 18 * i
-            var amax: Float = 0, maxv: Float = 0
-            for j in 0..<32 where amax < abs(xb[j]) { amax = abs(xb[j]); maxv = xb[j] }
-            let d = maxv / -8
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
+            let id = absMaxHeader(xb, b, -8)
             let qs = bytes(b, 2)
             for j in 0..<16 {
                 let x0 = xb[j] * id, x1 = xb[16 + j] * id
@@ -493,15 +512,7 @@ extension GGMLQuants {
     static func q4_1Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 20 * i
-            var minv = Float.greatestFiniteMagnitude, maxv = -Float.greatestFiniteMagnitude
-            for j in 0..<32 {
-                if xb[j] < minv { minv = xb[j] }
-                if xb[j] > maxv { maxv = xb[j] }
-            }
-            let d = (maxv - minv) / 15
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
-            storeHalf(b, 2, minv)
+            let (minv, id) = minMaxHeader(xb, b, 15)
             let qs = bytes(b, 4)
             for j in 0..<16 {
                 let x0 = (xb[j] - minv) * id, x1 = (xb[16 + j] - minv) * id
@@ -523,11 +534,7 @@ extension GGMLQuants {
     static func q5_0Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 22 * i
-            var amax: Float = 0, maxv: Float = 0
-            for j in 0..<32 where amax < abs(xb[j]) { amax = abs(xb[j]); maxv = xb[j] }
-            let d = maxv / -16
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
+            let id = absMaxHeader(xb, b, -16)
             var qh: UInt32 = 0
             let qs = bytes(b, 6)
             for j in 0..<16 {
@@ -544,15 +551,7 @@ extension GGMLQuants {
     static func q5_1Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 24 * i
-            var minv = Float.greatestFiniteMagnitude, maxv = -Float.greatestFiniteMagnitude
-            for j in 0..<32 {
-                if xb[j] < minv { minv = xb[j] }
-                if xb[j] > maxv { maxv = xb[j] }
-            }
-            let d = (maxv - minv) / 31
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
-            storeHalf(b, 2, minv)
+            let (minv, id) = minMaxHeader(xb, b, 31)
             var qh: UInt32 = 0
             let qs = bytes(b, 8)
             for j in 0..<16 {
