@@ -171,9 +171,9 @@ private let groupMaxEps: Float = 1e-15
 /// `MAX(lo, MIN(hi, v))`.
 @inline(__always) private func clamp(_ v: Int32, _ lo: Int32, _ hi: Int32) -> Int32 { max(lo, min(hi, v)) }
 
-/// `make_qx_quants`: symmetric quants L in [0, 2·nmax) and the scale (weighted RMSE search).
-private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
-                          _ rmseTypeIn: Int, _ qw: UnsafePointer<Float>?) -> Float {
+/// The value of largest magnitude in `x[0..<n]` (the first on ties), as `make_qx_quants` and
+/// `make_q3_quants` find it; nil, with `L` zeroed, when that magnitude is below `groupMaxEps`.
+@inline(__always) private func signedAbsMax(_ n: Int, _ x: UnsafePointer<Float>, zeroing L: UnsafeMutablePointer<Int8>) -> Float? {
     var maxv: Float = 0
     var amax: Float = 0
     for i in 0..<n {
@@ -182,8 +182,15 @@ private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
     }
     if amax < groupMaxEps {
         for i in 0..<n { L[i] = 0 }
-        return 0
+        return nil
     }
+    return maxv
+}
+
+/// `make_qx_quants`: symmetric quants L in [0, 2·nmax) and the scale (weighted RMSE search).
+private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
+                          _ rmseTypeIn: Int, _ qw: UnsafePointer<Float>?) -> Float {
+    guard let maxv = signedAbsMax(n, x, zeroing: L) else { return 0 }
     var iscale = Float(-nmax) / maxv
     if rmseTypeIn == 0 {
         for i in 0..<n {
@@ -245,16 +252,7 @@ private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
 
 /// `make_q3_quants`.
 private func makeQ3Quants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>, _ doRmse: Bool) -> Float {
-    var maxv: Float = 0
-    var amax: Float = 0
-    for i in 0..<n {
-        let ax = abs(x[i])
-        if ax > amax { amax = ax; maxv = x[i] }
-    }
-    if amax < groupMaxEps {
-        for i in 0..<n { L[i] = 0 }
-        return 0
-    }
+    guard let maxv = signedAbsMax(n, x, zeroing: L) else { return 0 }
     let iscale = Float(-nmax) / maxv
     if doRmse {
         var sumlx: Float = 0
