@@ -69,58 +69,23 @@ public enum GGMLQuants {
             for i in 0..<k { y[i] = GGMLScalar.fp16ToFloat(x.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) }
         case .bf16:
             for i in 0..<k { y[i] = GGMLScalar.bf16ToFloat(x.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) }
-        case .q4_0:
+        case .q4_0, .q4_1, .q5_0, .q5_1:
+            // 32 values a block: low nibbles, then high ones; Q5's fifth bits in qh; the _1 types add a min.
+            let hasMin = type == .q4_1 || type == .q5_1, hasHigh = type == .q5_0 || type == .q5_1
+            let qhOffset = hasMin ? 4 : 2, qsOffset = qhOffset + (hasHigh ? 4 : 0)
+            let zero: Int32 = hasMin ? 0 : hasHigh ? 16 : 8
             for i in 0..<nb {
                 let b = x + i * bs
-                let d = f16(b, 0)
-                let qs = (b + 2).assumingMemoryBound(to: UInt8.self)
-                let out = y + i * 32
-                for j in 0..<16 {
-                    let x0 = Int32(qs[j] & 0x0F) - 8
-                    let x1 = Int32(qs[j] >> 4) - 8
-                    out[j] = Float(x0) * d
-                    out[j + 16] = Float(x1) * d
-                }
-            }
-        case .q4_1:
-            for i in 0..<nb {
-                let b = x + i * bs
-                let d = f16(b, 0), m = f16(b, 2)
-                let qs = (b + 4).assumingMemoryBound(to: UInt8.self)
-                let out = y + i * 32
-                for j in 0..<16 {
-                    out[j] = Float(qs[j] & 0x0F) * d + m
-                    out[j + 16] = Float(qs[j] >> 4) * d + m
-                }
-            }
-        case .q5_0:
-            for i in 0..<nb {
-                let b = x + i * bs
-                let d = f16(b, 0)
-                let qh = u32(b, 2)
-                let qs = (b + 6).assumingMemoryBound(to: UInt8.self)
+                let d = f16(b, 0), m = hasMin ? f16(b, 2) : 0
+                let qh = hasHigh ? u32(b, qhOffset) : 0
+                let qs = (b + qsOffset).assumingMemoryBound(to: UInt8.self)
                 let out = y + i * 32
                 for j in 0..<16 {
                     let xh0 = UInt8(truncatingIfNeeded: ((qh >> UInt32(j)) << 4) & 0x10)
                     let xh1 = UInt8(truncatingIfNeeded: (qh >> UInt32(j + 12)) & 0x10)
-                    let x0 = Int32((qs[j] & 0x0F) | xh0) - 16
-                    let x1 = Int32((qs[j] >> 4) | xh1) - 16
-                    out[j] = Float(x0) * d
-                    out[j + 16] = Float(x1) * d
-                }
-            }
-        case .q5_1:
-            for i in 0..<nb {
-                let b = x + i * bs
-                let d = f16(b, 0), m = f16(b, 2)
-                let qh = u32(b, 4)
-                let qs = (b + 8).assumingMemoryBound(to: UInt8.self)
-                let out = y + i * 32
-                for j in 0..<16 {
-                    let xh0 = UInt8(truncatingIfNeeded: ((qh >> UInt32(j)) << 4) & 0x10)
-                    let xh1 = UInt8(truncatingIfNeeded: (qh >> UInt32(j + 12)) & 0x10)
-                    out[j] = Float((qs[j] & 0x0F) | xh0) * d + m
-                    out[j + 16] = Float((qs[j] >> 4) | xh1) * d + m
+                    let x0 = Int32((qs[j] & 0x0F) | xh0) - zero, x1 = Int32((qs[j] >> 4) | xh1) - zero
+                    out[j] = hasMin ? Float(x0) * d + m : Float(x0) * d
+                    out[j + 16] = hasMin ? Float(x1) * d + m : Float(x1) * d
                 }
             }
         case .q8_0:
@@ -142,14 +107,12 @@ public enum GGMLQuants {
                 for _ in 0..<2 {
                     var shift: UInt8 = 0
                     for _ in 0..<4 {
-                        var sc = scales[isc]; isc += 1
-                        var dl = d * Float(sc & 0xF), ml = dmin * Float(sc >> 4)
-                        for l in 0..<16 { out[l] = dl * Float((q[l] >> shift) & 3) - ml }
-                        out += 16
-                        sc = scales[isc]; isc += 1
-                        dl = d * Float(sc & 0xF); ml = dmin * Float(sc >> 4)
-                        for l in 0..<16 { out[l] = dl * Float((q[l + 16] >> shift) & 3) - ml }
-                        out += 16
+                        for half in stride(from: 0, to: 32, by: 16) {
+                            let sc = scales[isc]; isc += 1
+                            let dl = d * Float(sc & 0xF), ml = dmin * Float(sc >> 4)
+                            for l in 0..<16 { out[l] = dl * Float((q[half + l] >> shift) & 3) - ml }
+                            out += 16
+                        }
                         shift += 2
                     }
                     q += 32
@@ -179,47 +142,28 @@ public enum GGMLQuants {
                 for _ in 0..<2 {
                     var shift: UInt8 = 0
                     for _ in 0..<4 {
-                        var dl = dAll * Float(Int32(scale(isc)) - 32); isc += 1
-                        for l in 0..<16 {
-                            out[l] = dl * Float(Int32((q[l] >> shift) & 3) - ((hm[l] & m) != 0 ? 0 : 4))
+                        for half in stride(from: 0, to: 32, by: 16) {
+                            let dl = dAll * Float(Int32(scale(isc)) - 32); isc += 1
+                            for l in half..<(half + 16) {
+                                out[l - half] = dl * Float(Int32((q[l] >> shift) & 3) - ((hm[l] & m) != 0 ? 0 : 4))
+                            }
+                            out += 16
                         }
-                        out += 16
-                        dl = dAll * Float(Int32(scale(isc)) - 32); isc += 1
-                        for l in 0..<16 {
-                            out[l] = dl * Float(Int32((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) != 0 ? 0 : 4))
-                        }
-                        out += 16
                         shift += 2
                         m <<= 1
                     }
                     q += 32
                 }
             }
-        case .q4_K:
-            for i in 0..<nb {
-                let b = x + i * bs
-                let d = f16(b, 0), dmin = f16(b, 2)
-                let scales = (b + 4).assumingMemoryBound(to: UInt8.self)
-                var q = (b + 16).assumingMemoryBound(to: UInt8.self)
-                var out = y + i * 256
-                var isc = 0
-                for _ in 0..<4 {
-                    var (sc, m) = scaleMinK4(isc, scales)
-                    let d1 = d * Float(sc), m1 = dmin * Float(m)
-                    (sc, m) = scaleMinK4(isc + 1, scales)
-                    let d2 = d * Float(sc), m2 = dmin * Float(m)
-                    for l in 0..<32 { out[l] = d1 * Float(q[l] & 0xF) - m1 }
-                    for l in 0..<32 { out[32 + l] = d2 * Float(q[l] >> 4) - m2 }
-                    out += 64; q += 32; isc += 2
-                }
-            }
-        case .q5_K:
+        case .q4_K, .q5_K:
+            // Q5_K adds 16 where its qh bit is set; it stores those 32 bytes where Q4_K's quants start.
+            let hasHigh = type == .q5_K
             for i in 0..<nb {
                 let b = x + i * bs
                 let d = f16(b, 0), dmin = f16(b, 2)
                 let scales = (b + 4).assumingMemoryBound(to: UInt8.self)
                 let qh = (b + 16).assumingMemoryBound(to: UInt8.self)
-                var ql = (b + 48).assumingMemoryBound(to: UInt8.self)
+                var ql = (b + (hasHigh ? 48 : 16)).assumingMemoryBound(to: UInt8.self)
                 var out = y + i * 256
                 var isc = 0
                 var u1: UInt8 = 1, u2: UInt8 = 2
@@ -228,8 +172,8 @@ public enum GGMLQuants {
                     let d1 = d * Float(sc), m1 = dmin * Float(m)
                     (sc, m) = scaleMinK4(isc + 1, scales)
                     let d2 = d * Float(sc), m2 = dmin * Float(m)
-                    for l in 0..<32 { out[l] = d1 * Float(Int32(ql[l] & 0xF) + ((qh[l] & u1) != 0 ? 16 : 0)) - m1 }
-                    for l in 0..<32 { out[32 + l] = d2 * Float(Int32(ql[l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - m2 }
+                    for l in 0..<32 { out[l] = d1 * Float(Int32(ql[l] & 0xF) + (hasHigh && (qh[l] & u1) != 0 ? 16 : 0)) - m1 }
+                    for l in 0..<32 { out[32 + l] = d2 * Float(Int32(ql[l] >> 4) + (hasHigh && (qh[l] & u2) != 0 ? 16 : 0)) - m2 }
                     out += 64; ql += 32; isc += 2
                     u1 <<= 2; u2 <<= 2
                 }
@@ -257,31 +201,20 @@ public enum GGMLQuants {
                     out += 128; ql += 64; qh += 32; sc += 8
                 }
             }
-        case .iq4_nl:
+        case .iq4_nl, .iq4_xs:
+            // An IQ4_NL block is one 32-value sub-block scaled by d; IQ4_XS has eight with 6-bit scales.
+            let subBlocks = type.blockSize / 32
             iq4nlValues.withUnsafeBufferPointer { kv in
                 for i in 0..<nb {
                     let b = x + i * bs
                     let d = f16(b, 0)
-                    let qs = (b + 2).assumingMemoryBound(to: UInt8.self)
-                    let out = y + i * 32
-                    for j in 0..<16 {
-                        out[j] = d * Float(kv[Int(qs[j] & 0xF)])
-                        out[j + 16] = d * Float(kv[Int(qs[j] >> 4)])
-                    }
-                }
-            }
-        case .iq4_xs:
-            iq4nlValues.withUnsafeBufferPointer { kv in
-                for i in 0..<nb {
-                    let b = x + i * bs
-                    let d = f16(b, 0)
-                    let scalesH = UInt32(b.loadUnaligned(fromByteOffset: 2, as: UInt16.self).littleEndian)
+                    let scalesH = subBlocks > 1 ? UInt32(b.loadUnaligned(fromByteOffset: 2, as: UInt16.self).littleEndian) : 0
                     let scalesL = (b + 4).assumingMemoryBound(to: UInt8.self)
-                    var qs = (b + 8).assumingMemoryBound(to: UInt8.self)
-                    var out = y + i * 256
-                    for ib in 0..<8 {
-                        let ls = Int32((scalesL[ib / 2] >> UInt8(4 * (ib % 2))) & 0xF) | Int32(((scalesH >> UInt32(2 * ib)) & 3) << 4)
-                        let dl = d * Float(ls - 32)
+                    var qs = (b + (subBlocks > 1 ? 8 : 2)).assumingMemoryBound(to: UInt8.self)
+                    var out = y + i * 32 * subBlocks
+                    for ib in 0..<subBlocks {
+                        let ls = subBlocks > 1 ? Int32((scalesL[ib / 2] >> UInt8(4 * (ib % 2))) & 0xF) | Int32(((scalesH >> UInt32(2 * ib)) & 3) << 4) : 0
+                        let dl = subBlocks > 1 ? d * Float(ls - 32) : d
                         for j in 0..<16 {
                             out[j] = dl * Float(kv[Int(qs[j] & 0xF)])
                             out[j + 16] = dl * Float(kv[Int(qs[j] >> 4)])

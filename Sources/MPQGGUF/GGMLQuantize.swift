@@ -96,8 +96,9 @@ extension GGMLQuants {
         case .q8_0: q8_0Ref(x, y, n)
         case .q2_K: if let qw { q2_KImpl(x, y, n, qw, s) } else { q2_KRef(x, y, n, s) }
         case .q3_K: if let qw { q3_KImpl(x, y, n, qw, s) } else { q3_KRef(x, y, n, s) }
-        case .q4_K: if let qw { q4_KImpl(x, y, n, qw, s) } else { q4_KRef(x, y, n, s) }
-        case .q5_K: if let qw { q5_KImpl(x, y, n, qw, s) } else { q5_KRef(x, y, n, s) }
+        case .q4_K, .q5_K:
+            let nmax: Int32 = type == .q5_K ? 31 : 15
+            if let qw { q45_KImpl(nmax, x, y, n, qw, s) } else { q45_KRef(nmax, x, y, n, s) }
         case .q6_K: q6_K(x, y, n, qw, s)
         case .iq4_nl:
             for ib in 0..<(n / 32) {
@@ -170,9 +171,9 @@ private let groupMaxEps: Float = 1e-15
 /// `MAX(lo, MIN(hi, v))`.
 @inline(__always) private func clamp(_ v: Int32, _ lo: Int32, _ hi: Int32) -> Int32 { max(lo, min(hi, v)) }
 
-/// `make_qx_quants`: symmetric quants L in [0, 2·nmax) and the scale (weighted RMSE search).
-private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
-                          _ rmseTypeIn: Int, _ qw: UnsafePointer<Float>?) -> Float {
+/// The value of largest magnitude in `x[0..<n]` (the first on ties), as `make_qx_quants` and
+/// `make_q3_quants` find it; nil, with `L` zeroed, when that magnitude is below `groupMaxEps`.
+@inline(__always) private func signedAbsMax(_ n: Int, _ x: UnsafePointer<Float>, zeroing L: UnsafeMutablePointer<Int8>) -> Float? {
     var maxv: Float = 0
     var amax: Float = 0
     for i in 0..<n {
@@ -181,8 +182,15 @@ private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
     }
     if amax < groupMaxEps {
         for i in 0..<n { L[i] = 0 }
-        return 0
+        return nil
     }
+    return maxv
+}
+
+/// `make_qx_quants`: symmetric quants L in [0, 2·nmax) and the scale (weighted RMSE search).
+private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
+                          _ rmseTypeIn: Int, _ qw: UnsafePointer<Float>?) -> Float {
+    guard let maxv = signedAbsMax(n, x, zeroing: L) else { return 0 }
     var iscale = Float(-nmax) / maxv
     if rmseTypeIn == 0 {
         for i in 0..<n {
@@ -244,16 +252,7 @@ private func makeQxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
 
 /// `make_q3_quants`.
 private func makeQ3Quants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>, _ doRmse: Bool) -> Float {
-    var maxv: Float = 0
-    var amax: Float = 0
-    for i in 0..<n {
-        let ax = abs(x[i])
-        if ax > amax { amax = ax; maxv = x[i] }
-    }
-    if amax < groupMaxEps {
-        for i in 0..<n { L[i] = 0 }
-        return 0
-    }
+    guard let maxv = signedAbsMax(n, x, zeroing: L) else { return 0 }
     let iscale = Float(-nmax) / maxv
     if doRmse {
         var sumlx: Float = 0
@@ -469,15 +468,34 @@ private func makeQpQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ 
 // MARK: - 32-value block types
 
 extension GGMLQuants {
+    /// The q4_0/q5_0 block header: d = the value of largest magnitude / `divisor`, a half at `b`; returns 1/d (0 for d = 0).
+    @inline(__always) private static func absMaxHeader(_ xb: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer, _ divisor: Float) -> Float {
+        var amax: Float = 0, maxv: Float = 0
+        for j in 0..<32 where amax < abs(xb[j]) { amax = abs(xb[j]); maxv = xb[j] }
+        let d = maxv / divisor
+        storeHalf(b, 0, d)
+        return d != 0 ? 1 / d : 0
+    }
+
+    /// The q4_1/q5_1 block header: d = (max - min) / `levels` and the min, halves at `b`; returns the min and 1/d (0 for d = 0).
+    @inline(__always) private static func minMaxHeader(_ xb: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer,
+                                                       _ levels: Float) -> (minv: Float, id: Float) {
+        var minv = Float.greatestFiniteMagnitude, maxv = -Float.greatestFiniteMagnitude
+        for j in 0..<32 {
+            if xb[j] < minv { minv = xb[j] }
+            if xb[j] > maxv { maxv = xb[j] }
+        }
+        let d = (maxv - minv) / levels
+        storeHalf(b, 0, d)
+        storeHalf(b, 2, minv)
+        return (minv, d != 0 ? 1 / d : 0)
+    }
+
     /// `quantize_row_q4_0_ref`.
     static func q4_0Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 18 * i
-            var amax: Float = 0, maxv: Float = 0
-            for j in 0..<32 where amax < abs(xb[j]) { amax = abs(xb[j]); maxv = xb[j] }
-            let d = maxv / -8
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
+            let id = absMaxHeader(xb, b, -8)
             let qs = bytes(b, 2)
             for j in 0..<16 {
                 let x0 = xb[j] * id, x1 = xb[16 + j] * id
@@ -492,15 +510,7 @@ extension GGMLQuants {
     static func q4_1Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 20 * i
-            var minv = Float.greatestFiniteMagnitude, maxv = -Float.greatestFiniteMagnitude
-            for j in 0..<32 {
-                if xb[j] < minv { minv = xb[j] }
-                if xb[j] > maxv { maxv = xb[j] }
-            }
-            let d = (maxv - minv) / 15
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
-            storeHalf(b, 2, minv)
+            let (minv, id) = minMaxHeader(xb, b, 15)
             let qs = bytes(b, 4)
             for j in 0..<16 {
                 let x0 = (xb[j] - minv) * id, x1 = (xb[16 + j] - minv) * id
@@ -522,11 +532,7 @@ extension GGMLQuants {
     static func q5_0Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 22 * i
-            var amax: Float = 0, maxv: Float = 0
-            for j in 0..<32 where amax < abs(xb[j]) { amax = abs(xb[j]); maxv = xb[j] }
-            let d = maxv / -16
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
+            let id = absMaxHeader(xb, b, -16)
             var qh: UInt32 = 0
             let qs = bytes(b, 6)
             for j in 0..<16 {
@@ -543,15 +549,7 @@ extension GGMLQuants {
     static func q5_1Ref(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int) {
         for i in 0..<(k / 32) {
             let xb = x + 32 * i, b = y + 24 * i
-            var minv = Float.greatestFiniteMagnitude, maxv = -Float.greatestFiniteMagnitude
-            for j in 0..<32 {
-                if xb[j] < minv { minv = xb[j] }
-                if xb[j] > maxv { maxv = xb[j] }
-            }
-            let d = (maxv - minv) / 31
-            let id: Float = d != 0 ? 1 / d : 0
-            storeHalf(b, 0, d)
-            storeHalf(b, 2, minv)
+            let (minv, id) = minMaxHeader(xb, b, 31)
             var qh: UInt32 = 0
             let qs = bytes(b, 8)
             for j in 0..<16 {
@@ -873,18 +871,14 @@ extension GGMLQuants {
         storeHalf(b, 2, maxMin / 63)
     }
 
-    /// The importance-weighted sub-block quantisation shared by Q4_K and Q5_K `_impl`.
+    /// The importance-weighted sub-block quantisation shared by Q4_K and Q5_K `_impl` (ggml takes
+    /// `_ref` without an importance matrix, so the C code's no-weights branch never runs here).
     @inline(__always) private static func kImplScales(_ x: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer, _ nmax: Int32,
-                                                      _ qwBlock: UnsafePointer<Float>?, _ s: QuantScratch, clampLs: Bool) {
+                                                      _ qwBlock: UnsafePointer<Float>, _ s: QuantScratch, clampLs: Bool) {
         let sigma2 = 2 * sumOfSquares(x, 256) / 256
-        let avX = sigma2.squareRoot()
         for j in 0..<8 {
-            if let qwBlock {
-                let qw = qwBlock + 32 * j
-                for l in 0..<32 { s.weights[l] = qw[l] * (sigma2 + x[32 * j + l] * x[32 * j + l]).squareRoot() }
-            } else {
-                for l in 0..<32 { s.weights[l] = avX + abs(x[32 * j + l]) }
-            }
+            let qw = qwBlock + 32 * j
+            for l in 0..<32 { s.weights[l] = qw[l] * (sigma2 + x[32 * j + l] * x[32 * j + l]).squareRoot() }
             var sumw: Float = 0
             for l in 0..<32 { sumw += s.weights[l] }
             s.sw[j] = sumw
@@ -932,61 +926,37 @@ extension GGMLQuants {
         }
     }
 
-    /// `quantize_row_q4_K_ref`.
-    static func q4_KRef(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int, _ s: QuantScratch) {
+    /// `quantize_row_q4_K_ref` (`nmax` 15) and `quantize_row_q5_K_ref` (`nmax` 31): the same code
+    /// but for the quant range, the `make_qkx2_quants` search steps and the packing.
+    static func q45_KRef(_ nmax: Int32, _ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int, _ s: QuantScratch) {
+        let isQ5 = nmax == 31
         for i in 0..<(k / 256) {
-            let x = xRow + 256 * i, b = y + 144 * i
+            let x = xRow + 256 * i, b = y + (isQ5 ? 176 : 144) * i
             var maxScale: Float = 0, maxMin: Float = 0
             for j in 0..<8 {
                 refWeights(x + 32 * j, s.weights)
                 var m: Float = 0
-                s.scales[j] = makeQkxQuants(32, 15, x + 32 * j, s.weights, s.L + 32 * j, &m, s.Laux, -1, 0.1, 20, false, qkx3: false)
+                s.scales[j] = makeQkxQuants(32, nmax, x + 32 * j, s.weights, s.L + 32 * j, &m, s.Laux, isQ5 ? -0.5 : -1, 0.1,
+                                            isQ5 ? 15 : 20, false, qkx3: false)
                 s.mins[j] = m
                 if s.scales[j] > maxScale { maxScale = s.scales[j] }
                 if m > maxMin { maxMin = m }
             }
             kRefScales(b, s, maxScale, maxMin)
-            kFinish(x, b, 15, s.L)
-            packQ4K(s.L, b)
+            kFinish(x, b, nmax, s.L)
+            if isQ5 { packQ5K(s.L, b) } else { packQ4K(s.L, b) }
         }
     }
 
-    /// `quantize_row_q4_K_impl`.
-    static func q4_KImpl(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>?, _ s: QuantScratch) {
+    /// `quantize_row_q4_K_impl` (`nmax` 15) and `quantize_row_q5_K_impl` (`nmax` 31; it clamps the 6-bit scales).
+    static func q45_KImpl(_ nmax: Int32, _ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int,
+                          _ qwRow: UnsafePointer<Float>, _ s: QuantScratch) {
+        let isQ5 = nmax == 31
         for i in 0..<(n / 256) {
-            let x = xRow + 256 * i, b = y + 144 * i
-            kImplScales(x, b, 15, qwRow.map { $0 + 256 * i }, s, clampLs: false)
-            kFinish(x, b, 15, s.L)
-            packQ4K(s.L, b)
-        }
-    }
-
-    /// `quantize_row_q5_K_ref`.
-    static func q5_KRef(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ k: Int, _ s: QuantScratch) {
-        for i in 0..<(k / 256) {
-            let x = xRow + 256 * i, b = y + 176 * i
-            var maxScale: Float = 0, maxMin: Float = 0
-            for j in 0..<8 {
-                refWeights(x + 32 * j, s.weights)
-                var m: Float = 0
-                s.scales[j] = makeQkxQuants(32, 31, x + 32 * j, s.weights, s.L + 32 * j, &m, s.Laux, -0.5, 0.1, 15, false, qkx3: false)
-                s.mins[j] = m
-                if s.scales[j] > maxScale { maxScale = s.scales[j] }
-                if m > maxMin { maxMin = m }
-            }
-            kRefScales(b, s, maxScale, maxMin)
-            kFinish(x, b, 31, s.L)
-            packQ5K(s.L, b)
-        }
-    }
-
-    /// `quantize_row_q5_K_impl`.
-    static func q5_KImpl(_ xRow: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>?, _ s: QuantScratch) {
-        for i in 0..<(n / 256) {
-            let x = xRow + 256 * i, b = y + 176 * i
-            kImplScales(x, b, 31, qwRow.map { $0 + 256 * i }, s, clampLs: true)
-            kFinish(x, b, 31, s.L)
-            packQ5K(s.L, b)
+            let x = xRow + 256 * i, b = y + (isQ5 ? 176 : 144) * i
+            kImplScales(x, b, nmax, qwRow + 256 * i, s, clampLs: isQ5)
+            kFinish(x, b, nmax, s.L)
+            if isQ5 { packQ5K(s.L, b) } else { packQ4K(s.L, b) }
         }
     }
 

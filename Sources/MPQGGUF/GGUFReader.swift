@@ -73,13 +73,16 @@ public struct GGUFFile: Sendable {
 
     /// Maps and validates the file at `url`.
     public init(contentsOf url: URL) throws {
-        let data: Data
+        try self.init(data: Self.mapped(url), path: url.path)
+    }
+
+    /// The file at `url`, memory-mapped; a read failure as a `GGUFError` (GGUF and imatrix files).
+    static func mapped(_ url: URL) throws -> Data {
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
+            return try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
             throw GGUFError(.io, file: url.path, "cannot read: \(error.localizedDescription)")
         }
-        try self.init(data: data, path: url.path)
     }
 
     /// Validates GGUF bytes already in memory; `path` is only used in error messages.

@@ -51,12 +51,7 @@ public struct IMatrix: Equatable, Sendable {
 
     /// Reads either format (GGUF when the file starts with "GGUF", legacy otherwise).
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw GGUFError(.io, file: url.path, "cannot read: \(error.localizedDescription)")
-        }
+        let data = try GGUFFile.mapped(url)
         if data.count >= 4 && data.prefix(4).elementsEqual(Array("GGUF".utf8)) {
             try self.init(gguf: GGUFFile(data: data, path: url.path))
         } else {

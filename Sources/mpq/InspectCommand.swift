@@ -106,19 +106,3 @@ struct InspectCommand: ParsableCommand {
         return String(decoding: data, as: UTF8.self)
     }
 }
-
-func formatCount(_ n: Int) -> String {
-    let value = Double(n)
-    if value >= 1e9 { return String(format: "%.2f G", value / 1e9) }
-    if value >= 1e6 { return String(format: "%.2f M", value / 1e6) }
-    if value >= 1e3 { return String(format: "%.2f K", value / 1e3) }
-    return String(n)
-}
-
-func formatBytes(_ n: Int) -> String {
-    let value = Double(n)
-    if value >= 1_073_741_824 { return String(format: "%.2f GiB", value / 1_073_741_824) }
-    if value >= 1_048_576 { return String(format: "%.2f MiB", value / 1_048_576) }
-    if value >= 1024 { return String(format: "%.1f KiB", value / 1024) }
-    return "\(n) B"
-}

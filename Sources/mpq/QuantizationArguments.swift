@@ -2,8 +2,11 @@ import ArgumentParser
 import Foundation
 import MPQ
 
-/// Options shared by `mpq quantize` and `mpq eval`: `QuantizationWorkflow.Options` on the command line.
+/// Options shared by `mpq quantize` and `mpq eval`: the model and `QuantizationWorkflow.Options` on the command line.
 struct QuantizationOptions: ParsableArguments {
+    @Argument(help: "ONNX model file.")
+    var model: String
+
     @Option(help: ArgumentHelp("Calibration data: .npy (one-input models), .npz (arrays named as inputs) or a folder of them.", valueName: "DATA"))
     var calib: String
 
@@ -37,6 +40,8 @@ struct QuantizationOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The runtime the exported model will run on: ort-x86 (7-bit weights in int8 kernels on CPUs without VNNI), ort-arm64 or generic (exact QDQ semantics); default: this machine's.", valueName: "TARGET"))
     var deploy: DeploymentTarget = .host
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func validate() throws {
         try Check.range(groupSize, "--group-size", 1...65_536)
         try Check.range(batchSize, "--batch-size", 1...1_000_000)
@@ -46,8 +51,8 @@ struct QuantizationOptions: ParsableArguments {
         try Check.range(adaroundIterations, "--adaround-iterations", 1...1_000_000)
     }
 
-    /// The workflow's options for `model`.
-    func workflow(model: String, threads: ThreadOptions, output: String? = nil, labels: String? = nil) throws -> QuantizationWorkflow {
+    /// The workflow these options describe, writing to `output` and scoring against `labels`.
+    func workflow(output: String? = nil, labels: String? = nil) throws -> QuantizationWorkflow {
         var options = QuantizationWorkflow.Options(model: model, calibrationData: calib, config: config)
         options.evaluationData = eval
         options.perChannel = perChannel
@@ -59,7 +64,7 @@ struct QuantizationOptions: ParsableArguments {
         options.techniques = try techniques.map { try QuantizationTechniques(parsing: $0) } ?? QuantizationTechniques()
         if let adaroundIterations { options.techniques.reconstruction.iterations = adaroundIterations }
         options.labels = labels
-        options.session = threads.session
+        options.session = threadOptions.session
         options.output = output
         return QuantizationWorkflow(options)
     }

@@ -7,11 +7,7 @@ struct QuantizeCommand: ParsableCommand {
         commandName: "quantize",
         abstract: "Calibrate and export a quantized model: DIR/model.qdq.onnx, DIR/encodings.json, DIR/report.json.")
 
-    @Argument(help: "ONNX model file.")
-    var model: String
-
     @OptionGroup var quantization: QuantizationOptions
-    @OptionGroup var threadOptions: ThreadOptions
 
     @Option(help: ArgumentHelp("Output folder (replaced wholly, and only when everything succeeded).", valueName: "DIR"))
     var out: String
@@ -21,7 +17,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let result = try quantization.workflow(model: model, threads: threadOptions, output: out).run(progress: TerminalProgress())
+        let result = try quantization.workflow(output: out).run(progress: TerminalProgress())
         print(result.report.summary)
         print("wrote \(out)/" + result.files.names.joined(separator: ", "))
     }
@@ -32,17 +28,13 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Quantize in simulation and compare the outputs with FP32: SQNR, top-1 agreement, cosine similarity, accuracy.")
 
-    @Argument(help: "ONNX model file.")
-    var model: String
-
     @OptionGroup var quantization: QuantizationOptions
-    @OptionGroup var threadOptions: ThreadOptions
 
     @Option(help: ArgumentHelp("Class labels, one integer per evaluated sample (--eval's, else --calib's).", valueName: "FILE.npy"))
     var labels: String?
 
     func run() throws {
-        let result = try quantization.workflow(model: model, threads: threadOptions, labels: labels).run(progress: TerminalProgress())
+        let result = try quantization.workflow(labels: labels).run(progress: TerminalProgress())
         print(result.report.summary)
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MPQ
 
-/// The options both search methods share (`SearchWorkflowOptions`).
+/// The options both search methods share (`SearchOptions`).
 struct SearchArguments: ParsableArguments {
     @Argument(help: "ONNX model file.")
     var model: String
@@ -50,7 +50,7 @@ struct SearchArguments: ParsableArguments {
     }
 
     /// Copies these options into a workflow's.
-    func fill<Options: SearchWorkflowOptions>(_ options: inout Options) {
+    func fill(_ options: inout SearchOptions) {
         options.evaluationData = eval
         options.candidates = candidates.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         options.profile = profile

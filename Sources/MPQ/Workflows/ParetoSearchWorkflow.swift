@@ -12,26 +12,9 @@ import MPQSearch
 /// pareto.json, sensitivity.csv, pareto.svg, report.html and with a target config.json, model.qdq.onnx,
 /// encodings.json, report.json, written all-or-nothing to `output`.
 public struct ParetoSearchWorkflow: Sendable {
-    public struct Options: Sendable {
-        public var model: String
-        /// Ranges and phase-1 sensitivities come from this data.
-        public var calibrationData: String
-        /// Held-out data: the chosen point's report and the check that the target holds on it.
-        public var evaluationData: String?
-        /// Candidates to consider (default: the profile's).
-        public var candidates: [String]?
-        /// Hardware profile: "default", "cpu-avx2" or a JSON file.
-        public var profile = "default"
-        public var deployment: DeploymentTarget = .host
-        /// Class labels (.npy), one per calibration sample, for the accuracy metric.
-        public var labels: String?
-        /// Score cache folder (default ~/.cache/mpq).
-        public var cacheFolder: String?
-        public var activationRange: RangeMethod = .mse
-        public var weightRange: RangeMethod = .minMax
-        public var batchSize = 16
-        public var session = SessionOptions()
-        public var output: String?
+    public struct Options: SearchWorkflowOptions, Sendable {
+        /// What every search takes; its fields read and write as this struct's own (`options.batchSize`).
+        public var shared: SearchOptions
         public var metric: SearchMetric = .sqnr
         /// What to select; nil: the front only.
         public var target: ParetoGreedySearch.Target?
@@ -41,8 +24,7 @@ public struct ParetoSearchWorkflow: Sendable {
         public var usesActivationCache = true
 
         public init(model: String, calibrationData: String) {
-            self.model = model
-            self.calibrationData = calibrationData
+            shared = SearchOptions(model: model, calibrationData: calibrationData)
         }
     }
 
@@ -64,7 +46,7 @@ public struct ParetoSearchWorkflow: Sendable {
     public init(_ options: Options) { self.options = options }
 
     public func validate() throws {
-        try SearchOptionChecks.check(options)
+        try options.shared.check()
         if options.metric == .accuracy && options.labels == nil { throw MPQError.invalidInput("the accuracy metric needs labels (--labels FILE.npy)") }
         if options.metric == .accuracy && options.evaluationData != nil {
             throw MPQError.invalidInput("the accuracy metric with held-out data (--eval) is not supported: labels are per calibration sample")
@@ -79,7 +61,7 @@ public struct ParetoSearchWorkflow: Sendable {
 
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
         try validate()
-        let inputs = try SearchInputs(options, progress: progress)
+        let inputs = try SearchInputs(options.shared, progress: progress)
         var settings = ParetoGreedySearch.Options()
         settings.metric = options.metric
         settings.batchSize = options.batchSize
@@ -93,7 +75,7 @@ public struct ParetoSearchWorkflow: Sendable {
         let search = try ParetoGreedySearch(graph: inputs.graph, data: inputs.data, profile: inputs.profile, options: settings)
         try checkReachableCost(search)
         progress.note("\(search.groups.groups.count) quantizer groups, \(search.candidates.reduce(0) { $0 + $1.count }) (group, candidate) entries; cache \(search.cache.folder.path)")
-        var result = try search.run(target: nil, progress: progress.pareto)
+        var result = try search.run(target: nil, progress: progress.search)
         if let target = options.target {
             do {
                 result.chosen = try search.select(target, front: &result.front)
@@ -158,16 +140,7 @@ public struct ParetoSearchWorkflow: Sendable {
     /// Rejects a cost target below the cheapest configuration before any search work.
     private func checkReachableCost(_ search: ParetoGreedySearch) throws {
         guard case .relativeCost(let limit)? = options.target else { return }
-        var cheapest = [Int](repeating: 0, count: search.candidates.count)
-        for (group, allowed) in search.candidates.enumerated() {
-            cheapest[group] = allowed.indices.min { a, b in
-                var x = cheapest, y = cheapest
-                x[group] = a
-                y[group] = b
-                return search.relativeCost(x) < search.relativeCost(y)
-            } ?? 0
-        }
-        let lowest = search.relativeCost(cheapest)
+        let lowest = search.relativeCost(cheapestAssignment(search.candidates, cost: search.relativeCost))
         if limit < lowest - 1e-12 {
             throw MPQError.invalidInput("target relative cost \(ParetoSearchFiles.text(limit)) is below the cheapest configuration's (reachable: \(ParetoSearchFiles.text(lowest))...1)")
         }

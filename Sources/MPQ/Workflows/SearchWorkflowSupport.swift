@@ -7,25 +7,58 @@ import MPQReports
 import MPQRuntime
 import MPQSearch
 
-/// The options both search workflows share (`ParetoSearchWorkflow.Options`, `TaylorSearchWorkflow.Options`).
-public protocol SearchWorkflowOptions {
-    var model: String { get set }
-    var calibrationData: String { get set }
-    var evaluationData: String? { get set }
-    var candidates: [String]? { get set }
-    var profile: String { get set }
-    var deployment: DeploymentTarget { get set }
-    var labels: String? { get set }
-    var cacheFolder: String? { get set }
-    var activationRange: RangeMethod { get set }
-    var weightRange: RangeMethod { get set }
-    var batchSize: Int { get set }
-    var session: SessionOptions { get set }
-    var output: String? { get set }
+/// What both searches take (`ParetoSearchWorkflow.Options.shared`, `TaylorSearchWorkflow.Options.shared`):
+/// the model, its data, the hardware profile and candidates, range estimators, the runtime and the
+/// output. One struct, so that the two searches read, check and load these the same way.
+public struct SearchOptions: Sendable {
+    public var model: String
+    /// Ranges and sensitivities come from this data.
+    public var calibrationData: String
+    /// Held-out data: the chosen point's report and the check that the target holds on it.
+    public var evaluationData: String?
+    /// Candidates to consider (default: the profile's).
+    public var candidates: [String]?
+    /// Hardware profile: "default", "cpu-avx2" or a JSON file.
+    public var profile = "default"
+    public var deployment: DeploymentTarget = .host
+    /// Class labels (.npy), one per calibration sample: Pareto's accuracy metric, Taylor-IP's labels loss.
+    public var labels: String?
+    /// Score and latency cache folder (default ~/.cache/mpq).
+    public var cacheFolder: String?
+    public var activationRange: RangeMethod = .mse
+    public var weightRange: RangeMethod = .minMax
+    public var batchSize = 16
+    public var session = SessionOptions()
+    public var output: String?
+
+    public init(model: String, calibrationData: String) {
+        self.model = model
+        self.calibrationData = calibrationData
+    }
+
+    /// Rejects what no search can run with: a batch size below 1, percentile weight ranges,
+    /// output and cache folders that cannot be written.
+    func check() throws {
+        guard batchSize >= 1 else { throw MPQError.invalidInput("batch size \(batchSize) must be at least 1") }
+        if weightRange == .percentile { throw MPQError.invalidInput("weight range percentile: weights take minmax or mse") }
+        if let output { try OutputFolder.check(output) }
+        if let cacheFolder { try OutputFolder.check(cacheFolder, option: "--cache") }
+    }
 }
 
-extension ParetoSearchWorkflow.Options: SearchWorkflowOptions {}
-extension TaylorSearchWorkflow.Options: SearchWorkflowOptions {}
+/// A search's options: the shared `SearchOptions` plus the method's own, with the shared ones
+/// readable and writable as if they were the method's (`options.batchSize = 8`).
+@dynamicMemberLookup
+public protocol SearchWorkflowOptions {
+    var shared: SearchOptions { get set }
+}
+
+extension SearchWorkflowOptions {
+    public subscript<Value>(dynamicMember path: WritableKeyPath<SearchOptions, Value>) -> Value {
+        get { shared[keyPath: path] }
+        set { shared[keyPath: path] = newValue }
+    }
+}
 
 /// What both search workflows load before searching: the model, the calibration data (ranges and
 /// sensitivities), the held-out data (scores of the chosen point and the final check) and the
@@ -36,7 +69,7 @@ struct SearchInputs {
     var heldOut: CalibrationData?
     var profile: HardwareProfile
 
-    init(_ options: some SearchWorkflowOptions, progress: ProgressReporter) throws {
+    init(_ options: SearchOptions, progress: ProgressReporter) throws {
         var hardware = try HardwareProfile.load(options.profile)
         if let candidates = options.candidates { hardware = try hardware.restricted(to: candidates) }
         let deployed = hardware.deployed(on: options.deployment)
@@ -54,15 +87,19 @@ struct SearchInputs {
     var evaluated: CalibrationData { heldOut ?? data }
 }
 
-/// Checks shared by both searches' options.
-enum SearchOptionChecks {
-    static func check(_ options: some SearchWorkflowOptions) throws {
-        let (batchSize, weightRange, cacheFolder, output) = (options.batchSize, options.weightRange, options.cacheFolder, options.output)
-        guard batchSize >= 1 else { throw MPQError.invalidInput("batch size \(batchSize) must be at least 1") }
-        if weightRange == .percentile { throw MPQError.invalidInput("weight range percentile: weights take minmax or mse") }
-        if let output { try OutputFolder.check(output) }
-        if let cacheFolder { try OutputFolder.check(cacheFolder, option: "--cache") }
+/// The configuration that takes, group by group, the candidate of lowest `cost` given the groups
+/// before it: the floor that both searches check a cost target or budget against before searching.
+func cheapestAssignment(_ candidates: [[Candidate]], cost: ([Int]) -> Double) -> [Int] {
+    var cheapest = [Int](repeating: 0, count: candidates.count)
+    for (group, allowed) in candidates.enumerated() {
+        cheapest[group] = allowed.indices.min { a, b in
+            var x = cheapest, y = cheapest
+            x[group] = a
+            y[group] = b
+            return cost(x) < cost(y)
+        } ?? 0
     }
+    return cheapest
 }
 
 /// A metric of quantized models against FP32 on fixed data (the held-out check of a Pareto search).

@@ -24,24 +24,9 @@ public struct TaylorSearchWorkflow: Sendable {
         case randomProjection = "random-projection"
     }
 
-    public struct Options: Sendable {
-        public var model: String
-        /// Ranges and sensitivities come from this data.
-        public var calibrationData: String
-        /// Held-out data: the chosen point's report and the check that the loss threshold holds on it.
-        public var evaluationData: String?
-        public var candidates: [String]?
-        public var profile = "default"
-        public var deployment: DeploymentTarget = .host
-        /// Class labels (.npy), one per calibration sample (the `labels` loss; its default when given).
-        public var labels: String?
-        /// Latency cache folder (default ~/.cache/mpq).
-        public var cacheFolder: String?
-        public var activationRange: RangeMethod = .mse
-        public var weightRange: RangeMethod = .minMax
-        public var batchSize = 16
-        public var session = SessionOptions()
-        public var output: String?
+    public struct Options: SearchWorkflowOptions, Sendable {
+        /// What every search takes; its fields read and write as this struct's own (`options.batchSize`).
+        public var shared: SearchOptions
         /// Largest predicted loss MSE of the chosen configuration; nil: no configuration is chosen.
         public var maxLossMSE: Double?
         public var objective: TaylorIntegerProgramSearch.Objective = .latency
@@ -62,8 +47,7 @@ public struct TaylorSearchWorkflow: Sendable {
         public var validateCount: Int?
 
         public init(model: String, calibrationData: String) {
-            self.model = model
-            self.calibrationData = calibrationData
+            shared = SearchOptions(model: model, calibrationData: calibrationData)
         }
     }
 
@@ -87,7 +71,7 @@ public struct TaylorSearchWorkflow: Sendable {
     public init(_ options: Options) { self.options = options }
 
     public func validate() throws {
-        try SearchOptionChecks.check(options)
+        try options.shared.check()
         guard options.maxLossMSE != nil || options.sweep || options.validateCount != nil else {
             throw MPQError.invalidInput("a Taylor-IP search needs a loss threshold (--max-loss-mse T), a sweep (--sweep) or a validation (--validate N)")
         }
@@ -124,7 +108,7 @@ public struct TaylorSearchWorkflow: Sendable {
 
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
         try validate()
-        let inputs = try SearchInputs(options, progress: progress)
+        let inputs = try SearchInputs(options.shared, progress: progress)
         let loss = try taskLoss(graph: inputs.graph, data: inputs.data)
         var settings = TaylorIntegerProgramSearch.Options()
         settings.batchSize = options.batchSize
@@ -138,14 +122,14 @@ public struct TaylorSearchWorkflow: Sendable {
         settings.activationRange = options.activationRange
         settings.weightRange = options.weightRange
         let search = try TaylorIntegerProgramSearch(graph: inputs.graph, data: inputs.data, profile: inputs.profile, loss: loss,
-                                                    options: settings, progress: progress.taylor)
+                                                    options: settings, progress: progress.search)
         let budgets = TaylorIntegerProgramSearch.Budgets(maxLossMSE: options.maxLossMSE ?? 0, memoryBytes: options.memoryBudget,
                                                          bops: options.bopsBudget)
         try checkReachableBudgets(search)
         progress.note("\(search.groups.groups.count) quantizer groups, \(search.latency.partition.blocks.count) blocks, "
                       + "\(search.latency.measurementCount) block timings (cache \(search.latency.cacheFolder.path))")
-        let sensitivities = try search.lossMSE(progress: progress.taylor)
-        let blocks = try search.blockTimings(progress: progress.taylor)
+        let sensitivities = try search.lossMSE(progress: progress.search)
+        let blocks = try search.blockTimings(progress: progress.search)
         if let threshold = options.maxLossMSE {
             let reachable = try search.reachableLossMSE(objective: options.objective, budgets: budgets)
             if threshold < reachable.smallest {
@@ -161,7 +145,7 @@ public struct TaylorSearchWorkflow: Sendable {
                 .run(count: count, progress: progress, result: &outcome)
         }
         if options.sweep {
-            let front = try search.sweep(objective: options.objective, budgets: budgets, count: options.sweepPoints, progress: progress.taylor)
+            let front = try search.sweep(objective: options.objective, budgets: budgets, count: options.sweepPoints, progress: progress.search)
             outcome.front = front
             outcome.files.add("front.csv", TaylorSearchFiles.frontCSV(front))
             outcome.files.add("front.svg", Data(TaylorSearchFiles.frontPlot(front, search: search).svg().utf8))
@@ -187,16 +171,7 @@ public struct TaylorSearchWorkflow: Sendable {
     private func checkReachableBudgets(_ search: TaylorIntegerProgramSearch) throws {
         for (name, budget, cost) in [("memory", options.memoryBudget, search.memoryBytes), ("bops", options.bopsBudget, search.bops)] {
             guard let budget else { continue }
-            var cheapest = [Int](repeating: 0, count: search.candidates.count)
-            for (group, allowed) in search.candidates.enumerated() {
-                cheapest[group] = allowed.indices.min { a, b in
-                    var x = cheapest, y = cheapest
-                    x[group] = a
-                    y[group] = b
-                    return cost(x) < cost(y)
-                } ?? 0
-            }
-            let lowest = cost(cheapest), highest = cost([Int](repeating: 0, count: search.candidates.count))
+            let lowest = cost(cheapestAssignment(search.candidates, cost: cost)), highest = cost([Int](repeating: 0, count: search.candidates.count))
             if budget < lowest {
                 throw MPQError.invalidInput("\(name) budget \(TaylorSearchFiles.text(budget)) is below the cheapest configuration's (reachable: \(TaylorSearchFiles.text(lowest))...\(TaylorSearchFiles.text(highest)))")
             }

@@ -22,7 +22,7 @@ struct EncodeSession {
     var symbolIDs: [Int32] = []
     var prev: [Int32] = []
     var next: [Int32] = []
-    var heap = BigramHeap()
+    var heap = BinaryHeap<Bigram>()
 
     init(tokenizer: GGUFTokenizer, text: UnsafeBufferPointer<UInt8>) {
         self.tokenizer = tokenizer
@@ -108,7 +108,7 @@ struct EncodeSession {
         }
         heap.removeAll()
         let merges = tokenizer.merges
-        @inline(__always) func addBigram(_ left: Int32, _ right: Int32, _ ids: [Int32], _ heap: inout BigramHeap) {
+        @inline(__always) func addBigram(_ left: Int32, _ right: Int32, _ ids: [Int32], _ heap: inout BinaryHeap<Bigram>) {
             guard left >= 0, right >= 0 else { return }
             let l = ids[Int(left)], r = ids[Int(right)]
             guard let m = merges[UInt64(UInt32(l)) << 32 | UInt64(UInt32(r))] else { return }
@@ -135,48 +135,13 @@ struct EncodeSession {
 }
 
 /// A candidate merge: key = rank << 32 | left index (smaller first, as llama.cpp's comparator orders them).
-struct Bigram {
+struct Bigram: HeapOrdered {
     var key: UInt64
     var leftID: Int32
     var rightID: Int32
     var right: Int32
     var merged: Int32
-}
 
-/// A binary min-heap of bigrams by key.
-struct BigramHeap {
-    var items: [Bigram] = []
-
-    mutating func removeAll() { items.removeAll(keepingCapacity: true) }
-
-    mutating func push(_ b: Bigram) {
-        items.append(b)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard items[i].key < items[parent].key else { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> Bigram? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            let count = items.count
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var smallest = i
-                if l < count && items[l].key < items[smallest].key { smallest = l }
-                if r < count && items[r].key < items[smallest].key { smallest = r }
-                if smallest == i { break }
-                items.swapAt(i, smallest)
-                i = smallest
-            }
-        }
-        return top
-    }
+    @inline(__always)
+    func precedes(_ other: Bigram) -> Bool { key < other.key }
 }

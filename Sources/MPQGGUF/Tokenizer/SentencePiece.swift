@@ -11,7 +11,7 @@ struct SentencePieceSession {
     var length: [Int32] = []
     var prev: [Int32] = []
     var next: [Int32] = []
-    var heap = SPMHeap()
+    var heap = BinaryHeap<SPMBigram>()
 
     init(tokenizer: GGUFTokenizer) {
         self.tokenizer = tokenizer
@@ -101,7 +101,7 @@ struct SentencePieceSession {
     }
 }
 
-struct SPMBigram {
+struct SPMBigram: HeapOrdered {
     var score: Float
     var left: Int32
     var right: Int32
@@ -111,43 +111,5 @@ struct SPMBigram {
     @inline(__always)
     func precedes(_ other: SPMBigram) -> Bool {
         score > other.score || (score == other.score && left < other.left)
-    }
-}
-
-/// A binary heap of SentencePiece bigrams, best first.
-struct SPMHeap {
-    var items: [SPMBigram] = []
-
-    mutating func removeAll() { items.removeAll(keepingCapacity: true) }
-
-    mutating func push(_ b: SPMBigram) {
-        items.append(b)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard items[i].precedes(items[parent]) else { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> SPMBigram? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            let count = items.count
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var best = i
-                if l < count && items[l].precedes(items[best]) { best = l }
-                if r < count && items[r].precedes(items[best]) { best = r }
-                if best == i { break }
-                items.swapAt(i, best)
-                i = best
-            }
-        }
-        return top
     }
 }

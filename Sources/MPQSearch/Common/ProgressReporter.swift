@@ -13,6 +13,20 @@ public protocol ProgressReporter: AnyObject {
     func note(_ text: String)
 }
 
+/// A step of a search, reported while it runs: `done` of `total` steps of `phase`
+/// (`ParetoGreedySearch.Progress`, `TaylorIntegerProgramSearch.Progress`).
+public struct SearchProgress: Sendable {
+    public var phase: String
+    public var done: Int
+    public var total: Int
+
+    public init(phase: String, done: Int, total: Int) {
+        self.phase = phase
+        self.done = done
+        self.total = total
+    }
+}
+
 /// A reporter that shows nothing.
 public final class SilentProgress: ProgressReporter {
     public init() {}
@@ -26,9 +40,6 @@ extension ProgressReporter {
         { [self] done, total in progress(phase, done: done, total: total) }
     }
 
-    /// `ParetoGreedySearch`'s progress callback.
-    package func pareto(_ step: ParetoGreedySearch.Progress) { progress(step.phase, done: step.done, total: step.total) }
-
-    /// `TaylorIntegerProgramSearch`'s progress callback.
-    package func taylor(_ step: TaylorIntegerProgramSearch.Progress) { progress(step.phase, done: step.done, total: step.total) }
+    /// Both searches' progress callback (`ParetoGreedySearch`, `TaylorIntegerProgramSearch`).
+    package func search(_ step: SearchProgress) { progress(step.phase, done: step.done, total: step.total) }
 }

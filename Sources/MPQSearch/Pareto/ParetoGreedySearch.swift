@@ -49,11 +49,7 @@ public final class ParetoGreedySearch: @unchecked Sendable {
     }
 
     /// A step of the search, reported while it runs.
-    public struct Progress: Sendable {
-        public var phase: String
-        public var done: Int
-        public var total: Int
-    }
+    public typealias Progress = SearchProgress
 
     public let graph: Graph
     public let profile: HardwareProfile

@@ -79,17 +79,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     }
 
     /// Progress of a long phase.
-    public struct Progress: Sendable {
-        public var phase: String
-        public var done: Int
-        public var total: Int
-
-        public init(phase: String, done: Int, total: Int) {
-            self.phase = phase
-            self.done = done
-            self.total = total
-        }
-    }
+    public typealias Progress = SearchProgress
 
     public let graph: Graph
     public let profile: HardwareProfile
