@@ -15,8 +15,11 @@ public protocol ProgressReporter: AnyObject {
 
 /// A reporter that shows nothing.
 public final class SilentProgress: ProgressReporter {
+    /// A reporter that drops everything.
     public init() {}
+    /// Ignores the progress step.
     public func progress(_ phase: String, done: Int, total: Int) {}
+    /// Ignores the note.
     public func note(_ text: String) {}
 }
 
