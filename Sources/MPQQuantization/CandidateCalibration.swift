@@ -13,7 +13,7 @@ public final class CandidateCalibration: @unchecked Sendable {
     public let graph: Graph
     /// The quantizer sites parameters are derived for.
     public let placement: QuantizerPlacement
-    /// Range estimator applied to each activation site's histogram.
+    /// Range estimator for activation sites.
     public let activationRange: RangeMethod
     /// Range estimator for weights.
     public let weightRange: RangeMethod

@@ -4,7 +4,7 @@ public struct UnsupportedNode: Sendable, Equatable, CustomStringConvertible {
     public var opType: String
     /// Node name as in the model.
     public var nodeName: String
-    /// Operator-set version the model declares for the node's domain.
+    /// The model's default (ai.onnx) operator-set version.
     public var opset: Int
     /// Why the node is unsupported, when it is more than the op type (an attribute value, a data type).
     public var reason: String?

@@ -521,7 +521,7 @@ public final class Int8AddKernel {
 
 /// Milliseconds per run of one problem as the float32 operator and as an `Int8Kernel`.
 public struct Int8Timing: Sendable {
-    /// The float32 operator (oneDNN f32 primitive).
+    /// The float32 operator.
     public var float32: Double
     /// From float32 input, quantizing it included.
     public var int8: Double
