@@ -18,6 +18,8 @@ let fuzzTarget: FuzzEntry.Target? = ProcessInfo.processInfo.environment["MPQ_FUZ
     FuzzEntry.Target(name: $0)
 }
 
+/// libFuzzer's per-input entry point: runs `size` bytes at `data` through `FuzzEntry` (the
+/// target from MPQ_FUZZ_TARGET, else the one the first byte selects); always returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Data(bytes: data, count: size)

@@ -46,6 +46,7 @@ public enum DataType: Int, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// Whether the type is a floating-point one (float16, bfloat16, float32, float64).
     public var isFloatingPoint: Bool {
         self == .float32 || self == .float16 || self == .float64 || self == .bfloat16
     }

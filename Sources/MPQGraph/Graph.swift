@@ -11,14 +11,20 @@ public enum Attribute: Sendable {
 
 /// One operator application.
 public struct Node: Sendable {
+    /// Node name from the model (may be empty in ONNX); used in error messages and reports.
     public var name: String
+    /// Operator type, e.g. "Conv", "MatMul", "QuantizeLinear".
     public var opType: String
+    /// Operator domain; "" (or "ai.onnx") is the default ONNX operator set.
     public var domain: String
     /// Input value names; "" marks an omitted optional input.
     public var inputs: [String]
+    /// Output value names, in the operator's output order.
     public var outputs: [String]
+    /// Attributes by name, as in ONNX `NodeProto.attribute`.
     public var attributes: [String: Attribute]
 
+    /// A node with the given type, wiring and attributes; `domain` defaults to the ONNX operator set.
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String],
                 attributes: [String: Attribute] = [:]) {
         self.name = name
@@ -33,6 +39,7 @@ public struct Node: Sendable {
         .invalidAttribute(node: name, opType: opType, message: message)
     }
 
+    /// The integer attribute `key`, or nil when absent; throws when it has another type.
     public func int(_ key: String) throws -> Int? {
         switch attributes[key] {
         case nil: return nil
@@ -41,8 +48,10 @@ public struct Node: Sendable {
         }
     }
 
+    /// The integer attribute `key`, or `value` when absent.
     public func int(_ key: String, default value: Int) throws -> Int { try int(key) ?? value }
 
+    /// The float attribute `key` (an int attribute is accepted and converted), or `value` when absent.
     public func float(_ key: String, default value: Float) throws -> Float {
         switch attributes[key] {
         case nil: return value
@@ -52,6 +61,7 @@ public struct Node: Sendable {
         }
     }
 
+    /// The string attribute `key`, or `value` when absent.
     public func string(_ key: String, default value: String) throws -> String {
         switch attributes[key] {
         case nil: return value
@@ -60,6 +70,7 @@ public struct Node: Sendable {
         }
     }
 
+    /// The int-list attribute `key` (a single int reads as a one-element list), or nil when absent.
     public func ints(_ key: String) throws -> [Int]? {
         switch attributes[key] {
         case nil: return nil
@@ -69,6 +80,7 @@ public struct Node: Sendable {
         }
     }
 
+    /// The float-list attribute `key` (a single float reads as a one-element list), or nil when absent.
     public func floats(_ key: String) throws -> [Float]? {
         switch attributes[key] {
         case nil: return nil
@@ -78,6 +90,7 @@ public struct Node: Sendable {
         }
     }
 
+    /// The tensor attribute `key` (e.g. `Constant.value`), or nil when absent.
     public func tensor(_ key: String) throws -> Tensor? {
         switch attributes[key] {
         case nil: return nil
@@ -98,6 +111,7 @@ public enum ShapeDimension: Hashable, Sendable, CustomStringConvertible {
     case symbolic(String)
     case unknown
 
+    /// The size, the symbol's name, or "?" for an unknown dimension.
     public var description: String {
         switch self {
         case .fixed(let n): return String(n)
@@ -106,16 +120,20 @@ public enum ShapeDimension: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The size when the dimension is fixed; nil for symbolic or unknown ones.
     public var value: Int? { if case .fixed(let n) = self { return n } else { return nil } }
 }
 
 /// Declared type and shape of a graph input or output.
 public struct ValueInfo: Sendable {
+    /// Value name, as nodes refer to it.
     public var name: String
+    /// Element type.
     public var dtype: DataType
     /// nil when the model declares no shape.
     public var shape: [ShapeDimension]?
 
+    /// A declared value; pass nil `shape` when the model declares none.
     public init(name: String, dtype: DataType, shape: [ShapeDimension]?) {
         self.name = name
         self.dtype = dtype
@@ -125,16 +143,20 @@ public struct ValueInfo: Sendable {
 
 /// A computation graph: nodes in topological order over named values.
 public struct Graph: Sendable {
+    /// Graph name from the model (ONNX `GraphProto.name`).
     public var name: String
+    /// Nodes in topological order: every input is produced by an earlier node, an input or an initializer.
     public var nodes: [Node]
     /// Runtime inputs (initializers are not listed here).
     public var inputs: [ValueInfo]
+    /// Values the graph returns, in declaration order.
     public var outputs: [ValueInfo]
     /// Constant values: initializers and `Constant` nodes, by value name.
     public var initializers: [String: Tensor]
     /// Version of the default ("ai.onnx") operator set.
     public var opset: Int
 
+    /// A graph from its parts; nodes must already be in topological order.
     public init(name: String, nodes: [Node], inputs: [ValueInfo], outputs: [ValueInfo],
                 initializers: [String: Tensor], opset: Int) {
         self.name = name

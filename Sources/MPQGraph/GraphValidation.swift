@@ -8,6 +8,7 @@ import Foundation
 /// code are trusted. Topological order is not required: the importer sorts
 /// the nodes afterwards, as ONNX Runtime does.
 extension Graph {
+    /// Throws `MPQError.invalidModel` naming the first value or node that breaks ONNX's structural rules.
     public func validate() throws {
         func fail(_ message: String) -> MPQError { .invalidModel(message) }
         guard !outputs.isEmpty else {

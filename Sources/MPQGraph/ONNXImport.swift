@@ -4,12 +4,16 @@ import SwiftProtobuf
 
 /// A loaded ONNX model: its graph plus the metadata mpq reports.
 public struct Model: Sendable {
+    /// The computation graph.
     public var graph: Graph
+    /// ONNX IR version (`ModelProto.ir_version`) as read; on export, 0 or less means "derive it from the opset".
     public var irVersion: Int
+    /// Name of the tool that wrote the model (`ModelProto.producer_name`).
     public var producer: String
     /// Path the model was read from (external data is resolved beside it).
     public var path: String?
 
+    /// A model around `graph`; `path` is where it was read from, if anywhere.
     public init(graph: Graph, irVersion: Int = 8, producer: String = "mpq", path: String? = nil) {
         self.graph = graph
         self.irVersion = irVersion

@@ -58,7 +58,9 @@ public final class BufferPool: @unchecked Sendable {
 
 /// 64-byte aligned memory owned by one or more `Tensor`s (reshapes share it).
 public final class TensorStorage: @unchecked Sendable {
+    /// Start of the bytes; 64-byte aligned when the storage allocated them.
     public let pointer: UnsafeMutableRawPointer
+    /// Size of the block in bytes.
     public let byteCount: Int
     /// Bytes owned by someone else (e.g. a decoded protobuf), kept alive here.
     private let borrowed: Data?
@@ -96,8 +98,11 @@ public final class TensorStorage: @unchecked Sendable {
 /// Value semantics for shape and type; the bytes live in a shared `TensorStorage`
 /// so that reshapes and graph-level aliasing (Identity, Reshape) are free.
 public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+    /// Element type.
     public let dtype: DataType
+    /// Dimensions, outermost first; `[]` is a scalar.
     public let shape: [Int]
+    /// The bytes, possibly shared with other tensors (reshapes, Identity outputs).
     public let storage: TensorStorage
     /// Set when the bytes are in a kernel library's blocked layout rather than
     /// row-major (only between kernels that understand it; see `OpaqueLayout`).
@@ -105,8 +110,11 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }
+    /// Number of dimensions.
     public var rank: Int { shape.count }
+    /// Size of the elements in bytes (`count × dtype.byteSize`).
     public var byteCount: Int { count * dtype.byteSize }
+    /// Start of the element bytes, for kernels and C APIs.
     public var rawPointer: UnsafeMutableRawPointer { storage.pointer }
 
     /// An uninitialised tensor (kernels fill every element).
@@ -131,6 +139,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         memset(storage.pointer, 0, byteCount)
     }
 
+    /// A tensor holding `scalars` in row-major order; their count must equal the shape's product.
     public init<T: TensorElement>(shape: [Int], scalars: [T]) {
         precondition(shape.reduce(1, *) == scalars.count, "shape \(shape) does not hold \(scalars.count) elements")
         self.init(uninitialized: T.dataType, shape: shape)
@@ -160,6 +169,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(dtype: dtype, shape: newShape, storage: storage)
     }
 
+    /// Calls `body` with the elements typed as `T`, which must match `dtype`; no copy.
     public func withUnsafeBufferPointer<T: TensorElement, R>(
         as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R
     ) rethrows -> R {
@@ -167,6 +177,8 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         return try body(UnsafeBufferPointer(start: storage.pointer.assumingMemoryBound(to: T.self), count: count))
     }
 
+    /// Calls `body` with writable elements typed as `T`, which must match `dtype`; no copy, and
+    /// writes are seen by every tensor sharing the storage.
     public func withUnsafeMutableBufferPointer<T: TensorElement, R>(
         as type: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws -> R
     ) rethrows -> R {
@@ -214,6 +226,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Elements as Float (any numeric type).
     public func floats() -> [Float] { converted(to: .float32).scalars(as: Float.self) }
 
+    /// Type and shape, e.g. `Tensor<float32>[1, 3, 224, 224]`.
     public var description: String { "Tensor<\(dtype)>\(shape)" }
 }
 

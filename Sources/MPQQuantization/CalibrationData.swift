@@ -7,9 +7,13 @@ import MPQRuntime
 /// `.npz` (arrays named as the inputs) or a folder of such files (joined
 /// along the sample axis, in file-name order).
 public struct CalibrationData: Sendable {
+    /// One array per model input, samples along axis 0 (extra arrays dropped).
     public let inputs: [String: Tensor]
+    /// Number of samples (the common leading dimension).
     public let count: Int
 
+    /// Checks `inputs` against `graph`: an array for every input, of its type and rank, the same
+    /// sample count in each, all finite; throws naming the first input that is not.
     public init(inputs: [String: Tensor], graph: Graph) throws {
         for input in graph.inputs {
             guard let tensor = inputs[input.name] else {

@@ -9,19 +9,27 @@ import MPQRuntime
 /// one calibration path: `QuantizationCalibrator.parameters` is this with one
 /// format per site.
 public final class CandidateCalibration: @unchecked Sendable {
+    /// The FP32 graph calibrated.
     public let graph: Graph
+    /// The quantizer sites parameters are derived for.
     public let placement: QuantizerPlacement
+    /// Range estimator for activation sites.
     public let activationRange: RangeMethod
+    /// Range estimator for weights.
     public let weightRange: RangeMethod
+    /// Scale granularity of weights.
     public let weightGranularity: QuantizationConfig.WeightGranularity
     /// Calibration batches and the FP32 outputs of each (none when made with `keepsOutputs: false`).
     public let batches: [[String: Tensor]]
+    /// FP32 graph outputs per batch, parallel to `batches`; empty with `keepsOutputs: false`.
     public let referenceOutputs: [[String: Tensor]]
     private let observers: [String: RangeObserver]
     private let sites: [String: QuantizerPlacement.Site]
     private var cache: [String: QuantizationParameters] = [:]
     private let lock = NSLock()
 
+    /// Runs the FP32 graph once over `data` in batches of `batchSize`, observing every activation
+    /// site; `progress` gets (batches done, batch count).
     public init(graph: Graph, placement: QuantizerPlacement, data: CalibrationData, batchSize: Int,
                 activationRange: RangeMethod = .mse, weightRange: RangeMethod = .minMax,
                 weightGranularity: QuantizationConfig.WeightGranularity = .perChannel,

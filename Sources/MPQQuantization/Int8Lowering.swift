@@ -19,7 +19,9 @@ import MPQRuntime
 public struct Int8Lowering: Sendable {
     /// A layer left in float32, and why.
     public struct SkippedLayer: Sendable {
+        /// Node name.
         public var node: String
+        /// Why it was not lowered (format, granularity, weight bits, op attributes...).
         public var reason: String
     }
 
@@ -27,6 +29,7 @@ public struct Int8Lowering: Sendable {
     public let graph: Graph
     /// Names of the nodes now run by int8 kernels.
     public let loweredNodes: [String]
+    /// Conv, MatMul and Gemm nodes (of those `include` accepted) that stayed in float32, with the reason.
     public let skipped: [SkippedLayer]
 
     /// Lowers every eligible layer of `model` for which `include` returns true.

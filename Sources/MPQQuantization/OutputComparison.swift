@@ -8,12 +8,15 @@ import MPQRuntime
 /// outputs mean-pooled over tokens with the `attention_mask` input when there
 /// is one), and labelled accuracy.
 public struct OutputComparison: Sendable {
+    /// Σ ref² over all outputs compared so far (SQNR's numerator).
     public private(set) var signalEnergy = 0.0
+    /// Σ (ref − q)² over all outputs compared so far (SQNR's denominator).
     public private(set) var noiseEnergy = 0.0
     private var agreements = 0, rows = 0
     private var cosineSum = 0.0, embeddings = 0
     private var correct = 0, referenceCorrect = 0, labelled = 0
 
+    /// An empty comparison; feed it batches with `add`.
     public init() {}
 
     /// Output SQNR in dB: 10 log10(sum ref^2 / sum (ref - q)^2); infinite when identical.

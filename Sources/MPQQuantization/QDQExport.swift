@@ -20,6 +20,7 @@ public struct QDQExport {
     /// How each format was expressed, for the report.
     public let notes: [String]
 
+    /// Builds the QDQ ONNX of `model`, raising its opset when a format needs a newer one.
     public init(_ model: QuantizedModel) throws {
         var notes: [String] = []
         let needed = model.parameters.values.map { Self.requiredOpset($0) }.max() ?? 0

@@ -6,6 +6,8 @@ import MPQRuntime
 /// (streamed batch by batch through `RangeObserver`s), weight ranges from the weights —
 /// `CandidateCalibration` (the one calibration path, shared with the searches) with one format per site.
 public enum QuantizationCalibrator {
+    /// Parameters for every site of `placement` in the format `config` gives it: weights from
+    /// their values, activations from one FP32 pass over `data`; `progress` gets (batches done, total).
     public static func parameters(
         graph: Graph, placement: QuantizerPlacement, config: QuantizationConfig, data: CalibrationData,
         batchSize: Int = 16, options: SessionOptions = SessionOptions(),

@@ -6,19 +6,27 @@ import MPQRuntime
 /// activations, per-value overrides (mixed precision is the general case),
 /// weight granularity and the range estimators.
 public struct QuantizationConfig: Sendable, Equatable {
+    /// How many scales a weight gets: one per tensor, per output channel, or per group of `size`
+    /// consecutive elements along the reduction axis.
     public enum WeightGranularity: Sendable, Equatable {
         case perTensor, perChannel
         case perGroup(size: Int)
     }
 
+    /// Default format of weight quantizers.
     public var weights: QuantizationFormat
+    /// Default format of activation quantizers.
     public var activations: QuantizationFormat
+    /// Scale granularity of weights; default per channel.
     public var weightGranularity: WeightGranularity
+    /// Range estimator for weights; default min-max.
     public var weightRange: RangeMethod
+    /// Range estimator for activations; default MSE.
     public var activationRange: RangeMethod
     /// Format per value name, overriding the defaults.
     public var overrides: [String: QuantizationFormat]
 
+    /// A configuration from its parts; defaults are per-channel min-max weights and MSE activation ranges.
     public init(weights: QuantizationFormat, activations: QuantizationFormat,
                 weightGranularity: WeightGranularity = .perChannel, weightRange: RangeMethod = .minMax,
                 activationRange: RangeMethod = .mse, overrides: [String: QuantizationFormat] = [:]) {
@@ -59,6 +67,7 @@ public struct QuantizationConfig: Sendable, Equatable {
         "groups", "relative_cost", "cost",
     ]
 
+    /// Parses `specification`: a `wXaY` preset, or a path ending in `.json` in the format above.
     public static func load(_ specification: String, placement: QuantizerPlacement) throws -> QuantizationConfig {
         guard specification.hasSuffix(".json") else { return try QuantizationConfig(preset: specification) }
         guard FileManager.default.fileExists(atPath: specification) else { throw MPQError.fileNotFound(specification) }

@@ -6,6 +6,8 @@ import MPQRuntime
 /// (`activation_encodings` / `param_encodings`, one entry per channel or
 /// group, `offset` = -zero point) so tools that read AIMET encodings read these.
 public enum QuantizationEncodings {
+    /// The encodings of every quantizer of `model`: bitwidth, format, min/max and (for integers)
+    /// scale, offset = −zero point and symmetry, per channel or group, plus the granularity of weights.
     public static func json(_ model: QuantizedModel) throws -> Data {
         var activations: [String: Any] = [:], parameters: [String: Any] = [:], granularities: [String: Any] = [:]
         for site in model.placement.sites {

@@ -84,6 +84,7 @@ public enum QuantizationFormat: Hashable, Sendable, CustomStringConvertible, Cod
         }
     }
 
+    /// The format's short name (`name`), e.g. "int8", "fp8e4m3".
     public var description: String { name }
 
     /// Bits per element: N for integers, 16 for fp16/bf16, 8 for fp8, 32 for float32.
@@ -106,6 +107,7 @@ public enum QuantizationFormat: Hashable, Sendable, CustomStringConvertible, Cod
         return true
     }
 
+    /// Whether the format is an integer grid (as opposed to fp16, bf16, fp8 or fp32).
     public var isInteger: Bool {
         if case .integer = self { return true }
         return false
@@ -183,6 +185,7 @@ public enum QuantizationGranularity: Hashable, Sendable, Codable, CustomStringCo
     /// dims (ONNX DequantizeLinear `block_size` semantics, opset 21); `size` must divide the dim.
     case perGroup(axis: Int, size: Int)
 
+    /// "per-tensor", "per-channel (axis A)" or "per-group (axis A, size S)".
     public var description: String {
         switch self {
         case .perTensor: return "per-tensor"

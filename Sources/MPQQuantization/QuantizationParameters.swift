@@ -6,14 +6,19 @@ import MPQRuntime
 /// order of ONNX's scale tensor (per-channel: `[C]`; per-group: the tensor shape with dim `axis` divided
 /// by the group size; see `QuantizationGranularity.parameterShape(for:)`).
 public struct QuantizationParameters: Hashable, Sendable {
+    /// The number format the parameters quantize to.
     public var format: QuantizationFormat
+    /// Per tensor, per channel (with axis) or per group (with axis and size).
     public var granularity: QuantizationGranularity
+    /// Step sizes: real value = scale × (q − zeroPoint).
     public var scales: [Float]
+    /// Codes that represent the real value 0 (0 for symmetric and floating-point formats).
     public var zeroPoints: [Int]
     /// The clipping range each scale was computed from (for reports/encodings): the requested range
     /// widened to include 0, and made symmetric (`[-m, m]`, m = max(|min|, |max|)) for symmetric integer
     /// formats and fp8.
     public var minimums: [Float]
+    /// Upper ends of the clipping ranges (see `minimums`).
     public var maximums: [Float]
 
     /// Parameters from per-channel/group ranges `[minimums[i], maximums[i]]`, computed as ONNX Runtime's

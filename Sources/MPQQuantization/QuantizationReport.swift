@@ -7,12 +7,17 @@ import MPQRuntime
 public struct QuantizationReport: Sendable {
     /// Error statistics of one quantizer.
     public struct Entry: Sendable {
+        /// The quantizer measured.
         public var site: QuantizerPlacement.Site
+        /// Its scales, zero points and clipping ranges.
         public var parameters: QuantizationParameters
+        /// Σx² and Σ(x − q(x))² over every element seen (SQNR's numerator and denominator).
         public var signalEnergy = 0.0, noiseEnergy = 0.0
+        /// Elements outside the clipping range, and all elements seen.
         public var clipped = 0, count = 0
         /// SQNR of the quantized tensor against its float value, dB.
         public var sqnr: Double { noiseEnergy == 0 ? .infinity : 10 * log10(signalEnergy / noiseEnergy) }
+        /// Fraction of elements clipped (0 when none were seen).
         public var clippedFraction: Double { count == 0 ? 0 : Double(clipped) / Double(count) }
 
         mutating func add(original: Tensor, quantized: Tensor) {
@@ -35,9 +40,11 @@ public struct QuantizationReport: Sendable {
         }
     }
 
+    /// One entry per placed quantizer that has parameters, in placement order.
     public var entries: [Entry]
     /// The weight granularity the configuration asked for.
     public var configuredGranularity: QuantizationConfig.WeightGranularity
+    /// Quantized against FP32 model output over the data (SQNR, top-1 agreement, cosine similarity).
     public var output: OutputComparison
     /// How formats were expressed in the export.
     public var exportNotes: [String] = []
@@ -94,6 +101,8 @@ public struct QuantizationReport: Sendable {
         }
     }
 
+    /// The report as report.json: output metrics, notes, and per-quantizer format, SQNR and clipping
+    /// (infinite values written as "inf" / "-inf").
     public func json() throws -> Data {
         func finite(_ x: Double) -> Any { x.isFinite ? x : (x > 0 ? "inf" : "-inf") }
         var outputObject: [String: Any] = ["sqnr_db": finite(output.sqnr)]

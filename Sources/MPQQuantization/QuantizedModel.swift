@@ -7,8 +7,11 @@ import MPQRuntime
 /// nodes as they are computed. This is what the search methods score, and
 /// what the exported QDQ model computes in ONNX Runtime.
 public final class QuantizedModel: @unchecked Sendable {
+    /// The FP32 graph the quantizers were placed in.
     public let original: Graph
+    /// Where the quantizers sit.
     public let placement: QuantizerPlacement
+    /// The formats asked for (defaults and per-value overrides).
     public let config: QuantizationConfig
     /// Parameters of every site, by value name.
     public let parameters: [String: QuantizationParameters]
@@ -32,6 +35,8 @@ public final class QuantizedModel: @unchecked Sendable {
     private let inputSites: [String: QuantizationParameters]
     private let computedSites: [String: QuantizationParameters]
 
+    /// Attaches quantizers with `parameters` (by value name) to `original`: quantize-dequantizes
+    /// the weights once and builds the simulation graph with `FakeQuantize` nodes.
     public init(graph original: Graph, placement: QuantizerPlacement, config: QuantizationConfig,
                 parameters: [String: QuantizationParameters], options: SessionOptions = SessionOptions()) throws {
         self.original = original

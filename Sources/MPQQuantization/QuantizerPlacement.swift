@@ -8,13 +8,16 @@ import MPQRuntime
 public struct QuantizerPlacement: Sendable {
     /// One place a quantizer acts.
     public struct Site: Hashable, Sendable, Codable {
+        /// Whether the site quantizes a weight initializer or an activation computed at run time.
         public enum Role: String, Hashable, Sendable, Codable { case weight, activation }
         /// The quantized value (initializer name for weights).
         public var value: String
+        /// Weight or activation.
         public var role: Role
         /// For weights: the output-channel axis (per-channel scales) and the
         /// reduction axis (per-group scales) of the weight tensor.
         public var channelAxis: Int?
+        /// For weights: the axis summed over by the consumer (per-group scales split it); nil for activations.
         public var reductionAxis: Int?
         /// Node names that read the value.
         public var consumers: [String]
@@ -22,14 +25,21 @@ public struct QuantizerPlacement: Sendable {
 
     /// Which sites to place.
     public struct Options: Sendable {
+        /// Ops whose weights and input activations get quantizers; default Conv, ConvTranspose, Gemm, MatMul.
         public var opTypes: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+        /// Quantize both inputs of Adds whose inputs have equal shapes (skip connections); default true.
         public var residualAdds = true
+        /// Quantize the graph outputs; default true.
         public var graphOutputs = true
+        /// The standard placement: all four op types, residual Adds and graph outputs.
         public init() {}
     }
 
+    /// Every site, weights and activations, in graph order; one per quantized value.
     public private(set) var sites: [Site]
 
+    /// Places quantizers in `graph` by `options`; shape inference (when it succeeds) tells
+    /// residual Adds from broadcasting ones such as attention masks.
     public init(graph: Graph, options: Options = Options()) {
         // Shapes tell skip connections (equal shapes) from broadcast adds such as attention masks.
         let shapes = (try? InferenceSession(graph: graph, options: SessionOptions(threads: 1))
@@ -87,6 +97,8 @@ public struct QuantizerPlacement: Sendable {
         }
     }
 
+    /// The weight sites.
     public var weights: [Site] { sites.filter { $0.role == .weight } }
+    /// The activation sites.
     public var activations: [Site] { sites.filter { $0.role == .activation } }
 }

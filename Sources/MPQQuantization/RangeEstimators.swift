@@ -22,9 +22,11 @@ public enum RangeMethod: String, Sendable, Codable, CaseIterable {
 /// [P(100 - p), P(p)]. Either is then widened to contain 0.
 /// Thread safe: batches may come from several threads.
 public final class RangeObserver: @unchecked Sendable {
+    /// How the range is chosen from the statistics.
     public let method: RangeMethod
     /// The percentile (0, 100] the `.percentile` method keeps.
     public let percentile: Double
+    /// Histogram bins (unused for `.minMax`).
     public let bins: Int
 
     private var extremes = ValueExtremes()

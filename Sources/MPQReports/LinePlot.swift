@@ -8,13 +8,20 @@ import MPQSearch
 /// points, and axes with "nice" ticks (1, 2 or 5 x 10^k steps, Heckbert's "Nice numbers for graph
 /// labels", Graphics Gems 1990). Used for the Pareto fronts of the search methods.
 public struct LinePlot: Sendable {
+    /// One named series of points, drawn as a polyline, markers, or both.
     public struct Series: Sendable {
+        /// Legend text.
         public var name: String
+        /// Points in data coordinates, drawn in the given order.
         public var points: [(x: Double, y: Double)]
+        /// SVG colour, e.g. "#1f77b4".
         public var color: String
+        /// Whether the points are joined by a line; default true.
         public var drawsLine: Bool
+        /// Whether each point gets a marker; default false.
         public var drawsMarkers: Bool
 
+        /// A series; by default a line without markers.
         public init(name: String, points: [(x: Double, y: Double)], color: String, drawsLine: Bool = true, drawsMarkers: Bool = false) {
             self.name = name
             self.points = points
@@ -26,11 +33,16 @@ public struct LinePlot: Sendable {
 
     /// A point drawn as a diamond with a text label beside it.
     public struct LabelledPoint: Sendable {
+        /// Horizontal position, data coordinates.
         public var x: Double
+        /// Vertical position, data coordinates.
         public var y: Double
+        /// Text drawn beside the point.
         public var label: String
+        /// SVG colour of the diamond and label.
         public var color: String
 
+        /// A labelled point at (x, y).
         public init(x: Double, y: Double, label: String, color: String) {
             self.x = x
             self.y = y
@@ -39,14 +51,22 @@ public struct LinePlot: Sendable {
         }
     }
 
+    /// Title above the chart.
     public var title: String
+    /// Caption of the horizontal axis.
     public var xLabel: String
+    /// Caption of the vertical axis.
     public var yLabel: String
+    /// The series, drawn in order (later ones on top).
     public var series: [Series] = []
+    /// Reference points drawn over the series.
     public var labelledPoints: [LabelledPoint] = []
+    /// SVG width in pixels; default 760.
     public var width = 760.0
+    /// SVG height in pixels; default 480.
     public var height = 480.0
 
+    /// An empty chart with a title and axis captions; add `series` and `labelledPoints`.
     public init(title: String, xLabel: String, yLabel: String) {
         self.title = title
         self.xLabel = xLabel

@@ -12,12 +12,16 @@ public struct OutputFiles: Sendable {
     /// File names (no folders) and contents, in the order they were added.
     public private(set) var entries: [(name: String, data: Data)] = []
 
+    /// No files yet.
     public init() {}
 
+    /// File names in the order they were added.
     public var names: [String] { entries.map(\.name) }
 
+    /// Contents of the file `name`, or nil when none was added.
     public subscript(name: String) -> Data? { entries.last { $0.name == name }?.data }
 
+    /// Adds a file, replacing one of the same name (which moves to the end).
     public mutating func add(_ name: String, _ data: Data) {
         entries.removeAll { $0.name == name }
         entries.append((name, data))

@@ -8,6 +8,8 @@ import MPQSearch
 /// with the front, the chosen point, the uniform references and a table of every quantizer group's
 /// phase-1 scores and chosen candidate.
 public enum SearchReportHTML {
+    /// The page for `result` of the search of `model` on `profile`, embedding `plot` (the front)
+    /// and a table column per name in `candidateNames`.
     public static func html(model: String, profile: HardwareProfile, result: ParetoSearchResult, plot: LinePlot,
                             candidateNames: [String]) -> String {
         let e = LinePlot.escape

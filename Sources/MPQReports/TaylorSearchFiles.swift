@@ -14,6 +14,8 @@ public enum TaylorSearchFiles {
 
     static func lines(_ rows: [String]) -> Data { Data((rows.joined(separator: "\n") + "\n").utf8) }
 
+    /// sensitivity.csv: one row per group (name, op types, site count), one loss-MSE column per
+    /// profile candidate, empty where the group does not allow it.
     public static func sensitivityCSV(_ search: TaylorIntegerProgramSearch, _ table: [[Double]]) -> Data {
         let names = search.profile.candidates.map(\.name)
         var rows = [(["group", "op_types", "sites"] + names.map { "loss_mse_\($0)" }).joined(separator: ",")]
@@ -27,6 +29,8 @@ public enum TaylorSearchFiles {
         return lines(rows)
     }
 
+    /// latency.csv: one row per timed configuration of each block factor (milliseconds, the
+    /// block's float32 time, how it was timed), and one row for blocks without groups.
     public static func latencyCSV(_ search: TaylorIntegerProgramSearch, _ blocks: [BlockLatency.Block]) -> Data {
         var rows = ["block,first_node,last_node,groups,configuration,milliseconds,float_milliseconds,timed_as"]
         for (b, block) in blocks.enumerated() {
@@ -47,6 +51,8 @@ public enum TaylorSearchFiles {
         return lines(rows)
     }
 
+    /// predicted.csv: predicted against measured loss MSE and latency of the chosen point, its
+    /// memory and BOPs, and the solver's status, gap and time.
     public static func predictedCSV(_ choice: TaylorIntegerProgramSearch.Choice, threshold: Double, measuredLoss: Double,
                                     measuredTime: Double) -> Data {
         lines([
@@ -59,6 +65,7 @@ public enum TaylorSearchFiles {
         ])
     }
 
+    /// front.csv: one row per point of a threshold sweep, predicted and measured.
     public static func frontCSV(_ front: [TaylorIntegerProgramSearch.FrontPoint]) -> Data {
         var rows = ["threshold,predicted_loss_mse,measured_loss_mse,predicted_ms,measured_ms,memory_bytes,bops,solver_status,solve_seconds"]
         for point in front {
@@ -70,6 +77,7 @@ public enum TaylorSearchFiles {
         return lines(rows)
     }
 
+    /// validation.csv: one row per random configuration, predicted and measured loss MSE and latency.
     public static func validationCSV(_ validation: TaylorValidation) -> Data {
         var rows = ["configuration,quantized_groups,predicted_loss_mse,measured_loss_mse,predicted_ms,measured_ms,candidate_per_group"]
         for (index, row) in validation.rows.enumerated() {

@@ -11,6 +11,7 @@ import MPQGraph
 /// weights (2 x 255 x 64 = 32640) are exact. VNNI's `vpdpbusd` accumulates
 /// in 32 bits and takes all 8 bits.
 public struct CPUFeatures: Sendable, Equatable {
+    /// AVX2 (Haswell and later): the baseline oneDNN's int8 kernels need.
     public var hasAVX2: Bool
     /// AVX-VNNI (VEX-encoded `vpdpbusd`, e.g. Alder Lake and later).
     public var hasAVXVNNI: Bool

@@ -25,7 +25,9 @@ public protocol PostOpFusing: Operator {
 }
 
 extension PostOpFusing {
+    /// Default: the weights count as constant.
     public func hasConstantWeights(in constants: [String: Tensor], node: Node) -> Bool { true }
+    /// Default: no bias can be folded in.
     public func addingBias(node: Node) throws -> Operator? { nil }
 }
 

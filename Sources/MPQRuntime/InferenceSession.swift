@@ -7,6 +7,7 @@ public struct SessionOptions: Sendable {
     /// Worker threads for oneDNN and Swift kernels (default: all cores).
     public var threads: Int
 
+    /// Options with `threads` workers; nil uses every active core.
     public init(threads: Int? = nil) {
         self.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
     }
@@ -23,7 +24,9 @@ public typealias ValueHook = (_ name: String, _ value: Tensor) throws -> Tensor?
 /// execution plan: constants folded, a schedule, and the point after which
 /// each value's buffer is released for reuse.
 public final class InferenceSession: @unchecked Sendable {
+    /// The graph the session runs.
     public let graph: Graph
+    /// Options the session was created with.
     public let options: SessionOptions
     private let operators: [Operator]
     private let context: ExecutionContext
@@ -35,10 +38,13 @@ public final class InferenceSession: @unchecked Sendable {
     }
     private let lock = NSLock()
 
+    /// A session for `model`'s graph (see `init(graph:options:)`).
     public convenience init(model: Model, options: SessionOptions = SessionOptions()) throws {
         try self.init(graph: model.graph, options: options)
     }
 
+    /// Builds an operator for every node; throws `MPQError.unsupportedNodes` listing
+    /// all nodes (and attribute values) the runtime cannot execute.
     public init(graph: Graph, options: SessionOptions = SessionOptions()) throws {
         self.graph = graph
         self.options = options

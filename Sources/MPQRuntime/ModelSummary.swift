@@ -4,21 +4,33 @@ import MPQGraph
 public struct ModelSummary: Sendable {
     /// Multiply-accumulates of one Conv / ConvTranspose / Gemm / MatMul node.
     public struct Layer: Sendable {
+        /// Node name.
         public var name: String
+        /// Operator type ("Conv", "ConvTranspose", "Gemm" or "MatMul").
         public var opType: String
+        /// Shape of the node's first output at the analysed input shapes.
         public var outputShape: [Int]
+        /// Multiply-accumulates of one run at the analysed input shapes.
         public var macs: Int
     }
 
+    /// The graph's declared inputs.
     public var inputs: [ValueInfo]
+    /// The graph's declared outputs.
     public var outputs: [ValueInfo]
     /// Concrete shapes used for the analysis (symbolic dims bound).
     public var inputShapes: [String: [Int]]
+    /// Inferred output shapes by output name; nil where inference could not tell.
     public var outputShapes: [String: [Int]?]
+    /// Node count per operator type, most frequent first (ties by name).
     public var opHistogram: [(opType: String, count: Int)]
+    /// Number of weight elements (`Graph.parameterCount`).
     public var parameterCount: Int
+    /// Bytes of all initializers as stored.
     public var weightBytes: Int
+    /// The MAC-carrying nodes, in graph order.
     public var layers: [Layer]
+    /// Multiply-accumulates of one run of the whole model (sum over `layers`).
     public var totalMACs: Int { layers.reduce(0) { $0 + $1.macs } }
     /// Nodes left after constant folding at these shapes.
     public var nodesAfterFolding: Int

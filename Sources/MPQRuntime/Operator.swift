@@ -3,18 +3,21 @@ import MPQGraph
 
 /// What shape inference knows about a value before it runs.
 public struct ValueSpec: Sendable {
+    /// Element type.
     public var dtype: DataType
     /// nil when the shape depends on values not known until run time.
     public var shape: [Int]?
     /// The value itself, when it is a constant (initializer or folded).
     public var constant: Tensor?
 
+    /// A spec from its parts.
     public init(dtype: DataType, shape: [Int]?, constant: Tensor? = nil) {
         self.dtype = dtype
         self.shape = shape
         self.constant = constant
     }
 
+    /// The spec of a known constant: its type, shape and value.
     public init(_ tensor: Tensor) {
         self.init(dtype: tensor.dtype, shape: tensor.shape, constant: tensor)
     }
@@ -38,7 +41,9 @@ public protocol Operator: AnyObject {
 }
 
 extension Operator {
+    /// Default: nothing to prepare.
     public func bindConstants(_ constants: [Tensor?]) {}
+    /// Default: row-major inputs only.
     public var acceptsOpaqueLayouts: Bool { false }
 }
 
@@ -48,8 +53,10 @@ public typealias OperatorFactory = @Sendable (_ node: Node, _ opset: Int) throws
 
 /// Per-run services for kernels: output buffers and thread count.
 public final class ExecutionContext: @unchecked Sendable {
+    /// Worker threads kernels may use (at least 1).
     public let threads: Int
 
+    /// A context for `threads` workers (clamped to at least 1).
     public init(threads: Int) {
         self.threads = max(1, threads)
     }

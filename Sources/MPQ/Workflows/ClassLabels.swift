@@ -10,6 +10,8 @@ import MPQSearch
 /// Class labels read from a .npy file: integers (any integer dtype), one per sample, in
 /// 0..<classes when the model's first output declares a fixed class count.
 public enum ClassLabels {
+    /// Reads labels from the .npy at `path`: integers of shape [N] or [N, 1], none negative, and
+    /// each below the first output's class count when it declares one; `option` names the flag in errors.
     public static func load(_ path: String, graph: Graph, option: String = "--labels") throws -> [Int] {
         let tensor = try NPY.read(contentsOf: path)
         guard !tensor.dtype.isFloatingPoint, tensor.dtype != .bool else {

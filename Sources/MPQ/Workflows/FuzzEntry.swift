@@ -28,6 +28,7 @@ public enum FuzzEntry {
         /// A GGUF file: header, metadata, every tensor's bytes, dequantisation of small tensors, tokenizer.
         case gguf = 3
 
+        /// The target's name, as MPQ_FUZZ_TARGET and corpus folders spell it.
         public var description: String {
             switch self {
             case .onnx: return "onnx"
@@ -37,6 +38,7 @@ public enum FuzzEntry {
             }
         }
 
+        /// The target called `name` (case-insensitive: onnx, npy, npz, gguf); nil for any other name.
         public init?(name: String) {
             guard let target = Self.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
             self = target

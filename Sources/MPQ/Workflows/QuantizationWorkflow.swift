@@ -19,6 +19,7 @@ import MPQSearch
 /// print(result.report.summary)
 /// ```
 public struct QuantizationWorkflow: Sendable {
+    /// What to quantize, with what, and where the results go.
     public struct Options: Sendable {
         /// The ONNX model file.
         public var model: String
@@ -34,17 +35,22 @@ public struct QuantizationWorkflow: Sendable {
         public var groupSize: Int?
         /// Range estimators; nil: the config's.
         public var activationRange: RangeMethod?
+        /// Range estimator for weights; nil: the config's.
         public var weightRange: RangeMethod?
+        /// Samples per forward pass during calibration and evaluation; default 16.
         public var batchSize = 16
+        /// The runtime the exported model is adapted to (e.g. 7-bit int8 weights on x86 ORT); default the host.
         public var deployment: DeploymentTarget = .host
         /// Techniques applied before calibration (CLE, SmoothQuant, SeqMSE, AdaRound, bias correction).
         public var techniques = QuantizationTechniques()
         /// Class labels (.npy), one per evaluated sample, for the accuracy figures.
         public var labels: String?
+        /// Threads for calibration and evaluation.
         public var session = SessionOptions()
         /// The output folder (replaced wholly on success); nil: evaluate only, write nothing.
         public var output: String?
 
+        /// Options for quantizing `model` with `config` calibrated on `calibrationData`; the rest at defaults.
         public init(model: String, calibrationData: String, config: String) {
             self.model = model
             self.calibrationData = calibrationData
@@ -52,15 +58,20 @@ public struct QuantizationWorkflow: Sendable {
         }
     }
 
+    /// What a run produced.
     public struct Result: @unchecked Sendable {
+        /// The quantized model (simulation and parameters).
         public var model: QuantizedModel
+        /// Per-quantizer and output error figures, as in report.json.
         public var report: QuantizationReport
         /// The files written to `output` (none without one).
         public var files: OutputFiles
     }
 
+    /// The run's settings.
     public var options: Options
 
+    /// A workflow for `options`; nothing is read until `run`.
     public init(_ options: Options) { self.options = options }
 
     /// Checks the options that need no model or data (ranges, estimators, the output folder).

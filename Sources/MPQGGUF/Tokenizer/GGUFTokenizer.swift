@@ -40,10 +40,12 @@ public struct GGUFTokenizer: Sendable {
     public let tokenTypes: [TokenType]
     /// The beginning- and end-of-sequence tokens, when defined.
     public let bosID: Int?
+    /// The end-of-sequence token (`tokenizer.ggml.eos_token_id`), when defined.
     public let eosID: Int?
     /// Whether `encode` adds BOS / EOS by default (`tokenizer.ggml.add_bos_token` / `add_eos_token`,
     /// else llama.cpp's default for the pre-tokenizer).
     public let addBOS: Bool
+    /// Whether `encode` appends EOS by default (`tokenizer.ggml.add_eos_token`, else false).
     public let addEOS: Bool
 
     /// Number of tokens in the vocabulary.

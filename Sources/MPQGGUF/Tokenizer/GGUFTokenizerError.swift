@@ -1,5 +1,6 @@
 /// Why a `GGUFTokenizer` could not be built from a file's metadata.
 public struct GGUFTokenizerError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The kind of failure, for callers and tests that branch on it.
     public enum Code: String, Sendable {
         /// A required key is absent.
         case missingKey
@@ -11,16 +12,20 @@ public struct GGUFTokenizerError: Error, CustomStringConvertible, Sendable, Equa
         case unsupported
     }
 
+    /// The kind of failure.
     public var code: Code
     /// The metadata key concerned, or "".
     public var key: String
+    /// What is wrong, for the user.
     public var message: String
 
+    /// An error of kind `code` about metadata `key` ("" when no single key is at fault).
     public init(_ code: Code, key: String, _ message: String) {
         self.code = code
         self.key = key
         self.message = message
     }
 
+    /// "key: message", or the message alone when no key is named.
     public var description: String { key.isEmpty ? message : "\(key): \(message)" }
 }

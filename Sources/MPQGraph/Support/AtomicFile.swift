@@ -3,6 +3,8 @@ import Foundation
 /// Writes files so that a reader never sees a half-written one: the bytes go
 /// to a temporary file in the same folder, which is then renamed over the target.
 public enum AtomicFile {
+    /// Writes `data` to `path` atomically (temporary file in the same folder, then rename);
+    /// throws `MPQError.io` when the folder does not exist or the write fails.
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent()

@@ -1,10 +1,15 @@
 /// One node the runtime cannot execute, with what the user needs to find it.
 public struct UnsupportedNode: Sendable, Equatable, CustomStringConvertible {
+    /// Operator type of the node.
     public var opType: String
+    /// Node name as in the model.
     public var nodeName: String
+    /// The model's default (ai.onnx) operator-set version.
     public var opset: Int
+    /// Why the node is unsupported, when it is more than the op type (an attribute value, a data type).
     public var reason: String?
 
+    /// Describes one unsupported node.
     public init(opType: String, nodeName: String, opset: Int, reason: String? = nil) {
         self.opType = opType
         self.nodeName = nodeName
@@ -12,6 +17,7 @@ public struct UnsupportedNode: Sendable, Equatable, CustomStringConvertible {
         self.reason = reason
     }
 
+    /// "OpType (node 'name', opset N)", followed by the reason when there is one.
     public var description: String {
         let base = "\(opType) (node '\(nodeName)', opset \(opset))"
         return reason.map { "\(base): \($0)" } ?? base
@@ -33,6 +39,7 @@ public enum MPQError: Error, Sendable, CustomStringConvertible, Equatable {
     /// A size or number beyond what mpq accepts (overflow, more than the machine's memory).
     case limitExceeded(String)
 
+    /// A one-line message for the user, prefixed with the kind of failure.
     public var description: String {
         switch self {
         case .fileNotFound(let path): return "file not found: \(path)"

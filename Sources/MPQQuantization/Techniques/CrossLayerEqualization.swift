@@ -17,7 +17,9 @@ import MPQRuntime
 /// plain ONNX (the Min output keeps the Clip output's name, so quantizer sites and
 /// config overrides keep their names).
 public enum CrossLayerEqualization {
+    /// The equalized graph and what changed.
     public struct Result: Sendable {
+        /// The graph with equalized weights; computes the same FP32 function.
         public var graph: Graph
         /// Equalized pairs (Conv1 name, Conv2 name).
         public var pairs: [(String, String)]

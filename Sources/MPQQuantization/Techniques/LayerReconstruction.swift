@@ -23,37 +23,54 @@ import MPQRuntime
 ///   the bias (Conv/Gemm bias, or the bias Add after a MatMul; a Conv/Gemm without
 ///   one gets one).
 public enum LayerReconstruction {
+    /// Which refinements run and their settings.
     public struct Options: Sendable {
+        /// Run empirical bias correction; default off.
         public var biasCorrection = false
+        /// Run AdaRound; default off.
         public var adaRound = false
+        /// Run the per-channel clipping-ratio search (SeqMSE-style); default off.
         public var rangeSearch = false
         /// Samples (the first ones of the calibration data) run as one batch.
         public var samples = 64
         /// Input positions sampled per layer for H.
         public var positions = 16_384
+        /// AdaRound Adam steps per layer (the first 20% without the regulariser); default 1000.
         public var iterations = 1_000
+        /// AdaRound regulariser weight λ; default 0.01.
         public var regularization: Float = 0.01
+        /// AdaRound Adam step size; nil: 10 / iterations clamped to [0.001, 0.05].
         public var learningRate: Float? = nil
+        /// Clipping ratios of the min-max range the range search tries; default 0.40, 0.44, ..., 1.00.
         public var ratios: [Float] = (0...15).map { 0.4 + Float($0) * 0.04 }
+        /// All refinements off, default settings.
         public init() {}
     }
 
+    /// What the pass did to one layer.
     public struct LayerRecord: Sendable {
+        /// Node name of the Conv / Gemm / MatMul.
         public var layer: String
         /// Output MSE tr(ΔW H ΔWᵀ) with nearest rounding at the calibrated range, after the
         /// range search, and after AdaRound (nil when not run).
         public var nearestError: Double
+        /// Output MSE after the range search (nil when not run).
         public var rangeSearchError: Double?
+        /// Output MSE after AdaRound (nil when not run).
         public var adaRoundError: Double?
         /// Largest |bias correction|.
         public var biasCorrection: Float?
+        /// Time spent on the layer, seconds.
         public var seconds: Double
     }
 
+    /// The refined graph and per-layer records.
     public struct Result: Sendable {
+        /// The graph with refined float weights (and corrected or added biases).
         public var graph: Graph
         /// Weight quantizer parameters the refined weights lie on (override the calibrated ones).
         public var weightParameters: [String: QuantizationParameters]
+        /// One record per refined layer, in graph order.
         public var layers: [LayerRecord]
     }
 
@@ -67,6 +84,9 @@ public enum LayerReconstruction {
         var channelAxis: Int
     }
 
+    /// Refines every Conv / Gemm / MatMul whose weight is a placed site with `parameters` and
+    /// read only by it, in one forward pass over the first `options.samples` samples of `data`;
+    /// `progress` gets each layer's name as it is done.
     public static func apply(to graph: Graph, placement: QuantizerPlacement, parameters: [String: QuantizationParameters],
                              data: CalibrationData, options: Options, sessionOptions: SessionOptions = SessionOptions(),
                              progress: ((String) -> Void)? = nil) throws -> Result {

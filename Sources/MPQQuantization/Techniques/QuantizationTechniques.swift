@@ -22,9 +22,13 @@ public enum QuantizationTechnique: String, CaseIterable, Sendable, Codable {
 /// graph transforms first (CLE, SmoothQuant), then one per-layer pass doing range
 /// search, AdaRound and bias correction on the quantized model's own inputs.
 public struct QuantizationTechniques: Sendable {
+    /// The techniques to run; empty runs none.
     public var techniques: Set<QuantizationTechnique>
+    /// Settings of the per-layer pass (range search, AdaRound, bias correction).
     public var reconstruction = LayerReconstruction.Options()
+    /// SmoothQuant migration strengths α tried per LayerNorm; default 0.3...0.8 in steps of 0.1.
     public var smoothQuantAlphas: [Float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    /// Sweeps of cross-layer equalization over each chain; default 20.
     public var equalizationIterations = 20
     /// Calibration samples used for the data-driven techniques (the first ones).
     public var samples: Int {
@@ -32,6 +36,7 @@ public struct QuantizationTechniques: Sendable {
         set { reconstruction.samples = newValue }
     }
 
+    /// Settings that run `techniques` with default parameters.
     public init(_ techniques: Set<QuantizationTechnique> = []) { self.techniques = techniques }
 
     /// A comma-separated list: cle, smoothquant, seq-mse, adaround, bias-correction (or "none").
@@ -46,17 +51,25 @@ public struct QuantizationTechniques: Sendable {
         self.init(set)
     }
 
+    /// True when no technique is selected (`apply` is then the identity).
     public var isEmpty: Bool { techniques.isEmpty }
 
     /// What the techniques did.
     public struct Report: Sendable {
+        /// What one technique did.
         public struct Entry: Sendable {
+            /// The technique.
             public var technique: QuantizationTechnique
+            /// Wall-clock time it took, seconds.
             public var seconds: Double
+            /// One line of what changed (pairs equalized, layers refined, MSE before -> after).
             public var summary: String
+            /// One line per item touched (e.g. "conv1 -> conv2" for an equalized pair).
             public var details: [String]
         }
+        /// One entry per technique run, in the order they ran.
         public var entries: [Entry] = []
+        /// Per-layer results of the reconstruction pass (empty when it did not run).
         public var layers: [LayerReconstruction.LayerRecord] = []
 
         /// One line per technique: name, run time, what it did.
@@ -73,9 +86,13 @@ public struct QuantizationTechniques: Sendable {
     /// The transformed model, its quantizer placement, the weight parameters the
     /// refined weights lie on (to override calibrated ones) and the report.
     public struct Result: Sendable {
+        /// The transformed graph (equalized / smoothed, weights refined); FP32 function kept by the transforms.
         public var graph: Graph
+        /// Quantizer placement of the transformed graph.
         public var placement: QuantizerPlacement
+        /// Weight parameters the refined weights lie on, by value name; they override calibrated ones.
         public var weightParameters: [String: QuantizationParameters]
+        /// What the techniques did.
         public var report: Report
 
         /// Calibrates the transformed graph and applies the weight parameter overrides.

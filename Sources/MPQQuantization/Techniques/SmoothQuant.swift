@@ -13,16 +13,23 @@ import MPQRuntime
 /// calibration rows (W and X quantized with the configured formats; "no smoothing"
 /// competes too, so the proxy never gets worse).
 public enum SmoothQuant {
+    /// The outcome at one smoothing candidate (a LayerNorm and the MatMuls reading it).
     public struct Smoothed: Sendable {
         /// The LayerNormalization (or Mul by a constant) whose output is smoothed.
         public var layerNorm: String
+        /// The α chosen; nil when no α beat "no smoothing" and the group was left unchanged.
         public var alpha: Float?
+        /// Number of MatMuls reading the smoothed output.
         public var matMuls: Int
         /// Relative output error of the MatMuls before and after, on calibration rows.
         public var errorBefore: Double
+        /// Relative output error after smoothing with `alpha` (equals `errorBefore` when `alpha` is nil).
         public var errorAfter: Double
     }
 
+    /// Smooths every LayerNorm -> MatMul group of `graph`, picking α from `alphas` on at most
+    /// `maximumRows` activation rows of the first `maximumSamples` samples of `data`.
+    /// Returns the FP32-equivalent graph and one `Smoothed` per candidate group.
     public static func apply(to graph: Graph, config: QuantizationConfig, data: CalibrationData,
                              alphas: [Float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8], maximumRows: Int = 2048,
                              maximumSamples: Int = 64, options: SessionOptions = SessionOptions())

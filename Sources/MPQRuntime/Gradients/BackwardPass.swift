@@ -33,7 +33,9 @@ public struct GradientResult {
 /// Values of integer or boolean type carry no gradient, and values that do not
 /// depend on a `wrt` value or do not reach the loss get none computed.
 public final class GradientComputation: @unchecked Sendable {
+    /// The graph being differentiated.
     public let graph: Graph
+    /// Threads for the forward and backward kernels.
     public let options: SessionOptions
     /// The graph output the loss reads.
     public let lossOutput: String

@@ -21,6 +21,7 @@ public struct LossEvaluation: Sendable {
     /// d(sum over samples of head k's loss) / d(output), shaped like the output.
     public var seeds: [Tensor]
 
+    /// Per-head, per-sample losses and one seed gradient per head.
     public init(headLosses: [[Double]], seeds: [Tensor]) {
         self.headLosses = headLosses
         self.seeds = seeds

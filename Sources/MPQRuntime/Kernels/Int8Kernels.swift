@@ -6,7 +6,9 @@ import MPQGraph
 /// QuantizeLinear / DequantizeLinear define it with a uint8 zero point:
 /// `q = clamp(rint(x / scale) + zeroPoint, 0, 255)`, real value `scale * (q - zeroPoint)`.
 public struct UInt8Quantization: Sendable, Equatable {
+    /// Step between neighbouring codes, in the activation's units (finite, > 0).
     public let scale: Float
+    /// The code that represents the real value 0 (0...255).
     public let zeroPoint: Int
 
     /// Throws unless `scale` is finite and positive and `zeroPoint` is in 0...255.
@@ -119,10 +121,13 @@ package final class PerTensorQuantizer {
 public final class Int8Kernel {
     /// "Conv", "MatMul" or "Gemm".
     public let opType: String
+    /// Row-major input shape the primitive was built for.
     public let inputShape: [Int]
+    /// Row-major output shape.
     public let outputShape: [Int]
     /// How the input activation is quantized.
     public let input: UInt8Quantization
+    /// Post-ops applied in order to the float32 result, as requested at init.
     public let postOps: [PostOp]
     /// How the output is requantized when the kernel emits uint8 codes (in
     /// `outputLayout`) instead of float32: the next int8 layer's input quantizer.
@@ -435,8 +440,11 @@ public final class Int8Kernel {
 /// convolutions); the output takes the first input's layout, and the second
 /// is reordered to it when it differs.
 public final class Int8AddKernel {
+    /// Shape of both inputs and of the output (no broadcasting).
     public let shape: [Int]
+    /// Quantization of the first input's codes (s_a, z_a).
     public let first: UInt8Quantization
+    /// Quantization of the second input's codes (s_b, z_b).
     public let second: UInt8Quantization
     /// Requantization of the sum; nil: float32 output.
     public let output: UInt8Quantization?
@@ -450,6 +458,8 @@ public final class Int8AddKernel {
     /// The second input's layout to the first's, when they differ (keyed by their descriptors).
     private var toFirstLayout: (from: MemoryDescriptor, to: MemoryDescriptor, reorder: Primitive)?
 
+    /// An Add of two `shape`-shaped code tensors; `output` nil gives float32 output.
+    /// The primitive is built on first run. Throws for an empty or non-positive shape.
     public init(shape: [Int], first: UInt8Quantization, second: UInt8Quantization, output: UInt8Quantization?) throws {
         guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) else { throw MPQError.shapeMismatch("int8 Add needs a non-empty shape, got \(shape)") }
         self.shape = shape
@@ -511,6 +521,7 @@ public final class Int8AddKernel {
 
 /// Milliseconds per run of one problem as the float32 operator and as an `Int8Kernel`.
 public struct Int8Timing: Sendable {
+    /// The float32 operator.
     public var float32: Double
     /// From float32 input, quantizing it included.
     public var int8: Double

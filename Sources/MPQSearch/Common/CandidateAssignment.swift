@@ -7,12 +7,14 @@ import MPQRuntime
 /// candidates): the per-site formats it means and the config file that
 /// reproduces it with `mpq quantize --config`. Both search methods produce these.
 public struct CandidateAssignment: Sendable {
+    /// The quantizer groups the choice is over.
     public var groups: QuantizerGroups
     /// Allowed candidates per group.
     public var candidates: [[Candidate]]
     /// Candidate index per group.
     public var choice: [Int]
 
+    /// An assignment picking `candidates[g][choice[g]]` for each group g.
     public init(groups: QuantizerGroups, candidates: [[Candidate]], choice: [Int]) {
         self.groups = groups
         self.candidates = candidates

@@ -20,6 +20,7 @@ public struct CostModel: Sendable {
         var operand: String?
     }
 
+    /// The cost measured: BOPs, weight memory or profiled latency.
     public let kind: HardwareProfile.CostKind
     let groups: QuantizerGroups
     let candidates: [[Candidate]]

@@ -8,10 +8,14 @@ import MPQRuntime
 /// `QuantizationConfig(preset:)` convention; e.g. w8a8, w4a8, w7a8 for 7-bit "reduced range" weights),
 /// or `fp32`, `fp16`, `bf16` (both formats float).
 public struct Candidate: Hashable, Sendable, CustomStringConvertible {
+    /// Name as written in profiles and reports, e.g. "w8a8", "fp16".
     public var name: String
+    /// Format of the group's weight quantizers.
     public var weights: QuantizationFormat
+    /// Format of the group's activation quantizers.
     public var activations: QuantizationFormat
 
+    /// A candidate from explicit formats; `name` is used as given.
     public init(name: String, weights: QuantizationFormat, activations: QuantizationFormat) {
         self.name = name
         self.weights = weights
@@ -35,6 +39,7 @@ public struct Candidate: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The candidate's name.
     public var description: String { name }
 
     /// Bits of weight x bits of activation: the BOPs per MAC, and the order "more precise" follows.
@@ -55,6 +60,7 @@ public struct Candidate: Hashable, Sendable, CustomStringConvertible {
 /// `op_types` are allow-lists (op types not listed allow every candidate; see `QuantizerGroups.Group.opTypes`
 /// for the names, including "Input", "Output", "Add" and "MatMulActivations"); `shared` values are put into one group.
 public struct HardwareProfile: Sendable {
+    /// What "cost" means on the Pareto front's cost axis (DESIGN.md, Pareto-greedy phase 2).
     public enum CostKind: String, Sendable, CaseIterable {
         /// MACs x weight bits x activation bits.
         case bops
@@ -64,11 +70,17 @@ public struct HardwareProfile: Sendable {
         case latency
     }
 
+    /// Profile name (`name` in the JSON; the source when absent).
     public var name: String
+    /// Candidates every group may take unless `opTypes` restricts it, in the profile's order.
     public var candidates: [Candidate]
+    /// Allowed candidate names per group op type (`op_types`); op types not listed allow all.
     public var opTypes: [String: [String]]
+    /// Lists of value names whose quantizers must share one group (`shared`).
     public var shared: [[String]]
+    /// The cost the search minimises (`cost`); default BOPs.
     public var cost: CostKind
+    /// Measured latency in milliseconds by group name or op type, then candidate name (`latency_ms`).
     public var latencyMilliseconds: [String: [String: Double]]
     /// The JSON text the profile was read from (hashed into the sensitivity cache key).
     public var source: String

@@ -5,12 +5,16 @@ import MPQRuntime
 
 /// Wall-clock timing of repeated runs, in milliseconds.
 public struct Timing: Sendable, Codable, Equatable {
+    /// Median run time, ms.
     public var median: Double
+    /// Fastest run, ms.
     public var minimum: Double
+    /// Slowest run, ms.
     public var maximum: Double
     /// Median absolute deviation from the median: a spread that ignores outliers.
     public var deviation: Double
 
+    /// A timing from its statistics (all in ms).
     public init(median: Double, minimum: Double, maximum: Double, deviation: Double) {
         self.median = median
         self.minimum = minimum

@@ -16,10 +16,14 @@ public protocol ProgressReporter: AnyObject {
 /// A step of a search, reported while it runs: `done` of `total` steps of `phase`
 /// (`ParetoGreedySearch.Progress`, `TaylorIntegerProgramSearch.Progress`).
 public struct SearchProgress: Sendable {
+    /// The phase running, e.g. "calibrating", "sensitivity", "gradients" or "sweep".
     public var phase: String
+    /// Steps of the phase finished.
     public var done: Int
+    /// Steps of the phase in all.
     public var total: Int
 
+    /// A progress report of `done` of `total` steps of `phase`.
     public init(phase: String, done: Int, total: Int) {
         self.phase = phase
         self.done = done
@@ -29,8 +33,11 @@ public struct SearchProgress: Sendable {
 
 /// A reporter that shows nothing.
 public final class SilentProgress: ProgressReporter {
+    /// A reporter that drops everything.
     public init() {}
+    /// Ignores the progress step.
     public func progress(_ phase: String, done: Int, total: Int) {}
+    /// Ignores the note.
     public func note(_ text: String) {}
 }
 

@@ -27,6 +27,7 @@ public struct QuantizerGroups: Sendable {
     public struct Group: Sendable {
         /// Readable and unique: the first compute node's name, else "input X", "output X" or "add NODE".
         public var name: String
+        /// The group's quantizer sites, which all take the group's one candidate.
         public var sites: [QuantizerPlacement.Site]
         /// Names of the Conv / ConvTranspose / Gemm / MatMul nodes whose quantizers are in the group.
         public var computeNodes: [String]
@@ -37,7 +38,9 @@ public struct QuantizerGroups: Sendable {
         /// Index of the first node the group's quantizers change (the group's cut position).
         public var firstAffectedNode: Int
 
+        /// The group's activation sites.
         public var activations: [QuantizerPlacement.Site] { sites.filter { $0.role == .activation } }
+        /// The group's weight sites.
         public var weights: [QuantizerPlacement.Site] { sites.filter { $0.role == .weight } }
     }
 
@@ -47,6 +50,7 @@ public struct QuantizerGroups: Sendable {
         "Concat", "Identity", "Split", "Expand", "Tile", "DepthToSpace", "SpaceToDepth",
     ]
 
+    /// All groups, ordered by `firstAffectedNode` (then name).
     public let groups: [Group]
     /// Group index of every site value.
     public let groupOfValue: [String: Int]

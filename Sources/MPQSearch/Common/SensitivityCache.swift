@@ -20,6 +20,7 @@ import MPQRuntime
 public final class SensitivityCache: @unchecked Sendable {
     /// The folder of this key (also holds spilled activations).
     public let folder: URL
+    /// The search key (hex SHA-256) this cache answers for; also the folder's name.
     public let key: String
     private var scores: [String: Double]
     private let lock = NSLock()
@@ -106,6 +107,7 @@ public final class SensitivityCache: @unchecked Sendable {
     /// Number of stored scores.
     public var count: Int { lock.withLock { scores.count } }
 
+    /// The stored score for entry `name` (e.g. a group-candidate pair), or nil when not yet computed.
     public func score(_ name: String) -> Double? { lock.withLock { scores[name] } }
 
     /// Stores a score and rewrites scores.json atomically.

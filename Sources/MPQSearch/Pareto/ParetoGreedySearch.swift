@@ -20,10 +20,15 @@ import MPQRuntime
 public final class ParetoGreedySearch: @unchecked Sendable {
     /// Settings that change scores (and so the cache key) and how the search runs.
     public struct Options: Sendable {
+        /// Score of the model output against FP32 used in every phase; default SQNR (dB).
         public var metric: SearchMetric = .sqnr
+        /// Calibration samples per forward pass; default 16.
         public var batchSize = 16
+        /// Range estimator for activation quantizers; default MSE.
         public var activationRange: RangeMethod = .mse
+        /// Range estimator for weight quantizers; default min-max.
         public var weightRange: RangeMethod = .minMax
+        /// Scale granularity of weights; default per channel.
         public var weightGranularity: QuantizationConfig.WeightGranularity = .perChannel
         /// Class labels per calibration sample (for `.accuracy`).
         public var labels: [Int]?
@@ -33,8 +38,10 @@ public final class ParetoGreedySearch: @unchecked Sendable {
         public var activationCacheBytes = 2 << 30
         /// Run only the graph downstream of each group (false: the whole model per evaluation).
         public var usesActivationCache = true
+        /// Threads for the inference sessions (not part of the cache key).
         public var session = SessionOptions()
 
+        /// Default settings: SQNR, batches of 16, MSE activation and min-max per-channel weight ranges.
         public init() {}
     }
 
@@ -51,14 +58,21 @@ public final class ParetoGreedySearch: @unchecked Sendable {
     /// A step of the search, reported while it runs.
     public typealias Progress = SearchProgress
 
+    /// The FP32 graph searched.
     public let graph: Graph
+    /// What the target runs: candidates, allow-lists, shared values and the cost kind.
     public let profile: HardwareProfile
+    /// The search settings.
     public let options: Options
+    /// Where quantizers sit in `graph`.
     public let placement: QuantizerPlacement
+    /// The quantizer groups that each take one candidate.
     public let groups: QuantizerGroups
     /// Allowed candidates of each group, most precise first.
     public let candidates: [[Candidate]]
+    /// Cost of a configuration (BOPs, memory or latency) as the profile asks.
     public let costModel: CostModel
+    /// Phase-1 and phase-3 scores on disk, keyed by model, data, profile and settings.
     public let cache: SensitivityCache
     private let data: CalibrationData
     private var calibration: CandidateCalibration?
@@ -425,13 +439,17 @@ public final class ParetoGreedySearch: @unchecked Sendable {
 public struct ParetoSearchResult: Sendable {
     /// A point of the front: the configuration after applying `step` entries.
     public struct FrontPoint: Sendable {
+        /// Number of (group, candidate) entries applied; 0 is the all-most-precise configuration.
         public var step: Int
         /// The group and candidate changed at this step (nil at step 0).
         public var group: String?
+        /// Name of the candidate the group moved to (nil at step 0).
         public var candidate: String?
         /// Candidate index into each group's allowed list.
         public var assignment: [Int]
+        /// Cost relative to the all-most-precise configuration (1 at step 0).
         public var relativeCost: Double
+        /// Score predicted from phase-1 scores (`ParetoGreedySearch.predictedScore`).
         public var predictedScore: Double
         /// The end-to-end score, where it was evaluated.
         public var evaluatedScore: Double?
@@ -439,31 +457,44 @@ public struct ParetoSearchResult: Sendable {
 
     /// A uniform configuration (every group at one candidate where allowed, else its most precise one).
     public struct ReferencePoint: Sendable {
+        /// Name of the uniform candidate.
         public var candidate: String
+        /// Candidate index into each group's allowed list.
         public var assignment: [Int]
+        /// Cost relative to the all-most-precise configuration.
         public var relativeCost: Double
+        /// The evaluated end-to-end score.
         public var score: Double
     }
 
+    /// Counts and times of the work done, for the report.
     public struct Statistics: Sendable {
         /// Phase-1 evaluations run (not read from the cache).
         public var phase1Evaluations = 0
         /// Phase-1 scores read from the cache.
         public var phase1Loaded = 0
+        /// Wall-clock time of phase 1 (calibration included), seconds.
         public var phase1Seconds = 0.0
         /// End-to-end evaluations run (references, front points, phase 3).
         public var fullEvaluations = 0
+        /// Bytes of cut activations written to disk because they exceeded `activationCacheBytes`.
         public var activationBytesSpilled = 0
     }
 
+    /// The score used throughout.
     public var metric: SearchMetric
+    /// The quantizer groups searched, in the order of every per-group array.
     public var groups: [QuantizerGroups.Group]
+    /// Allowed candidates per group, most precise first.
     public var candidates: [[Candidate]]
     /// `[group][candidate]` phase-1 scores.
     public var sensitivities: [[Double]]
+    /// The Pareto front of predicted score vs relative cost, from step 0 on.
     public var front: [FrontPoint]
+    /// Uniform configurations (w8a8, w4a8, ...) evaluated for comparison.
     public var references: [ReferencePoint]
     /// Index into `front` of the selected point.
     public var chosen: Int?
+    /// Work done and time spent.
     public var statistics: Statistics
 }

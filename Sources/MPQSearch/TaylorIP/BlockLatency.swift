@@ -37,13 +37,22 @@ public final class BlockLatency: @unchecked Sendable {
         case minimum
     }
 
+    /// Partition and timing settings (part of the latency cache key, threads included).
     public struct Options: Sendable {
+        /// Which summary of the repetitions a timing keeps; default median.
         public var statistic = Statistic.median
+        /// Most units (quantizer groups) per block of the partition; default 4.
         public var maxUnitsPerBlock = 4
+        /// Largest number of configurations a block is timed exhaustively for; beyond it the
+        /// block's time is taken as additive over its groups. Default 64.
         public var maxConfigurations = 64
+        /// Untimed runs before each timing; default 3.
         public var warmup = 3
+        /// Timed runs per timing; default 15.
         public var repetitions = 15
+        /// Threads the timed kernels use.
         public var session = SessionOptions()
+        /// Default settings.
         public init() {}
     }
 
@@ -60,6 +69,7 @@ public final class BlockLatency: @unchecked Sendable {
 
     /// One block of the partition and its timings.
     public struct Block: Sendable {
+        /// Names of the block's nodes, in graph order.
         public var nodes: [String]
         /// Group indices whose units lie in the block.
         public var groups: [Int]
@@ -69,13 +79,19 @@ public final class BlockLatency: @unchecked Sendable {
         public var baseMilliseconds: Double
         /// One factor with all groups when the block was timed exhaustively, else one per group.
         public var factors: [Factor]
+        /// True when the block was timed for every configuration (one factor with all its groups).
         public var isExhaustive: Bool { factors.count <= 1 }
     }
 
+    /// The FP32 graph.
     public let graph: Graph
+    /// The quantizer groups, which are the partition's units.
     public let groups: [QuantizerGroups.Group]
+    /// Allowed candidates per group, most precise first.
     public let candidates: [[Candidate]]
+    /// The sequential sub-graphs (single entry and exit) the time model sums over.
     public let partition: SubgraphPartition
+    /// The settings used.
     public let options: Options
     /// Groups in no block.
     public let unplacedGroups: [Int]

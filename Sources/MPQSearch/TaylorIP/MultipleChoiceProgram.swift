@@ -27,10 +27,12 @@ import MPQRuntime
 public struct MultipleChoiceProgram: Sendable {
     /// One choice for a block: what it gains and what it costs per resource.
     public struct Option: Sendable, Hashable {
+        /// What choosing the option adds to the objective (maximised), e.g. milliseconds saved.
         public var gain: Double
         /// Indexed like `budgets`.
         public var costs: [Double]
 
+        /// An option with its gain and one cost per resource.
         public init(gain: Double, costs: [Double]) {
             self.gain = gain
             self.costs = costs
@@ -39,6 +41,7 @@ public struct MultipleChoiceProgram: Sendable {
 
     /// The answer: one option per block.
     public struct Solution: Sendable {
+        /// Whether CBC proved the solution optimal or stopped at a limit.
         public enum Status: String, Sendable, Codable {
             /// Proven optimal.
             case optimal
@@ -54,18 +57,22 @@ public struct MultipleChoiceProgram: Sendable {
         public var objective: Double
         /// Summed cost per resource of the chosen options (indexed like `budgets`).
         public var totals: [Double]
+        /// Optimal, or the limit that stopped CBC.
         public var status: Status
         /// Relative optimality gap: |best bound - objective| / max(|objective|, 1e-12); 0 when proven optimal.
         public var gap: Double
+        /// CBC wall-clock time, seconds.
         public var solveSeconds: Double
     }
 
+    /// Options of each block (choice set); exactly one per block is chosen.
     public var blocks: [[Option]]
     /// One budget per resource: the chosen options' costs must sum to at most this.
     public var budgets: [Double]
     /// Resource names for messages, e.g. "predicted loss MSE", "memory (bytes)".
     public var resourceNames: [String]
 
+    /// A program over `blocks`; every option's `costs` must be indexed like `budgets` and `resourceNames`.
     public init(blocks: [[Option]], budgets: [Double], resourceNames: [String]) {
         self.blocks = blocks
         self.budgets = budgets

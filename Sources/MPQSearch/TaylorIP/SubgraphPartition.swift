@@ -44,6 +44,7 @@ public struct SubgraphPartition: Sendable {
         public var units: [Int]
     }
 
+    /// The chain of blocks, in execution order.
     public var blocks: [Block]
     /// Values derived from graph inputs alone (no unit on the way or reading
     /// them), available to every block; a block's entries and exits besides

@@ -17,20 +17,27 @@ import MPQRuntime
 /// are the predicted loss MSE (the sum of its groups' sensitivities) and its
 /// weight bytes and BOPs (`CostModel`), budgeted by `Budgets`.
 public final class TaylorIntegerProgramSearch: @unchecked Sendable {
+    /// Settings of calibration, sensitivity, latency measurement and the solver.
     public struct Options: Sendable {
         /// Samples per batch of the calibration pass and of the measured loss MSE.
         public var batchSize = 16
         /// Samples the latency timings run on (the first calibration samples).
         public var latencyBatchSize = 1
+        /// Range estimator for activation quantizers; default MSE.
         public var activationRange: RangeMethod = .mse
+        /// Range estimator for weight quantizers; default min-max.
         public var weightRange: RangeMethod = .minMax
+        /// Scale granularity of weights; default per channel.
         public var weightGranularity: QuantizationConfig.WeightGranularity = .perChannel
+        /// How the graph is partitioned into blocks and how they are timed.
         public var latency = BlockLatency.Options()
+        /// Threads for the inference and gradient sessions.
         public var session = SessionOptions()
         /// Cache root (default: `SensitivityCache.defaultRoot`); latency tables go under `latency/`.
         public var cacheRoot: URL?
         /// Seconds CBC may spend on one program (nil: until proven optimal).
         public var solverTimeLimit: Double?
+        /// Default settings.
         public init() {}
     }
 
@@ -46,10 +53,14 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
 
     /// Upper bounds on the chosen configuration.
     public struct Budgets: Sendable {
+        /// Threshold on the predicted loss MSE, Σ over groups of E[ΔL²] (DESIGN.md, Taylor-IP).
         public var maxLossMSE: Double
+        /// Largest total weight bytes; nil: unbounded.
         public var memoryBytes: Double?
+        /// Largest BOPs (MACs × weight bits × activation bits); nil: unbounded.
         public var bops: Double?
 
+        /// Budgets with a loss MSE threshold and optional memory and BOPs bounds.
         public init(maxLossMSE: Double, memoryBytes: Double? = nil, bops: Double? = nil) {
             self.maxLossMSE = maxLossMSE
             self.memoryBytes = memoryBytes
@@ -61,35 +72,54 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     public struct Choice: Sendable {
         /// Candidate index per group (into `candidates[group]`).
         public var assignment: [Int]
+        /// Predicted loss MSE: sum of the chosen candidates' Taylor sensitivities.
         public var predictedLossMSE: Double
+        /// Predicted latency, ms: sum of the blocks' measured times at the choice.
         public var predictedMilliseconds: Double
+        /// Weight bytes at the choice.
         public var memoryBytes: Double
+        /// BOPs at the choice.
         public var bops: Double
+        /// Whether CBC proved the choice optimal or stopped at a limit.
         public var status: MultipleChoiceProgram.Solution.Status
+        /// Relative optimality gap CBC reports; 0 when proven optimal.
         public var gap: Double
+        /// Solver wall-clock time, seconds.
         public var solveSeconds: Double
     }
 
     /// One point of a threshold sweep.
     public struct FrontPoint: Sendable {
+        /// The loss MSE budget the program was solved with.
         public var threshold: Double
+        /// The solved configuration and its predictions.
         public var choice: Choice
+        /// Loss MSE of the configuration measured on the calibration data.
         public var measuredLossMSE: Double
+        /// End-to-end latency of the deployed configuration, ms.
         public var measuredMilliseconds: Double
     }
 
     /// Progress of a long phase.
     public typealias Progress = SearchProgress
 
+    /// The FP32 graph searched.
     public let graph: Graph
+    /// What the target runs: candidates, allow-lists and shared values.
     public let profile: HardwareProfile
+    /// The search settings.
     public let options: Options
+    /// Where quantizers sit in `graph`.
     public let placement: QuantizerPlacement
+    /// The quantizer groups that each take one candidate.
     public let groups: QuantizerGroups
     /// Allowed candidates per group, most precise first.
     public let candidates: [[Candidate]]
+    /// Ranges from the one FP32 calibration pass, for every (site, candidate format).
     public let calibration: CandidateCalibration
+    /// First-order Taylor loss sensitivities E[(g_W·ΔW + g_A·ΔA)²] per (group, candidate).
     public let sensitivity: TaylorSensitivity
+    /// Sub-graph partition and measured block latencies.
     public let latency: BlockLatency
     private let memoryModel: CostModel
     private let bopsModel: CostModel
@@ -153,7 +183,9 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         latency.predictedMilliseconds(assignment, blocks: try blockTimings())
     }
 
+    /// Weight bytes of the configuration `assignment` (`CostModel`, memory).
     public func memoryBytes(_ assignment: [Int]) -> Double { memoryModel.cost(assignment) }
+    /// BOPs of the configuration `assignment` (`CostModel`, bops).
     public func bops(_ assignment: [Int]) -> Double { bopsModel.cost(assignment) }
 
     /// Every group at `candidate` where allowed, else at its most precise candidate.

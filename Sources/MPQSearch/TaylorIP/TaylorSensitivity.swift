@@ -24,8 +24,11 @@ import MPQRuntime
 /// (`QuantizedModel`) on the calibration batches: mean over samples and heads
 /// of (L_quantized - L_fp32)^2. Pseudo-labels stay the FP32 model's.
 public final class TaylorSensitivity: @unchecked Sendable {
+    /// The FP32 graph.
     public let graph: Graph
+    /// The calibration samples: one forward and backward pass each.
     public let data: CalibrationData
+    /// Quantization parameters per (site, candidate format), giving the errors ΔW, ΔA.
     public let calibration: CandidateCalibration
     /// The loss as given (pseudo-label cross-entropy reads its labels from the FP32 outputs).
     public let loss: TaskLoss

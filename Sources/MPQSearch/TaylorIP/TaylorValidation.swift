@@ -7,22 +7,33 @@ import MPQRuntime
 /// additive loss-MSE prediction ranks configurations (Spearman) and how close
 /// the sum of block latencies comes to the whole deployed model's.
 public struct TaylorValidation: Sendable {
+    /// One random mixed configuration, predicted and measured.
     public struct Row: Sendable {
+        /// Candidate index per group.
         public var assignment: [Int]
+        /// Sum of the chosen candidates' Taylor sensitivities.
         public var predictedLossMSE: Double
+        /// Loss MSE measured on the calibration data.
         public var measuredLossMSE: Double
+        /// Sum of the blocks' measured latency, ms.
         public var predictedMilliseconds: Double
+        /// Latency of the whole deployed model, ms.
         public var measuredMilliseconds: Double
     }
 
     /// One (group, candidate) quantized alone, everything else at its most precise candidate.
     public struct SingleGroup: Sendable {
+        /// Group index.
         public var group: Int
+        /// Candidate index into the group's allowed list.
         public var candidate: Int
+        /// The group's Taylor sensitivity at the candidate.
         public var predictedLossMSE: Double
+        /// Loss MSE measured with only this group quantized.
         public var measuredLossMSE: Double
     }
 
+    /// The random configurations measured.
     public var rows: [Row]
     /// The most sensitive (group, candidate) pairs alone: where the first-order prediction is tested hardest.
     public var singleGroups: [SingleGroup]
@@ -30,6 +41,7 @@ public struct TaylorValidation: Sendable {
     public var lossSpearman: Double
     /// Mean and largest |predicted - measured| / measured latency.
     public var meanLatencyError: Double
+    /// Largest |predicted − measured| / measured latency.
     public var maxLatencyError: Double
 
     /// Measures `count` random configurations. Configuration i quantizes each group with
