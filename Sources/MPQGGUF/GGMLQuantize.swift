@@ -13,6 +13,7 @@ extension GGMLQuants {
     /// as llama.cpp does.
     ///
     /// - Parameters:
+    ///   - type: the ggml type to encode to.
     ///   - values: `rows × rowLength` values, row after row.
     ///   - rowLength: values per row (ne0); must be a multiple of `type.blockSize`.
     ///   - importance: `rowLength` weights (an importance-matrix entry, one per column), or nil.

@@ -11,6 +11,7 @@ public enum GGUFWriter {
     /// Tensor offsets in `tensors` are ignored and recomputed (packed, aligned).
     ///
     /// - Parameters:
+    ///   - url: the file written (replaced atomically when it exists).
     ///   - metadata: key/value pairs written in this order; `general.alignment` (uint32) sets the alignment.
     ///   - tensors: names, dimensions (ne0 first) and types, in the order their data is written.
     ///   - version: format version written in the header (3, or 2 to reproduce a v2 file).

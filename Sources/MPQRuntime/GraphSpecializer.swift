@@ -17,9 +17,10 @@ public struct SpecializedGraph {
     /// Specializes `graph` for inputs of the given specs.
     ///
     /// - Parameters:
+    ///   - graph: the graph to specialize.
     ///   - operators: one operator per node of `graph`, in the same order.
-    ///   - keep: values that must stay computed at run time (hooked values);
-    ///     nodes producing them are not removed as dead.
+    ///   - inputs: the type and shape (and value, for constants) of every graph input.
+    ///   - context: the execution context constant folding runs in.
     public init(graph: Graph, operators: [Operator], inputs: [String: ValueSpec],
                 context: ExecutionContext) throws {
         var specs = inputs

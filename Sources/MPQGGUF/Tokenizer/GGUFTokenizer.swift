@@ -284,6 +284,7 @@ public struct GGUFTokenizer: Sendable {
     /// Token ids of `text`.
     ///
     /// - Parameters:
+    ///   - text: UTF-8 text to tokenize.
     ///   - addSpecial: nil adds BOS / EOS as `addBOS` / `addEOS` say (llama.cpp's `add_special = true`);
     ///     true adds both (those defined), false adds neither.
     ///   - parseSpecial: also recognise control and unknown tokens written in the text (llama.cpp's `parse_special`).

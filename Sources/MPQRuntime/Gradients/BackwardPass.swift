@@ -82,8 +82,12 @@ public final class GradientComputation: @unchecked Sendable {
     /// on the first output, and back-propagates each loss head to the values
     /// named in `wrt` (graph inputs, computed values or initializers).
     ///
-    /// - Parameter observe: called with the forward value of every name in
-    ///   `wrt` that is an activation (not an initializer), as it is computed.
+    /// - Parameters:
+    ///   - feeds: a value for every graph input.
+    ///   - loss: the loss read from the first graph output.
+    ///   - wrt: the values whose gradients are returned.
+    ///   - observe: called with the forward value of every name in
+    ///     `wrt` that is an activation (not an initializer), as it is computed.
     public func run(_ feeds: [String: Tensor], loss: any DifferentiableLoss, wrt: Set<String>,
                     observe: ((_ name: String, _ value: Tensor) throws -> Void)? = nil) throws -> GradientResult {
         try validate(feeds)

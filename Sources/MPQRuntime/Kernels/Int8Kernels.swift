@@ -165,6 +165,7 @@ public final class Int8Kernel {
     ///   - node: a Conv (strides, pads, auto_pad, dilations, group, 1-D to
     ///     3-D), MatMul, or Gemm (transB, alpha, beta; transA = 0) node; only
     ///     its op type and attributes are read.
+    ///   - inputShape: the shape of the float32 input this primitive is built for.
     ///   - weights: int8 codes in the ONNX layout: Conv [O, I/G, k...],
     ///     MatMul [K, N], Gemm B [K, N] or [N, K] with transB.
     ///   - weightScales: one positive scale per output channel (O or N); the
@@ -173,6 +174,7 @@ public final class Int8Kernel {
     ///     scaled by beta); nil for none.
     ///   - postOps: applied in order to the float32 result (`.sum` adds the
     ///     `residual` given to `run`).
+    ///   - input: the uint8 quantization of the float32 input.
     ///   - weightBits: the width the weight codes are checked to fit; wider
     ///     than this CPU's `int8WeightBits` only to demonstrate saturation.
     ///   - output: requantize the result (after the post-ops) to uint8 codes
@@ -538,8 +540,11 @@ extension Int8Kernel {
     /// what `mpq bench` reports as the gain of int8 execution.
     ///
     /// - Parameters:
+    ///   - node: the Conv, MatMul or Gemm node whose op type and attributes are timed.
+    ///   - inputShape: the float32 input shape.
     ///   - weightShape: the ONNX weight shape (Conv [O, I/G, k...], MatMul [K, N], Gemm B).
     ///   - threads: oneDNN and Swift worker threads.
+    ///   - repetitions: timed runs of each after the warm-up; the fastest counts.
     public static func timeAgainstFloat32(node: Node, inputShape: [Int], weightShape: [Int], threads: Int,
                                           repetitions: Int = 10) throws -> Int8Timing {
         guard weightShape.count >= 2 else {

@@ -54,8 +54,12 @@ public struct SubgraphPartition: Sendable {
     public var unplacedUnits: [Int]
 
     /// Partitions `graph` (shapes bound as `ModelSummary.inputShapes` binds them).
-    /// - Parameter units: node sets that must lie in one block, e.g. the compute
-    ///   nodes of one quantizer group.
+    ///
+    /// - Parameters:
+    ///   - graph: the graph to partition.
+    ///   - units: node sets that must lie in one block, e.g. the compute
+    ///     nodes of one quantizer group.
+    ///   - maxUnitsPerBlock: the most units a block may hold (at least 1).
     public init(graph: Graph, units: [Set<String>], maxUnitsPerBlock: Int = 2) throws {
         guard maxUnitsPerBlock >= 1 else {
             throw MPQError.invalidInput("maxUnitsPerBlock must be at least 1, got \(maxUnitsPerBlock)")

@@ -44,7 +44,13 @@ public final class TaylorSensitivity: @unchecked Sendable {
     /// Checks the loss against the model's output (labels of the wrong count are
     /// `MPQError.shapeMismatch`) and that gradients exist (`GradientComputation`'s errors:
     /// no differentiable path, ops without a vector-Jacobian product).
-    /// - Parameter calibration: ranges for every candidate and the FP32 outputs of its batches.
+    ///
+    /// - Parameters:
+    ///   - graph: the FP32 graph.
+    ///   - data: the calibration samples the gradients are taken on.
+    ///   - calibration: ranges for every candidate and the FP32 outputs of its batches.
+    ///   - loss: the task loss L whose change E[ΔL²] is predicted.
+    ///   - options: runtime settings (threads).
     public init(graph: Graph, data: CalibrationData, calibration: CandidateCalibration, loss: TaskLoss,
                 options: SessionOptions = SessionOptions()) throws {
         guard let output = graph.outputs.first?.name else { throw MPQError.invalidModel("the graph has no outputs") }

@@ -47,8 +47,14 @@ public struct TaylorValidation: Sendable {
     /// Measures `count` random configurations. Configuration i quantizes each group with
     /// probability (i + 0.5) / count (to a random candidate other than its most precise one),
     /// so the set spans nearly float to nearly fully quantized.
-    /// - Parameter measuresLatency: false skips block and end-to-end timings (latency values and errors are then NaN).
-    /// - Parameter singleGroupCount: how many of the most sensitive (group, candidate) pairs to also measure alone.
+    ///
+    /// - Parameters:
+    ///   - search: the prepared Taylor-IP search whose predictions are checked.
+    ///   - count: random configurations to measure (at least 2).
+    ///   - seed: seeds the random configurations.
+    ///   - measuresLatency: false skips block and end-to-end timings (latency values and errors are then NaN).
+    ///   - singleGroupCount: how many of the most sensitive (group, candidate) pairs to also measure alone.
+    ///   - progress: called with (measured, count) as configurations finish.
     public static func measure(_ search: TaylorIntegerProgramSearch, count: Int, seed: UInt64 = 1,
                                measuresLatency: Bool = true, singleGroupCount: Int = 5,
                                progress: ((Int, Int) -> Void)? = nil) throws -> TaylorValidation {
