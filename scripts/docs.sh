@@ -12,8 +12,10 @@ trap 'rm -f "$log"' EXIT
 swift package --allow-writing-to-directory .build/docs generate-documentation \
     --enable-experimental-combined-documentation --output-path .build/docs \
     $(printf -- '--target %s ' "${targets[@]}") 2>&1 | tee "$log"
-if grep -q "warning:" "$log"; then
-    echo "docs.sh: $(grep -c 'warning:' "$log") DocC warnings" >&2
+# Every warning counts except SwiftPM's note about a file in the ZIPFoundation dependency.
+warnings=$(grep "warning:" "$log" | grep -vc "'zipfoundation': found 1 file(s) which are unhandled" || true)
+if [ "$warnings" -gt 0 ]; then
+    echo "docs.sh: $warnings DocC warnings" >&2
     exit 1
 fi
 echo "docs.sh: documentation in .build/docs, no warnings"
