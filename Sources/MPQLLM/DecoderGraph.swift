@@ -8,6 +8,7 @@ import MPQSearch
 
 /// Hyper-parameters of a decoder-only transformer, read from GGUF metadata.
 public struct DecoderConfiguration: Sendable, Equatable {
+    /// Which dimensions of a head RoPE rotates together (llama.cpp's rope type, by architecture).
     public enum RopeLayout: String, Sendable {
         /// llama.cpp's LLAMA_ROPE_TYPE_NORM: rotated pairs are adjacent, (x0, x1), (x2, x3), ...
         /// (convert_hf_to_gguf permutes Q/K rows of llama models so that this equals HF's rotate_half).
@@ -16,19 +17,31 @@ public struct DecoderConfiguration: Sendable, Equatable {
         case halves
     }
 
+    /// `general.architecture`: llama, qwen2 or qwen3.
     public var architecture: String
+    /// Transformer blocks (`{arch}.block_count`).
     public var layers: Int
+    /// Width of the residual stream (`{arch}.embedding_length`).
     public var hidden: Int
+    /// Inner width of the SwiGLU feed-forward (`{arch}.feed_forward_length`).
     public var feedForward: Int
+    /// Query heads (`{arch}.attention.head_count`).
     public var heads: Int
+    /// Key/value heads (`{arch}.attention.head_count_kv`, default `heads`); fewer: grouped-query attention.
     public var kvHeads: Int
+    /// Dimensions per head (`{arch}.attention.key_length`, default hidden / heads).
     public var headDim: Int
+    /// Tokens in the vocabulary (ne1 of token_embd.weight).
     public var vocabulary: Int
+    /// RoPE base theta (`{arch}.rope.freq_base`, default 10000): pair i turns by position x theta^(-2i / ropeDimensions).
     public var ropeBase: Double
     /// Leading dimensions of each head that RoPE rotates (the rest pass through).
     public var ropeDimensions: Int
+    /// Adjacent pairs for llama, halves for qwen2 and qwen3.
     public var ropeLayout: RopeLayout
+    /// Epsilon of every RMSNorm (`{arch}.attention.layer_norm_rms_epsilon`, default 1e-5).
     public var rmsEpsilon: Float
+    /// Training context in tokens (`{arch}.context_length`, default 2048); caps the graph's default sequence length.
     public var contextLength: Int
     /// True when the output head reuses token_embd.weight (no output.weight tensor).
     public var tiedEmbeddings: Bool
@@ -38,6 +51,7 @@ public struct DecoderConfiguration: Sendable, Equatable {
     public var qkNorm: Bool
     /// Whether llama.cpp adds a BOS token (tokenizer.ggml.add_bos_token; default true for llama's SPM vocabularies).
     public var addBOS: Bool
+    /// `tokenizer.ggml.bos_token_id`; nil when the metadata has none.
     public var bosToken: Int?
 }
 
@@ -59,9 +73,14 @@ public struct DecoderConfiguration: Sendable, Equatable {
 /// - The sequence length is taken from the input's shape (Shape/Slice over cos/sin/mask tables
 ///   of `maxSequenceLength` rows), which the runtime folds into constants per input shape.
 public enum DecoderGraphBuilder {
+    /// Name of the graph's input: token ids [batch, seq], int64.
     public static let inputName = "input_ids"
+    /// Name of the graph's output: logits [batch, seq, vocab], float32, before softmax.
     public static let outputName = "logits"
 
+    /// The hyper-parameters of `file` from its metadata (`general.architecture`, `{arch}.*`, tokenizer keys)
+    /// and tensor shapes; throws `MPQError.invalidModel` for an architecture other than llama, qwen2 or
+    /// qwen3, or a missing required key or token_embd.weight.
     public static func configuration(of file: GGUFFile) throws -> DecoderConfiguration {
         let meta = file.metadata
         guard let arch = meta[GGUFKey.architecture]?.stringValue else {
@@ -102,6 +121,7 @@ public enum DecoderGraphBuilder {
 
     /// The decoder graph of `file`, weights dequantized to float32.
     ///
+    /// - Parameter file: the GGUF decoder (llama, qwen2 or qwen3).
     /// - Parameter maxSequenceLength: rows of the RoPE and mask tables (the longest input the graph
     ///   takes); default min(context length, 2048).
     public static func graph(from file: GGUFFile, maxSequenceLength: Int? = nil) throws -> Graph {

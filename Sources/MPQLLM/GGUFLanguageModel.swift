@@ -9,10 +9,15 @@ import MPQSearch
 /// A GGUF decoder LM opened for mpq: its configuration and float32 graph
 /// (so the CLI needs only the MPQ module).
 public struct GGUFLanguageModel {
+    /// The GGUF file's path, as given.
     public let path: String
+    /// The parsed GGUF file: metadata, tensor infos and tensor data.
     public let file: GGUFFile
+    /// The decoder's hyper-parameters (see `DecoderGraphBuilder.configuration(of:)`).
     public let configuration: DecoderConfiguration
 
+    /// Opens the GGUF at `path` and reads its configuration; throws `MPQError.fileNotFound`, or
+    /// `MPQError.invalidModel` for a file that does not parse or an unsupported architecture.
     public init(contentsOf path: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { throw MPQError.fileNotFound(path) }
         self.path = path
@@ -50,15 +55,21 @@ public struct GGUFLanguageModel {
 
 /// One tensor of a GGUF file as `mpq inspect` lists it.
 public struct GGUFTensorSummary: Sendable {
+    /// The tensor's GGUF name (e.g. blk.0.attn_q.weight).
     public var name: String
     /// numpy order (ne0 last).
     public var shape: [Int]
+    /// The ggml type's name (e.g. q4_K, f16).
     public var type: String
+    /// Weights in the tensor.
     public var elements: Int
+    /// Bytes of the tensor's data in the file (unpadded).
     public var bytes: Int
+    /// 8 x bytes / elements, as llama.cpp prints it; 0 for an empty tensor.
     public var bitsPerWeight: Double { elements > 0 ? Double(bytes) * 8 / Double(elements) : 0 }
 }
 
+/// `mpq inspect` for GGUF files: the metadata and a tensor listing with types and bits per weight.
 public enum GGUFSummary {
     /// Every tensor of the file at `path`, in file order, with the file's metadata as text.
     public static func read(path: String) throws -> (metadata: [(String, String)], tensors: [GGUFTensorSummary]) {

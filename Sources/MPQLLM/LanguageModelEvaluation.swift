@@ -16,12 +16,15 @@ import MPQSearch
 /// model, the KL divergence KL(reference || model) of the next-token distributions and the
 /// agreement of their top tokens are taken over the same positions.
 public struct LanguageModelEvaluation {
+    /// How the token stream is cut and scored (llama-perplexity's -c, --chunks and add_bos).
     public struct Options: Sendable {
+        /// Tokens per chunk (llama-perplexity's -c), at least 4; default 512.
         public var context: Int = 512
         /// Chunks to evaluate (nil: every whole chunk of the stream).
         public var chunks: Int?
         /// Token that replaces the first token of each chunk (llama.cpp's add_bos), nil for none.
         public var bos: Int?
+        /// Options with llama-perplexity's defaults unless given: 512-token chunks, every chunk, no BOS.
         public init(context: Int = 512, chunks: Int? = nil, bos: Int? = nil) {
             self.context = context
             self.chunks = chunks
@@ -29,36 +32,56 @@ public struct LanguageModelEvaluation {
         }
     }
 
+    /// KL(reference || model) = sum_v p_ref(v) (log p_ref(v) - log p_model(v)) of the next-token
+    /// distributions, in nats, summarised over the scored positions as llama-perplexity's
+    /// --kl-divergence prints it.
     public struct KLDivergence: Sendable {
+        /// Mean KL divergence over every scored position, in nats.
         public var mean: Double
+        /// Standard error of `mean`: sqrt(variance / (n - 1)) over the n scored positions.
         public var standardError: Double
+        /// Median KL divergence of a position (llama-perplexity's interpolated percentile).
         public var median: Double
+        /// 99th percentile of the per-position KL divergence (interpolated as llama-perplexity does).
         public var percentile99: Double
+        /// Largest KL divergence of any scored position.
         public var maximum: Double
         /// Fraction of scored positions where both models' most likely token agrees.
         public var sameTopRate: Double
+        /// Standard error of `sameTopRate`: sqrt(p (1 - p) / (n - 1)).
         public var sameTopStandardError: Double
     }
 
+    /// Perplexity, and with a reference the KL divergence, of one evaluation.
     public struct Result: Sendable {
+        /// Chunks evaluated.
         public var chunks: Int
+        /// Tokens per chunk.
         public var context: Int
+        /// Positions scored: chunks x (context - 1 - context / 2).
         public var scoredTokens: Int
+        /// Perplexity = exp(mean NLL) over the scored positions (llama-perplexity's PPL).
         public var perplexity: Double
         /// llama-perplexity's "+/-": exp(mean NLL) * standard error of the mean NLL.
         public var perplexityError: Double
+        /// Mean negative log-likelihood of the next token, -log p(t_{i+1} | t_0 ... t_i), in nats.
         public var meanNLL: Double
         /// The reference model's perplexity over the same positions (with a reference).
         public var referencePerplexity: Double?
+        /// KL divergence from the reference; nil without one.
         public var kld: KLDivergence?
         /// Wall time of the model's forward passes (not the reference's), and tokens through them per second.
         public var seconds: Double
+        /// Tokens through the model's forward passes per second: chunks x context / `seconds`.
         public var tokensPerSecond: Double
     }
 
+    /// The evaluated model: a session of a graph from `input_ids` [1, seq] to `logits` [1, seq, vocab].
     public let model: InferenceSession
+    /// The model the KL divergence is taken against (e.g. the F16 base); nil: perplexity only.
     public let reference: InferenceSession?
 
+    /// An evaluation of `model`, against `reference` when given.
     public init(model: InferenceSession, reference: InferenceSession? = nil) {
         self.model = model
         self.reference = reference
@@ -84,6 +107,15 @@ public struct LanguageModelEvaluation {
         for i in 0..<count { target[i] = Double(row[i]) - shift }
     }
 
+    /// Scores `tokens` as llama-perplexity does: perplexity = exp(mean NLL) over the second half of each
+    /// chunk, and with a reference the mean KL divergence and top-token agreement over the same positions.
+    ///
+    /// - Parameters:
+    ///   - tokens: the token stream (e.g. from `GGUFLanguageModel.tokenize(_:)`).
+    ///   - options: chunk length, number of chunks and BOS.
+    ///   - progress: called after each chunk with (chunks done, chunks in all, perplexity so far).
+    /// - Throws: `MPQError.invalidInput` for a context under 4, too few tokens for one chunk or a token
+    ///   outside the vocabulary; `MPQError.shapeMismatch` when the reference's logits differ in shape.
     public func evaluate(tokens: [Int], options: Options = Options(),
                          progress: ((Int, Int, Double) -> Void)? = nil) throws -> Result {
         let context = options.context

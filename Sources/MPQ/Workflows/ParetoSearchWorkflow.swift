@@ -12,9 +12,11 @@ import MPQSearch
 /// pareto.json, sensitivity.csv, pareto.svg, report.html and with a target config.json, model.qdq.onnx,
 /// encodings.json, report.json, written all-or-nothing to `output`.
 public struct ParetoSearchWorkflow: Sendable {
+    /// What to search, how to score configurations, and what to select.
     public struct Options: SearchWorkflowOptions, Sendable {
         /// What every search takes; its fields read and write as this struct's own (`options.batchSize`).
         public var shared: SearchOptions
+        /// The score of a configuration against FP32 on the calibration data (phase 1 and 3); default SQNR in dB.
         public var metric: SearchMetric = .sqnr
         /// What to select; nil: the front only.
         public var target: ParetoGreedySearch.Target?
@@ -23,28 +25,40 @@ public struct ParetoSearchWorkflow: Sendable {
         /// Phase 1 runs only the part of the model after each group.
         public var usesActivationCache = true
 
+        /// Options for searching `model` calibrated on `calibrationData`; the rest at defaults.
         public init(model: String, calibrationData: String) {
             shared = SearchOptions(model: model, calibrationData: calibrationData)
         }
     }
 
+    /// What a run produced.
     public struct Result: @unchecked Sendable {
+        /// The search itself: phase-1 sensitivities, the phase-2 front of score vs relative cost, the uniform
+        /// references, statistics and, with a target, the chosen point (phase 3).
         public var search: ParetoSearchResult
         /// The chosen point's model and report (with a target).
         public var model: QuantizedModel?
+        /// The chosen model's figures on the held-out (else calibration) data; nil without a target.
         public var report: QuantizationReport?
         /// The chosen point's metric on the held-out data, and whether the target held there.
         public var heldOutScore: Double?
+        /// Whether the chosen point still meets the target on the held-out data (a cost target always does);
+        /// nil without a target or held-out data.
         public var targetHeldOnHeldOut: Bool?
+        /// The output files (pareto.csv ... report.html, and with a target the exported model), written to `output` when set.
         public var files: OutputFiles
         /// What `mpq search` prints.
         public var summary: String
     }
 
+    /// The run's options.
     public var options: Options
 
+    /// A search with `options`; nothing is loaded or run until `run(progress:)`.
     public init(_ options: Options) { self.options = options }
 
+    /// Checks the options before any work: the shared ones, labels for the accuracy metric (and no held-out
+    /// data with it), and a finite target (a drop >= 0, a relative cost > 0); throws `MPQError.invalidInput`.
     public func validate() throws {
         try options.shared.check()
         if options.metric == .accuracy && options.labels == nil { throw MPQError.invalidInput("the accuracy metric needs labels (--labels FILE.npy)") }
@@ -59,6 +73,12 @@ public struct ParetoSearchWorkflow: Sendable {
         }
     }
 
+    /// Runs the Pareto-greedy search (Pandey et al. 2023, DESIGN.md): phase 1 scores every (group, candidate)
+    /// alone against FP32 (cached on disk, resumable), phase 2 traces the front of score vs relative cost, and
+    /// with a target phase 3 picks the cheapest front point whose evaluated score meets it, which is then
+    /// exported, reported and scored on the held-out data; the files go to `output` all-or-nothing.
+    ///
+    /// - Parameter progress: receives the steps, phase-1 progress and notes (default silent).
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
         try validate()
         let inputs = try SearchInputs(options.shared, progress: progress)

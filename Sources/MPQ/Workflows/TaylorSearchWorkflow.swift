@@ -24,52 +24,80 @@ public struct TaylorSearchWorkflow: Sendable {
         case randomProjection = "random-projection"
     }
 
+    /// What to search, with which task loss, and which budgets the integer program keeps to.
     public struct Options: SearchWorkflowOptions, Sendable {
         /// What every search takes; its fields read and write as this struct's own (`options.batchSize`).
         public var shared: SearchOptions
         /// Largest predicted loss MSE of the chosen configuration; nil: no configuration is chosen.
         public var maxLossMSE: Double?
+        /// What the integer program maximises the saving of: measured latency (default), weight memory or BOPs.
         public var objective: TaylorIntegerProgramSearch.Objective = .latency
         /// Further budgets: bytes of memory, bit operations.
         public var memoryBudget: Double?
+        /// Largest bit operations (MACs x weight bits x activation bits) of the chosen configuration; nil: unbounded.
         public var bopsBudget: Double?
         /// nil: by the model (labels given: labels; classifier: pseudo-label; language model: next-token; else random-projection).
         public var loss: Loss?
+        /// Heads of the random-projection loss (squared random projections of the output); default 8.
         public var projections = 8
         /// Solve at `sweepPoints` log-spaced thresholds and measure each (front.csv, front.svg).
         public var sweep = false
+        /// Log-spaced loss thresholds of the sweep, at least 2; default 8.
         public var sweepPoints = 8
+        /// Samples the block latency timings run on; default 1.
         public var latencyBatch = 1
+        /// Most quantizer groups per timed sub-graph (block) of the partition; default 4.
         public var unitsPerBlock = 4
+        /// Configurations timed exhaustively per block; beyond it a block is timed one group at a time and
+        /// its time taken as additive over its groups. Default 64.
         public var maxBlockConfigurations = 64
+        /// What a timing keeps of its repeated runs: the median (default) or the minimum (for machines shared with other work).
         public var latencyStatistic: BlockLatency.Statistic = .median
         /// Measure this many random configurations (validation.csv) and compare with uniform int8.
         public var validateCount: Int?
 
+        /// Options for searching `model` calibrated on `calibrationData`; the rest at defaults (no threshold yet).
         public init(model: String, calibrationData: String) {
             shared = SearchOptions(model: model, calibrationData: calibrationData)
         }
     }
 
+    /// What a run produced.
     public struct Result: @unchecked Sendable {
+        /// Loss MSE E[dL^2] per group and candidate, from the first-order Taylor term dL ~ g_W . dW + g_A . dA
+        /// (Markovich-Golan et al. 2025; DESIGN.md), as in sensitivity.csv.
         public var sensitivities: [[Double]]
+        /// The integer program's solution at `maxLossMSE`; nil without a threshold.
         public var choice: TaylorIntegerProgramSearch.Choice?
+        /// The sweep's points: threshold, solution, measured loss MSE and time; nil without `sweep`.
         public var front: [TaylorIntegerProgramSearch.FrontPoint]?
+        /// Predicted against measured over random configurations (validation.csv); nil without `validateCount`.
         public var validation: TaylorValidation?
+        /// The chosen configuration's quantized model; nil without a threshold.
         public var model: QuantizedModel?
+        /// The chosen model's figures on the held-out (else calibration) data; nil without a threshold.
         public var report: QuantizationReport?
         /// The chosen configuration's measured loss MSE on the calibration and held-out data.
         public var measuredLossMSE: Double?
+        /// The chosen configuration's measured loss MSE on the held-out data; nil without held-out data.
         public var heldOutLossMSE: Double?
+        /// Whether the held-out loss MSE stays within `maxLossMSE`; nil without held-out data.
         public var targetHeldOnHeldOut: Bool?
+        /// The output files (sensitivity.csv, latency.csv, ... and with a threshold the exported model), written to `output` when set.
         public var files: OutputFiles
+        /// What `mpq search taylor-ip` prints.
         public var summary: String
     }
 
+    /// The run's options.
     public var options: Options
 
+    /// A search with `options`; nothing is loaded or run until `run(progress:)`.
     public init(_ options: Options) { self.options = options }
 
+    /// Checks the options before any work: something to do (a threshold, a sweep or a validation), finite
+    /// non-negative threshold and budgets, at least one projection, at least 2 sweep points, and labels where
+    /// the loss needs them (not with held-out data); throws `MPQError.invalidInput`.
     public func validate() throws {
         try options.shared.check()
         guard options.maxLossMSE != nil || options.sweep || options.validateCount != nil else {
@@ -106,6 +134,12 @@ public struct TaylorSearchWorkflow: Sendable {
         }
     }
 
+    /// Runs Taylor-IP (Markovich-Golan et al. 2025, DESIGN.md): per-group loss-MSE sensitivities from one
+    /// forward+backward pass per sample, measured block latencies, then as asked a validation, a sweep of
+    /// thresholds, and the integer program (CBC) at `maxLossMSE` with its choice exported and measured;
+    /// the files go to `output` all-or-nothing.
+    ///
+    /// - Parameter progress: receives the steps, sensitivity and timing progress and notes (default silent).
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
         try validate()
         let inputs = try SearchInputs(options.shared, progress: progress)

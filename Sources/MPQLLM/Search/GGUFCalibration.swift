@@ -17,14 +17,18 @@ import MPQSearch
 /// float32 throughout: llama.cpp's 8-bit rounding of activations (its q8_K / q8_0 dot products)
 /// is not simulated.
 public final class GGUFCalibration: @unchecked Sendable {
+    /// The base model every KL divergence is measured against.
     public let model: GGUFLanguageModel
+    /// The base model's float32 decoder graph, built for `context` tokens.
     public let graph: Graph
+    /// Tokens per chunk; positions context/2 ..< context - 1 are scored.
     public let context: Int
     /// Token ids per chunk (BOS substituted as llama-perplexity does).
     public let chunks: [[Int]]
     /// The importance matrix of the calibration text (llama-imatrix's statistics: sums of squared
     /// activations per input column of every matrix, rows counted per matrix).
     public private(set) var imatrix = IMatrix(format: .gguf)
+    /// Threads of the inference sessions; nil: the runtime's default.
     public let threads: Int?
     private let layers: Int
     /// Reference log-probabilities per chunk, scored positions x vocabulary.

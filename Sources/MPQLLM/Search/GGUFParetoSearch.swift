@@ -19,34 +19,50 @@ import MPQSearch
 ///    largest) and the best measured one is taken; for a KL target, a binary search over the
 ///    front with real measurements finds the smallest point whose measured KL meets it.
 public struct GGUFParetoSearch {
+    /// One mix on the greedy front.
     public struct FrontPoint: Sendable {
+        /// Candidate index per group (into `space.groups[g].candidates`).
         public var choice: [Int]
+        /// Exact bytes of the GGUF file this mix writes.
         public var fileBytes: Int
+        /// llama.cpp's bits per weight: 8 x tensor data bytes / weights.
         public var bitsPerWeight: Double
+        /// Predicted calibration KLD: the sum of the groups' sensitivities at their candidates (step 2).
         public var predictedKLD: Double
         /// Measured calibration KLD (nil when not measured).
         public var measuredKLD: Double?
     }
 
+    /// What a search found.
     public struct Result: Sendable {
         /// sensitivity[group][candidate]: calibration KLD with only that change.
         public var sensitivity: [[Double]]
+        /// The greedy front from the largest mix to the smallest, extra (e.g. uniform) points inserted by size.
         public var front: [FrontPoint]
         /// Index into `front` of the chosen point.
         public var chosen: Int
+        /// Mixes measured end to end (each a full calibration KLD, cached ones not counted).
         public var evaluations: Int
+        /// Wall time of the search, in seconds.
         public var seconds: Double
+        /// The chosen mix: candidate index per group.
         public var choice: [Int] { front[chosen].choice }
     }
 
+    /// The groups and candidate types searched.
     public let space: GGUFSearchSpace
+    /// Calibration chunks, reference distributions and cached residual streams the KLDs come from.
     public let calibration: GGUFCalibration
+    /// Every candidate conversion of the weights (llama-quantize's quantisers with the imatrix).
     public let weights: GGUFQuantizedWeights
+    /// Scores on disk (sensitivities and whole mixes) so an interrupted search resumes; nil: none.
     public let cache: SensitivityCache?
+    /// Where sensitivity progress and front measurements are reported.
     public let progress: ProgressReporter
     /// Points of the front measured for a size target (the largest that fit).
     public var measuredCandidates = 3
 
+    /// A search over `space`; nothing runs until `run(target:extraPoints:)`.
     public init(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights,
                 cache: SensitivityCache?, progress: ProgressReporter = SilentProgress()) {
         self.space = space
@@ -127,6 +143,9 @@ public struct GGUFParetoSearch {
         return points
     }
 
+    /// Runs the three steps (sensitivity, front, choice) for `target` and returns the front with the chosen point.
+    ///
+    /// - Parameter target: the file size, bits per weight or mean KLD the chosen mix must meet.
     /// - Parameter extraPoints: mixes measured besides the front for a size target (e.g. the
     ///   uniform types), inserted into the returned front by size; the best measured wins.
     public func run(target: GGUFSearchTarget, extraPoints: [[Int]] = []) throws -> Result {

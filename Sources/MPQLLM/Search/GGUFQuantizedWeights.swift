@@ -10,9 +10,13 @@ import MPQSearch
 /// (MPQGGUF's bit-exact port of ggml's quantisers, fed the importance matrix where it has an
 /// entry), and back to float32 for the graph.
 public struct GGUFQuantizedWeights: @unchecked Sendable {
+    /// The source GGUF whose tensors are converted.
     public let file: GGUFFile
+    /// Importance matrix the quantisers weight their error with (llama-imatrix's statistics); nil: unweighted,
+    /// as llama-quantize without --imatrix.
     public let imatrix: IMatrix?
 
+    /// Conversions of the tensors of `file`, weighted by `imatrix` where it has an entry of the row length.
     public init(file: GGUFFile, imatrix: IMatrix?) {
         self.file = file
         self.imatrix = imatrix

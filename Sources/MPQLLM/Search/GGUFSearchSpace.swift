@@ -35,8 +35,11 @@ public struct GGUFSearchSpace: Sendable {
 
     /// Tensors that take one type together.
     public struct Group: Sendable {
+        /// The tensor's name, or the tied tensors' names joined by "+".
         public var name: String
+        /// GGUF names of the group's tensors.
         public var tensors: [String]
+        /// Weights in the group's tensors.
         public var elements: Int
         /// Layer of the group's tensors (nil for token_embd; `layers` for the output head).
         public var layer: Int?
@@ -44,6 +47,7 @@ public struct GGUFSearchSpace: Sendable {
         public var candidates: [Candidate]
     }
 
+    /// The searched groups, in the order of their first tensor in the file.
     public let groups: [Group]
     /// Tensor index in the source file of each group's tensors.
     public let tensorIndex: [String: Int]
@@ -55,6 +59,7 @@ public struct GGUFSearchSpace: Sendable {
     public let totalElements: Int
     /// The header (metadata as it will be written, tensor infos), padded to the alignment.
     public let headerBytes: Int
+    /// Data alignment of the file in bytes (`general.alignment`, default GGUF's 32).
     public let alignment: Int
     /// Lines about the space (fallbacks, tied groups).
     public let notes: [String]
@@ -225,10 +230,14 @@ public struct GGUFSearchSpace: Sendable {
 
 /// What a search must meet: a file size, a bits-per-weight figure, or a mean KL divergence.
 public enum GGUFSearchTarget: Sendable, Equatable, CustomStringConvertible {
+    /// The written file has at most this many bytes.
     case fileBytes(Int)
+    /// llama.cpp's bits per weight (8 x tensor data bytes / weights) is at most this.
     case bitsPerWeight(Double)
+    /// The measured mean KL divergence from the base model on the calibration chunks, in nats, is at most this.
     case maxKLD(Double)
 
+    /// The target as reports print it, e.g. "file size <= 90000000 bytes".
     public var description: String {
         switch self {
         case .fileBytes(let b): return "file size <= \(b) bytes"

@@ -13,34 +13,49 @@ import MPQSearch
 /// (the calibration text's importance matrix, llama.cpp's format), front.csv, sensitivity.csv
 /// and report.md (predicted vs measured KLD, held-out KLD and perplexity against a uniform type).
 public struct GGUFTypeSearchWorkflow {
+    /// The search algorithm: `pareto` (Pareto-greedy over mean KLD); `taylorIP` is refused for now by `prepare()`.
     public enum Method: String, Sendable, CaseIterable { case pareto, taylorIP = "taylor-ip" }
 
+    /// What to search, for which target, and where the results go.
     public struct Options: Sendable {
+        /// The base GGUF decoder (llama, qwen2 or qwen3); KL divergence is measured against it.
         public var model: String
+        /// UTF-8 text tokenized for calibration: the KLD chunks and the importance matrix.
         public var calibrationText: String
+        /// The file size, bits per weight or mean KLD the chosen mix must meet.
         public var target: GGUFSearchTarget
+        /// The search algorithm; default `pareto`.
         public var method: Method = .pareto
+        /// The output folder (replaced wholly on success); nil: write nothing.
         public var output: String?
+        /// Candidate ggml types; default `GGUFSearchSpace.defaultTypes` (q2_K ... q6_K, q8_0, f16).
         public var types: [GGMLType] = GGUFSearchSpace.defaultTypes
         /// Groups of tensor names that take one type together.
         public var tied: [[String]] = []
         /// Regular expression: only tensors whose name it matches are searched (nil: all 2-D weights).
         public var tensorPattern: String?
+        /// Tokens per calibration chunk (the second half of each scored); default 512.
         public var context = 512
+        /// Calibration chunks (nil: every whole chunk of the text); default 4.
         public var chunks: Int? = 4
         /// Held-out text: KLD and perplexity of the choice and of `baseline`, vs the base model.
         public var evaluationText: String?
+        /// Tokens per held-out chunk; default 512.
         public var evaluationContext = 512
+        /// Held-out chunks (nil: every whole chunk of the text); default 8.
         public var evaluationChunks: Int? = 8
         /// Uniform type to compare with on the held-out text.
         public var baseline: GGMLType = .q4_K
         /// Score cache folder (nil: ~/.cache/mpq); `useCache` false disables it.
         public var cacheFolder: String?
+        /// Whether scores are cached on disk and reused (resume after a kill); default true.
         public var useCache = true
+        /// Threads of the inference sessions; nil: the runtime's default.
         public var threads: Int?
         /// Front points measured for a size target.
         public var measuredCandidates = 3
 
+        /// Options for searching `model` for `target` calibrated on `calibrationText`; the rest at defaults.
         public init(model: String, calibrationText: String, target: GGUFSearchTarget) {
             self.model = model
             self.calibrationText = calibrationText
@@ -48,30 +63,49 @@ public struct GGUFTypeSearchWorkflow {
         }
     }
 
+    /// One model's figures on the held-out text: the chosen mix, or the uniform baseline.
     public struct HeldOut: Sendable {
+        /// "mpq" for the chosen mix, "uniform TYPE" for the baseline.
         public var name: String
+        /// Bytes of the model's GGUF file.
         public var fileBytes: Int
+        /// llama.cpp's bits per weight of the model.
         public var bitsPerWeight: Double
+        /// Perplexity and KL divergence from the base model, scored as llama-perplexity does.
         public var result: LanguageModelEvaluation.Result
     }
 
+    /// What a run produced.
     public struct Result: @unchecked Sendable {
+        /// The groups and candidates searched.
         public var space: GGUFSearchSpace
+        /// The search: sensitivities, front and chosen point.
         public var search: GGUFParetoSearch.Result
+        /// The ggml type of every searched tensor, by GGUF name.
         public var types: [String: GGMLType]
+        /// Bytes of the written model.gguf (checked equal to the prediction).
         public var fileBytes: Int
+        /// llama.cpp's bits per weight of the chosen mix.
         public var bitsPerWeight: Double
+        /// The chosen mix's predicted calibration KLD (sum of its groups' sensitivities).
         public var predictedKLD: Double
+        /// The chosen mix's measured mean calibration KLD (NaN if it was never measured).
         public var measuredKLD: Double
+        /// Held-out figures of the chosen mix and the uniform `baseline`; empty without `evaluationText`.
         public var heldOut: [HeldOut]
+        /// The calibration text's importance matrix (imatrix.gguf).
         public var imatrix: IMatrix
+        /// The output files (model.gguf, tensor-types.txt, imatrix.gguf, front.csv, sensitivity.csv, report.md).
         public var files: OutputFiles
+        /// The text of report.md, which `mpq search-lm` prints.
         public var summary: String
         /// Seconds of one full calibration evaluation (for comparison with the search time).
         public var fullEvaluationSeconds: Double
     }
 
+    /// The run's options.
     public let options: Options
+    /// A search with `options`; nothing is loaded or run until `run(progress:)`.
     public init(_ options: Options) { self.options = options }
 
     /// Opens the model and checks the target and the output folder (no computation).
@@ -112,6 +146,11 @@ public struct GGUFTypeSearchWorkflow {
         return hash.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
+    /// Runs the search: tokenizes and calibrates, runs the Pareto-greedy search for the target, writes the mix
+    /// (its size checked against the prediction), evaluates it and the uniform baseline on the held-out text,
+    /// and writes the outputs to `output` all-or-nothing.
+    ///
+    /// - Parameter progress: receives calibration, sensitivity and held-out progress and notes (default silent).
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
         let (model, space) = try prepare()
         let start = Date()
