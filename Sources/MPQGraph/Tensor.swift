@@ -216,7 +216,12 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         case .uint32: return scalars(as: UInt32.self).map { Int($0) }
         case .uint64: return scalars(as: UInt64.self).map { Int(truncatingIfNeeded: $0) }
         case .bool: return scalars(as: Bool.self).map { $0 ? 1 : 0 }
-        default: return converted(to: .float64).scalars(as: Double.self).map { Int($0) }
+        default:
+            // Floats where integers belong (a malformed model): truncated, NaN as 0, saturated at
+            // ±2^62 so the value never traps and later range checks name it.
+            return converted(to: .float64).scalars(as: Double.self).map {
+                $0.isNaN ? 0 : Int(max(-0x1p62, min(0x1p62, $0.rounded(.towardZero))))
+            }
         }
     }
 
