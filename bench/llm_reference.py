@@ -157,8 +157,21 @@ def report(work, chunks, ci_chunks, threads, out_json):
                 c["speed_ratio_llama_over_mpq"] = l["tokens_per_second"] / m["tokens_per_second"]
         cases.append(c)
 
+    speed = []
+    for case in ("tiny-F16", "tiny-Q4_K_M", "smol-F16", "smol-Q4_K_M"):
+        l, m = llama(work, "speed-" + case), mpq(work, "speed-" + case)
+        if l and m:
+            speed.append({"case": case.replace("tiny", "tiny-llama-jargon").replace("smol", "smollm2-135m").replace("-F16", "/F16").replace("-Q4_K_M", "/Q4_K_M"),
+                          "chunks": l.get("chunks"), "llama_cpp_tokens_per_second": l.get("tokens_per_second"),
+                          "mpq_tokens_per_second": m.get("tokens_per_second"),
+                          "ratio_llama_over_mpq": l["tokens_per_second"] / m["tokens_per_second"]
+                          if l.get("tokens_per_second") and m.get("tokens_per_second") else None,
+                          "llama_cpp_peak_rss_mib": l.get("peak_rss_mib"), "mpq_peak_rss_mib": m.get("peak_rss_mib"),
+                          "llama_cpp_wall_seconds": l.get("wall_seconds"), "mpq_wall_seconds": m.get("wall_seconds")})
+
     # The CI test: tiny-llama F16 and Q4_K_M, CI_CHUNKS chunks; the Q4_K_M's tensor types (the test
-    # rebuilds it with mpq's quantizers from the F16 and the imatrix) and a checksum of its tensor data.
+    # rebuilds it with mpq's quantizers from the F16 and the imatrix) and a checksum of its tensor data
+    # (tensors by name: llama-quantize writes them in llama.cpp's order, not the source file's).
     ci = None
     q4 = paths["tiny-llama-jargon/Q4_K_M"]
     if os.path.exists(q4) and read(f"{work}/logs/llama-ci-tiny-Q4_K_M.log"):
@@ -174,7 +187,7 @@ def report(work, chunks, ci_chunks, threads, out_json):
                 "file_bytes": os.path.getsize(q4),
                 "tensor_types": {n: t.lower() for n, t, _ in tensors
                                  if base_types.get(n) != t},
-                "tensor_data_fnv1a64": f"{fnv1a64(d for _, _, d in tensors):016x}",
+                "tensor_data_fnv1a64": f"{fnv1a64(d for _, _, d in sorted(tensors)):016x}",
             },
             "llama_cpp": {
                 "f16_perplexity": llama(work, "ci-tiny-F16.kldbase").get("perplexity"),
@@ -184,6 +197,13 @@ def report(work, chunks, ci_chunks, threads, out_json):
             },
             "mpq_release": mpq(work, "ci-tiny-Q4_K_M"),
         }
+        rounding = read(f"{work}/logs/numpy-ci-tiny-Q4_K_M.log")
+        m = re.search(r"float activations ([\d.]+); llama.cpp CPU activation rounding ([\d.]+)", rounding)
+        if m:
+            ci["activation_rounding"] = {
+                "source": "bench/llm_activation_rounding.py (numpy reference, float64), same chunks",
+                "kld_float_activations": float(m.group(1)), "kld_llama_cpp_rounding": float(m.group(2)),
+                "factor": float(m.group(2)) / float(m.group(1))}
 
     bytematch = {}
     for im in ("none", "imatrix"):
@@ -203,8 +223,8 @@ def report(work, chunks, ci_chunks, threads, out_json):
         counts = {}
         for line in tt.split():
             counts[line.rsplit("=", 1)[1]] = counts.get(line.rsplit("=", 1)[1], 0) + 1
-        search = {"command": "mpq search-lm model-F16.gguf --text jargon_head60.txt --target-bpw 5.0 --chunks 4 "
-                             "--eval-text jargon_tail25.txt --eval-chunks 2 --no-cache", "type_counts": counts}
+        search = {"command": "mpq search-lm model-F16.gguf --text jargon_head60.txt --target-bpw 5.0 --context 256 --chunks 1 "
+                             "--types q3_K,q4_K,q5_K,q6_K --eval-text jargon_tail25.txt --eval-chunks 1 --no-cache", "type_counts": counts}
 
     result = {
         "llama_cpp": {"version": version, "commit": commit.group(1) if commit else None,
@@ -218,6 +238,7 @@ def report(work, chunks, ci_chunks, threads, out_json):
                      "note": "llama.cpp's CPU matmuls round activations to 8-bit blocks (q8_0/q8_K) for quantized weights; "
                              "mpq eval-lm computes in float32 and has no option to simulate that rounding."},
         "cases": cases,
+        "speed_paired": speed,
         "byte_match": bytematch,
         "search_lm": search,
         "ci": ci,
@@ -242,7 +263,14 @@ def report(work, chunks, ci_chunks, threads, out_json):
         l, m = c["llama_cpp"] or {}, c["mpq"] or {}
         print(f"{c['case']:38} {fmt(l.get('tokens_per_second'), 1):>11} {fmt(m.get('tokens_per_second'), 1):>10} "
               f"{fmt(c.get('speed_ratio_llama_over_mpq'), 2):>9} {fmt(l.get('peak_rss_mib'), 1):>13} {fmt(m.get('peak_rss_mib'), 1):>11}")
-    print("(RSS of runs with --kl-divergence / --reference includes the reference's logits or model.)")
+    print("(Each run shared the CPU with other work: these speeds are not comparable; see the paired runs below.")
+    print(" RSS of runs with --kl-divergence / --reference includes the reference's logits or model.)")
+    if speed:
+        print("\n## speed and peak RSS, paired plain runs (llama-perplexity, then mpq eval-lm right after)\n")
+        print(f"{'case':28} {'chunks':>6} {'tok/s llama':>11} {'tok/s mpq':>10} {'llama/mpq':>9} {'RSS llama MiB':>13} {'RSS mpq MiB':>11}")
+        for r in speed:
+            print(f"{r['case']:28} {int(r['chunks'] or 0):>6} {fmt(r['llama_cpp_tokens_per_second'], 1):>11} {fmt(r['mpq_tokens_per_second'], 1):>10} "
+                  f"{fmt(r['ratio_llama_over_mpq'], 2):>9} {fmt(r['llama_cpp_peak_rss_mib'], 1):>13} {fmt(r['mpq_peak_rss_mib'], 1):>11}")
     for im, b in bytematch.items():
         print(f"\n## byte identity with llama-quantize --pure, tiny-llama F16, imatrix: {im}\n")
         for t, r in b["types"].items():
@@ -255,6 +283,8 @@ def report(work, chunks, ci_chunks, threads, out_json):
     if ci:
         print(f"\n## CI test figures (tiny-llama, {ci_chunks} chunks): {json.dumps(ci['llama_cpp'])}")
         print(f"Q4_K_M tensor data FNV-1a 64: {ci['q4_k_m']['tensor_data_fnv1a64']}")
+        if "activation_rounding" in ci:
+            print(f"KLD added by llama.cpp's activation rounding (numpy): {json.dumps(ci['activation_rounding'])}")
 
 
 if __name__ == "__main__":

@@ -11,19 +11,22 @@
 #      (imatrix from llama-imatrix on the Jargon head 60%);
 #   2. mean KLD of each quantized model against its F16 (llama-perplexity --kl-divergence-base /
 #      --kl-divergence vs `mpq eval-lm --reference`);
-#   3. speed (llama.cpp's prompt-eval tokens/s vs mpq's forward-pass tokens/s, same text and context)
-#      and peak RSS (/usr/bin/time -v) of plain perplexity runs of the F16 models;
+#   3. speed (llama.cpp's tokens/s over its computation vs mpq's forward-pass tokens/s, same text and
+#      context) and peak RSS (/usr/bin/time -v) of plain perplexity runs, paired (SPEED_CHUNKS chunks,
+#      llama.cpp then mpq, model by model, at the end);
 #   4. byte identity of mpq's quantizers with llama-quantize on tiny-llama F16, without and with the
 #      imatrix (bench/gguf_quantize_match.sh);
 #   5. a `mpq search-lm` mix of tiny-llama (--target-bpw 5.0) loaded by llama.cpp: KLD vs F16 both ways;
 #   6. llama.cpp's ladder on tiny-llama (imatrix; Q3_K_S .. Q8_0): file sizes, KLD vs F16 (and mpq's);
 #   7. the figures Tests/MPQTests/LlamaCppReferenceTests.swift checks (tiny-llama F16 and Q4_K_M,
-#      CI_CHUNKS chunks) and the Q4_K_M's tensor types and imatrix, from which the test rebuilds it.
+#      CI_CHUNKS chunks) and the Q4_K_M's tensor types and imatrix, from which the test rebuilds it;
+#      and the KLD that llama.cpp's 8-bit/f16 activation rounding adds there, measured with the numpy
+#      reference (bench/llm_activation_rounding.py), since mpq eval-lm does not simulate it.
 # Writes bench/results/llm_reference.txt and bench/reference/llama_cpp_reference.json (+ the imatrix).
 #
 # Env: LLAMA_CPP_DIR (default .bench/llama.cpp), WORK (default .bench/llm-reference; each step's log
 #      is kept there and a step whose log is complete is not run again: FORCE=1 to redo all),
-#      CHUNKS (20), SMOL_CHUNKS (chunks for SmolLM2, default CHUNKS: ~7 min per pass in mpq on 2 busy cores), CI_CHUNKS (4), THREADS (2), MPQ (mpq binary; default: release build in .build-release),
+#      CHUNKS (20), SPEED_CHUNKS (8), SMOL_CHUNKS (chunks for SmolLM2, default CHUNKS: ~7 min per pass in mpq on 2 busy cores), CI_CHUNKS (4), THREADS (2), MPQ (mpq binary; default: release build in .build-release),
 #      IMATRIX_CHUNKS (64 chunks of 512 of the head for llama-imatrix; -1: all 514, ~40 min on 2 busy cores),
 #      LADDER_MPQ (ladder types also run through mpq eval-lm, default all), SKIP_BYTE_MATCH=1 (skip step 4, which builds the test targets in debug).
 set -euo pipefail
@@ -35,6 +38,7 @@ CHUNKS="${CHUNKS:-20}"
 SMOL_CHUNKS="${SMOL_CHUNKS:-$CHUNKS}"
 CI_CHUNKS="${CI_CHUNKS:-4}"
 IMATRIX_CHUNKS="${IMATRIX_CHUNKS:-64}"
+SPEED_CHUNKS="${SPEED_CHUNKS:-8}"
 THREADS="${THREADS:-2}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 LOGS="$WORK/logs"
@@ -118,18 +122,17 @@ lp ci-tiny-F16.kldbase -m "$TINY" --chunks "$CI_CHUNKS" --kl-divergence-base "$W
 lp ci-tiny-Q4_K_M -m "$M/tiny-Q4_K_M.gguf" --chunks "$CI_CHUNKS" --kl-divergence-base "$WORK/ci-tiny-F16.kld" --kl-divergence
 ev ci-tiny-Q4_K_M "$M/tiny-Q4_K_M.gguf" --chunks "$CI_CHUNKS" --reference "$TINY"
 cp "$IMATRIX" bench/reference/tiny-llama-imatrix.gguf
-
-# ---- 5: a search-lm mix loaded by llama.cpp -------------------------------------------------------
-SEARCH="$WORK/search-lm"
-if ! done_log mpq-search-lm; then
-    note "mpq search-lm (tiny-llama, --target-bpw 5.0)"
-    rm -rf "$SEARCH"
-    "$MPQ" search-lm "$TINY" --text "$HEAD" --target-bpw 5.0 --out "$SEARCH" --chunks 4 --eval-text "$TAIL" \
-        --eval-chunks 2 --threads "$THREADS" --no-cache > "$LOGS/mpq-search-lm.log" 2> "$LOGS/mpq-search-lm.err"
-    echo "# done" >> "$LOGS/mpq-search-lm.log"
+# llama.cpp's CPU matmuls round activations (q8_K blocks for K-quants, f16 for F16 weights and the KV
+# cache); mpq does not. The numpy reference with and without that rounding measures how much KLD it adds
+# at the CI settings (bench/llm_activation_rounding.py; HF token ids, identical to llama.cpp's here).
+if ! done_log numpy-ci-tiny-Q4_K_M; then
+    note "numpy reference: KLD added by llama.cpp's activation rounding (tiny-llama Q4_K_M, $CI_CHUNKS chunks)"
+    "$PY" Tests/Scripts/llama_reference.py --tokenize examples/tiny-llama-jargon/hf/tokenizer.json \
+        "$FIXTURES/data/text/jargon.txt" "$WORK/jargon_tail25_tiny_ids.npy" --jargon-tail
+    "$PY" bench/llm_activation_rounding.py "$M/tiny-Q4_K_M.gguf" "$TINY" "$WORK/jargon_tail25_tiny_ids.npy" 512 "$CI_CHUNKS" \
+        > "$LOGS/numpy-ci-tiny-Q4_K_M.log" 2>&1
+    echo "# done" >> "$LOGS/numpy-ci-tiny-Q4_K_M.log"
 fi
-lp tiny-search-lm -m "$SEARCH/model.gguf" --chunks "$CHUNKS" --kl-divergence-base "$WORK/tiny-F16.kld" --kl-divergence
-ev tiny-search-lm "$SEARCH/model.gguf" --chunks "$CHUNKS" --reference "$TINY"
 
 # ---- 1-3 for SmolLM2-135M (slow in mpq: SMOL_CHUNKS) ----------------------------------------------
 lp smol-F16 -m "$M/smol-F16.gguf" --chunks "$SMOL_CHUNKS"
@@ -139,6 +142,19 @@ lp smol-Q4_K_M -m "$M/smol-Q4_K_M.gguf" --chunks "$SMOL_CHUNKS" --kl-divergence-
 ev smol-F16 "$M/smol-F16.gguf" --chunks "$SMOL_CHUNKS"
 ev smol-Q4_1 "$SMOL" --chunks "$SMOL_CHUNKS" --reference "$M/smol-F16.gguf"
 ev smol-Q4_K_M "$M/smol-Q4_K_M.gguf" --chunks "$SMOL_CHUNKS" --reference "$M/smol-F16.gguf"
+
+# ---- 5: a search-lm mix loaded by llama.cpp -------------------------------------------------------
+SEARCH="$WORK/search-lm"
+if ! done_log mpq-search-lm; then
+    note "mpq search-lm (tiny-llama, --target-bpw 5.0)"
+    rm -rf "$SEARCH"
+    # Short settings (~10 min on 2 busy cores): one 256-token calibration chunk, four candidate types.
+    "$MPQ" search-lm "$TINY" --text "$HEAD" --target-bpw 5.0 --out "$SEARCH" --context 256 --chunks 1 \
+        --types q3_K,q4_K,q5_K,q6_K --eval-text "$TAIL" --eval-chunks 1 --threads "$THREADS" --no-cache > "$LOGS/mpq-search-lm.log" 2> "$LOGS/mpq-search-lm.err"
+    echo "# done" >> "$LOGS/mpq-search-lm.log"
+fi
+lp tiny-search-lm -m "$SEARCH/model.gguf" --chunks "$CHUNKS" --kl-divergence-base "$WORK/tiny-F16.kld" --kl-divergence
+ev tiny-search-lm "$SEARCH/model.gguf" --chunks "$CHUNKS" --reference "$TINY"
 
 # ---- 4: byte identity with llama-quantize ----------------------------------------------------------
 if [ -z "${SKIP_BYTE_MATCH:-}" ]; then
@@ -151,6 +167,15 @@ if [ -z "${SKIP_BYTE_MATCH:-}" ]; then
         echo "# done" >> "$LOGS/bytematch-$im.log"
     done
 fi
+
+# ---- 3: speed and peak memory, paired ------------------------------------------------------------
+# The runs above share the CPU with whatever else runs, so their speeds are not comparable with each
+# other: here each model runs through llama-perplexity and right after through mpq eval-lm (plain, no
+# reference), SPEED_CHUNKS chunks of the same text and context, nothing else of this script running.
+for c in "tiny-F16:$TINY" "smol-F16:$M/smol-F16.gguf" "smol-Q4_K_M:$M/smol-Q4_K_M.gguf" "tiny-Q4_K_M:$M/tiny-Q4_K_M.gguf"; do
+    lp "speed-${c%%:*}" -m "${c#*:}" --chunks "$SPEED_CHUNKS"
+    ev "speed-${c%%:*}" "${c#*:}" --chunks "$SPEED_CHUNKS"
+done
 
 # ---- report ---------------------------------------------------------------------------------------
 "$PY" "$ROOT/bench/llm_reference.py" report "$WORK" "$CHUNKS" "$CI_CHUNKS" "$THREADS" \
