@@ -223,7 +223,13 @@ def report(work, chunks, ci_chunks, threads, out_json):
         counts = {}
         for line in tt.split():
             counts[line.rsplit("=", 1)[1]] = counts.get(line.rsplit("=", 1)[1], 0) + 1
-        search = {"command": "mpq search-lm model-F16.gguf --text jargon_head60.txt --target-bpw 5.0 --context 256 --chunks 1 "
+        rounding = re.search(r"(\d+) chunk\(s\) of \d+: float activations ([\d.]+); llama.cpp CPU activation rounding ([\d.]+)",
+                             read(f"{work}/logs/numpy-search-lm.log"))
+        search = {"activation_rounding_numpy": None if not rounding else {
+                      "chunks": int(rounding.group(1)), "kld_float_activations": float(rounding.group(2)),
+                      "kld_llama_cpp_rounding": float(rounding.group(3)),
+                      "factor": float(rounding.group(3)) / float(rounding.group(2))},
+                  "command": "mpq search-lm model-F16.gguf --text jargon_head60.txt --target-bpw 5.0 --context 256 --chunks 1 "
                              "--types q3_K,q4_K,q5_K,q6_K --eval-text jargon_tail25.txt --eval-chunks 1 --no-cache", "type_counts": counts}
 
     result = {
@@ -280,6 +286,7 @@ def report(work, chunks, ci_chunks, threads, out_json):
             print("  differs:", f)
     if search:
         print(f"\n## search-lm mix: {search['command']}\ntypes: {search['type_counts']}")
+        print(f"KLD added by llama.cpp's activation rounding (numpy): {json.dumps(search['activation_rounding_numpy'])}")
     if ci:
         print(f"\n## CI test figures (tiny-llama, {ci_chunks} chunks): {json.dumps(ci['llama_cpp'])}")
         print(f"Q4_K_M tensor data FNV-1a 64: {ci['q4_k_m']['tensor_data_fnv1a64']}")

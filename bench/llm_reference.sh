@@ -155,6 +155,11 @@ if ! done_log mpq-search-lm; then
 fi
 lp tiny-search-lm -m "$SEARCH/model.gguf" --chunks "$CHUNKS" --kl-divergence-base "$WORK/tiny-F16.kld" --kl-divergence
 ev tiny-search-lm "$SEARCH/model.gguf" --chunks "$CHUNKS" --reference "$TINY"
+if ! done_log numpy-search-lm; then  # the KLD llama.cpp's activation rounding adds to this mix (2 chunks)
+    "$PY" bench/llm_activation_rounding.py "$SEARCH/model.gguf" "$TINY" "$WORK/jargon_tail25_tiny_ids.npy" 512 2 \
+        > "$LOGS/numpy-search-lm.log" 2>&1
+    echo "# done" >> "$LOGS/numpy-search-lm.log"
+fi
 
 # ---- 4: byte identity with llama-quantize ----------------------------------------------------------
 if [ -z "${SKIP_BYTE_MATCH:-}" ]; then
