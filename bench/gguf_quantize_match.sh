@@ -7,12 +7,14 @@
 # IMATRIX:    optional importance matrix (.gguf or legacy .dat from llama-imatrix); "-" for none.
 # TYPES:      llama-quantize type names (default: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_M Q5_K_M Q6_K IQ4_NL IQ4_XS).
 #
-# Steps: fetch llama.cpp as vendored in the llama-cpp-python 0.3.36 sdist (PyPI), build
-# llama-quantize with CMake (CPU only, several minutes), quantize MODEL with --pure to each type,
+# Steps: build llama.cpp as vendored in the llama-cpp-python 0.3.36 sdist (bench/build-llama-cpp.sh,
+# CPU only, ~25 min the first time), quantize MODEL with --pure to each type,
 # then run the MPQGGUF test GGMLReferenceTests, which re-quantizes every tensor of every output with
 # mpq (same imatrix) and reports identical bytes per ggml type. It also checks the single-file
 # reference (bench/gguf_ggml_reference.c + ggml-quants.c) on synthetic data.
-# Results go to bench/results/gguf_quantize_match.txt.
+# Results go to bench/results/gguf_quantize_match.txt (RESULT=FILE to change).
+# Env: LLAMA_CPP_DIR (llama.cpp build, see bench/build-llama-cpp.sh), WORK (quantized outputs),
+#      SCRATCH (swift test --scratch-path, default .build-gguf), JOBS.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MODEL="$(realpath "${1:?usage: $0 MODEL.gguf [IMATRIX|-] [TYPES...]}")"
@@ -24,25 +26,12 @@ WORK="${WORK:-$ROOT/.build-gguf-bench}"
 JOBS="${JOBS:-$(nproc)}"
 mkdir -p "$WORK" "$ROOT/bench/results"
 
-SRC="$WORK/llama_cpp_python-0.3.36/vendor/llama.cpp"
-if [ ! -d "$SRC" ]; then
-    # The sdist URL from PyPI's JSON API (pip download would try to build the package's build dependencies).
-    URL="$("$ROOT/.venv/bin/python" - <<'PY'
-import json, urllib.request
-data = json.load(urllib.request.urlopen("https://pypi.org/pypi/llama-cpp-python/0.3.36/json"))
-print(next(u["url"] for u in data["urls"] if u["packagetype"] == "sdist"))
-PY
-)"
-    curl -fsSL "$URL" -o "$WORK/llama-cpp-python.tar.gz"
-    tar -xzf "$WORK/llama-cpp-python.tar.gz" -C "$WORK"
-fi
-
-QUANTIZE="$WORK/build/bin/llama-quantize"
-if [ ! -x "$QUANTIZE" ]; then
-    cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
-    cmake --build "$WORK/build" --target llama-quantize -j "$JOBS"
-fi
+# llama.cpp (llama-quantize) from the llama-cpp-python 0.3.36 sdist, pinned by URL and sha256:
+# bench/build-llama-cpp.sh builds it once into LLAMA_CPP_DIR (default .bench/llama.cpp).
+export LLAMA_CPP_DIR="${LLAMA_CPP_DIR:-$ROOT/.bench/llama.cpp}"
+BIN="$(JOBS="$JOBS" "$ROOT/bench/build-llama-cpp.sh" | tail -n 1)"
+SRC="$(dirname "$(dirname "$BIN")")/src/llama_cpp_python-0.3.36/vendor/llama.cpp"
+QUANTIZE="$BIN/llama-quantize"
 
 OUT="$WORK/quantized"
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -55,4 +44,6 @@ done
 cd "$ROOT"
 export MPQ_GGML_SRC="$SRC/ggml" MPQ_LLAMA_QUANTIZE_DIR="$OUT" MPQ_LLAMA_QUANTIZE_MODEL="$MODEL"
 [ "$IMATRIX" != "-" ] && export MPQ_LLAMA_QUANTIZE_IMATRIX="$(realpath "$IMATRIX")"
-swift test --scratch-path .build-gguf --filter GGMLReferenceTests 2>&1 | tee "$ROOT/bench/results/gguf_quantize_match.txt"
+# Both suites of Tests/MPQGGUFTests/GGMLReferenceTests.swift (the filter matches suite names, not files).
+swift test --scratch-path "${SCRATCH:-.build-gguf}" --filter 'GGMLReferenceTests|LlamaQuantizeMatchTests' 2>&1 \
+    | tee "${RESULT:-$ROOT/bench/results/gguf_quantize_match.txt}"
