@@ -124,10 +124,15 @@ public enum DecoderGraphBuilder {
     /// - Parameter file: the GGUF decoder (llama, qwen2 or qwen3).
     /// - Parameter maxSequenceLength: rows of the RoPE and mask tables (the longest input the graph
     ///   takes); default min(context length, 2048).
-    public static func graph(from file: GGUFFile, maxSequenceLength: Int? = nil) throws -> Graph {
+    /// - Parameter simulatingLlamaCpp: round activations as llama.cpp's CPU backend does before its
+    ///   matrix products (`LlamaCppActivationRounding`), to predict llama-perplexity's figures;
+    ///   false (the default) evaluates in exact float32.
+    public static func graph(from file: GGUFFile, maxSequenceLength: Int? = nil,
+                             simulatingLlamaCpp: Bool = false) throws -> Graph {
         let config = try configuration(of: file)
         var builder = Builder(config: config, file: file,
-                              maxLength: maxSequenceLength ?? min(config.contextLength, 2048))
+                              maxLength: maxSequenceLength ?? min(config.contextLength, 2048),
+                              simulatesLlamaCpp: simulatingLlamaCpp)
         return try builder.build()
     }
 
@@ -141,13 +146,24 @@ public enum DecoderGraphBuilder {
         let config: DecoderConfiguration
         let file: GGUFFile
         let maxLength: Int
+        /// Insert llama.cpp's activation rounding before its matrix products.
+        let simulatesLlamaCpp: Bool
         var nodes: [Node] = []
         var initializers: [String: Tensor] = [:]
 
-        init(config: DecoderConfiguration, file: GGUFFile, maxLength: Int) {
+        init(config: DecoderConfiguration, file: GGUFFile, maxLength: Int, simulatesLlamaCpp: Bool) {
             self.config = config
             self.file = file
             self.maxLength = maxLength
+            self.simulatesLlamaCpp = simulatesLlamaCpp
+        }
+
+        /// `x` as llama.cpp's CPU backend hands it to a product in `block` (f16 when 0); `x` itself
+        /// when not simulating or when the product runs in float32 (`block` nil).
+        mutating func llamaCppRounded(_ x: String, block: Int?) -> String {
+            guard simulatesLlamaCpp, let block else { return x }
+            nodes.append(LlamaCppActivationRounding.node(x, output: x + ".llamacpp_rounded", block: block))
+            return x + ".llamacpp_rounded"
         }
 
         @discardableResult
@@ -178,7 +194,8 @@ public enum DecoderGraphBuilder {
 
         /// x [tokens, in] times the GGUF weight [out, in] transposed (+ optional bias [out]).
         mutating func linear(_ x: String, _ weightName: String, bias: String? = nil, _ output: String) throws -> String {
-            var inputs = [x, try weight(weightName)]
+            let block = file.tensor(named: weightName).flatMap { LlamaCppActivationRounding.block(forWeightType: $0.type) }
+            var inputs = [llamaCppRounded(x, block: block), try weight(weightName)]
             if let bias { inputs.append(try weight(bias)) }
             return node("Gemm", inputs, output, ["transB": .int(1)])
         }
@@ -257,18 +274,19 @@ public enum DecoderGraphBuilder {
                     q4 = try rmsNorm(q4, "\(p).attn_q_norm.weight", "\(p).attn_q_norm")
                     k4 = try rmsNorm(k4, "\(p).attn_k_norm.weight", "\(p).attn_k_norm")
                 }
-                let qr = rope(q4, "\(p).q"), kr = rope(k4, "\(p).k")
+                // llama.cpp's default f16 KV cache: Q, K and V meet in f16 products.
+                let qr = llamaCppRounded(rope(q4, "\(p).q"), block: 0), kr = llamaCppRounded(rope(k4, "\(p).k"), block: 0)
                 let q5 = node("Reshape", [qr, "shape.bskgd"], "\(p).q_groups")
                 let qt = node("Transpose", [q5], "\(p).q_t", ["perm": .ints([0, 2, 3, 1, 4])])      // [B, KV, G, S, D]
                 let k5 = node("Reshape", [kr, "shape.bsk1d"], "\(p).k_groups")
                 let kt = node("Transpose", [k5], "\(p).k_t", ["perm": .ints([0, 2, 3, 4, 1])])      // [B, KV, 1, D, S]
-                let v5 = node("Reshape", [v, "shape.bsk1d"], "\(p).v_groups")
+                let v5 = node("Reshape", [llamaCppRounded(v, block: 0), "shape.bsk1d"], "\(p).v_groups")
                 let vt = node("Transpose", [v5], "\(p).v_t", ["perm": .ints([0, 2, 3, 1, 4])])      // [B, KV, 1, S, D]
                 let scores = node("MatMul", [qt, kt], "\(p).attn_scores")
                 let scaled = node("Mul", [scores, "attention.scale"], "\(p).attn_scaled")
                 let masked = node("Add", [scaled, "attention.mask"], "\(p).attn_masked")
                 let probabilities = node("Softmax", [masked], "\(p).attn_probs", ["axis": .int(-1)])
-                let context = node("MatMul", [probabilities, vt], "\(p).attn_context")          // [B, KV, G, S, D]
+                let context = node("MatMul", [llamaCppRounded(probabilities, block: 0), vt], "\(p).attn_context")          // [B, KV, G, S, D]
                 let ct = node("Transpose", [context], "\(p).attn_context_t", ["perm": .ints([0, 3, 1, 2, 4])])
                 let merged = node("Reshape", [ct, "shape.tokens_q"], "\(p).attn_merged")
                 let attention = try linear(merged, "\(p).attn_output.weight", "\(p).attn_output")

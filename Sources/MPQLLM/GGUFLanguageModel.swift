@@ -29,9 +29,11 @@ public struct GGUFLanguageModel {
         configuration = try DecoderGraphBuilder.configuration(of: file)
     }
 
-    /// The decoder graph (weights dequantized to float32); see `DecoderGraphBuilder`.
-    public func graph(maxSequenceLength: Int? = nil) throws -> Graph {
-        try DecoderGraphBuilder.graph(from: file, maxSequenceLength: maxSequenceLength)
+    /// The decoder graph (weights dequantized to float32); see `DecoderGraphBuilder`. With
+    /// `simulatingLlamaCpp`, activations are rounded as llama.cpp's CPU backend rounds them
+    /// (`LlamaCppActivationRounding`), to predict llama-perplexity's figures.
+    public func graph(maxSequenceLength: Int? = nil, simulatingLlamaCpp: Bool = false) throws -> Graph {
+        try DecoderGraphBuilder.graph(from: file, maxSequenceLength: maxSequenceLength, simulatingLlamaCpp: simulatingLlamaCpp)
     }
 
     /// Token ids of `text` with the GGUF's own vocabulary (MPQGGUF's port of llama.cpp's tokenizer),

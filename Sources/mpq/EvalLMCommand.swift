@@ -32,6 +32,9 @@ struct EvalLMCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Reference model for KL divergence and top-token agreement.", valueName: "F16.gguf"))
     var reference: String?
 
+    @Flag(name: .customLong("llama-cpp"), help: "Round activations as llama.cpp's CPU backend does (8-bit blocks, f16 KV cache), to predict llama-perplexity's figures.")
+    var simulatesLlamaCpp = false
+
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
@@ -53,11 +56,11 @@ struct EvalLMCommand: ParsableCommand {
             ids = try loaded.tokenize(String(decoding: data, as: UTF8.self))
             FileHandle.standardError.write(Data("tokenized \(text): \(ids.count) tokens in \(String(format: "%.2f", Date().timeIntervalSince(start))) s\n".utf8))
         }
-        let session = try InferenceSession(graph: try loaded.graph(maxSequenceLength: context), options: threadOptions.session)
+        let session = try InferenceSession(graph: try loaded.graph(maxSequenceLength: context, simulatingLlamaCpp: simulatesLlamaCpp), options: threadOptions.session)
         var referenceSession: InferenceSession?
         if let reference {
             let other = try GGUFLanguageModel(contentsOf: reference)
-            referenceSession = try InferenceSession(graph: try other.graph(maxSequenceLength: context), options: threadOptions.session)
+            referenceSession = try InferenceSession(graph: try other.graph(maxSequenceLength: context, simulatingLlamaCpp: simulatesLlamaCpp), options: threadOptions.session)
         }
         let c = loaded.configuration
         print("\(model): \(c.architecture), \(c.layers) layers, hidden \(c.hidden), \(c.heads)/\(c.kvHeads) heads, vocab \(c.vocabulary)")

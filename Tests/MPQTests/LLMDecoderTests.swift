@@ -235,4 +235,35 @@ import Testing
         #expect(text.split(separator: "\n").contains { $0.contains("blk.0.attn_k.weight") && $0.contains("f16") && $0.contains("16.000") && $0.contains("[128, 256]") })
         #expect(text.split(separator: "\n").contains { $0.contains("output_norm.weight") && $0.contains("f32") && $0.contains("32.000") })
     }
+
+    /// llama.cpp's activation rounding, checked by hand: q8_0 keeps codes rint(x · 127 / amax) times
+    /// fp16(amax / 127); q8_K divides by iscale = −127 / (the signed value of largest magnitude) and caps
+    /// codes at 127; block 0 rounds to float16; a row that does not split into blocks is an error.
+    @Test func llamaCppActivationRoundingMatchesGGMLFormulas() throws {
+        var x = (0..<256).map { Float(sin(Double($0) * 0.37)) * (($0 % 7 == 0) ? -3 : 1) }
+        x[5] = -3.5  // the signed maximum of the q8_K block is negative
+        func rounded(_ block: Int) throws -> [Float] {
+            let node = LlamaCppActivationRounding.node("x", output: "y", block: block)
+            let op = try OperatorRegistry.makeOperator(for: node, opset: 17)
+            return try op.run([Tensor(shape: [1, 256], scalars: x)], context: ExecutionContext(threads: 1))[0].floats()
+        }
+        let q8_0 = try rounded(32), q8_K = try rounded(256), f16 = try rounded(0)
+        for start in stride(from: 0, to: 256, by: 32) {
+            let block = x[start..<start + 32], amax = block.map(abs).max()!
+            let d = Float(Float16(amax / 127))
+            for i in block.indices { #expect(q8_0[i] == (x[i] * (127 / amax)).rounded(.toNearestOrEven) * d) }
+        }
+        let iscale = Float(-127) / -3.5
+        for i in x.indices { #expect(q8_K[i] == min(127, (iscale * x[i]).rounded(.toNearestOrEven)) * (1 / iscale)) }
+        for i in x.indices { #expect(f16[i] == Float(Float16(x[i]))) }
+        #expect(q8_K[5] == -3.5 && q8_0 != x)
+        let odd = try OperatorRegistry.makeOperator(for: LlamaCppActivationRounding.node("x", output: "y", block: 32), opset: 17)
+        #expect(throws: MPQError.self) { try odd.inferOutputs([ValueSpec(dtype: .float32, shape: [2, 48])]) }
+        #expect(throws: MPQError.self) {
+            try OperatorRegistry.makeOperator(for: LlamaCppActivationRounding.node("x", output: "y", block: 64), opset: 17)
+        }
+        #expect(LlamaCppActivationRounding.block(forWeightType: .q4_K) == 256)
+        #expect(LlamaCppActivationRounding.block(forWeightType: .q4_1) == 32)
+        #expect(LlamaCppActivationRounding.block(forWeightType: .f32) == nil)
+    }
 }
