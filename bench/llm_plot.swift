@@ -17,7 +17,7 @@ guard let header = rows.first, let arm = header.firstIndex(of: "arm"), let bpw =
 let styles: [(String, String, Bool)] = [("llama.cpp ladder", "#444444", true), ("mpq pareto", "#1f77b4", true),
                                         ("mpq taylor-ip", "#d62728", true), ("random control", "#8c8c8c", false)]
 var plot = LinePlot(title: "tiny-llama-jargon: KLD vs F16 (Jargon tail, ctx 512 x 20 chunks)",
-                    xLabel: "bits per weight (8 x file bytes / weights)", yLabel: "mean KLD")
+                    xLabel: "bits per weight (8 x file bytes / weights)", yLabel: "log10 mean KLD")
 let engine = header.firstIndex(of: "engine")
 for (name, color, line) in styles {
     // One engine per curve: mpq eval-lm where the arm has it, else the rows there are.
@@ -25,8 +25,9 @@ for (name, color, line) in styles {
     if let engine, selected.contains(where: { $0[engine] == "mpq eval-lm" }) { selected = selected.filter { $0[engine] == "mpq eval-lm" } }
     let points = selected
         .compactMap { row -> (x: Double, y: Double)? in
-            guard let x = Double(row[bpw]), let y = Double(row[kld]) else { return nil }
-            return (x, y)
+            // KLD spans orders of magnitude between the ladder's ends and the random control.
+            guard let x = Double(row[bpw]), let y = Double(row[kld]), y > 0 else { return nil }
+            return (x, log10(y))
         }.sorted { $0.x < $1.x }
     if !points.isEmpty { plot.series.append(.init(name: name, points: points, color: color, drawsLine: line, drawsMarkers: true)) }
 }

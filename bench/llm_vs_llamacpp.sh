@@ -68,8 +68,7 @@ bytes() { stat -c %s "$1"; }
 bpw() { python3 -c "print(f'{8 * $1 / $weights:.4f}')"; }
 # Seconds of the Taylor passes and of one full calibration evaluation, from report.md.
 times() {
-    sed -n 's/.*Taylor passes \([0-9.]*\) s.*/\1/p' "$1" | head -1 | tr '\n' ','
-    sed -n 's/.*one full calibration evaluation \([0-9.]*\) s.*/\1/p' "$1" | head -1
+    echo "$(sed -n 's/.*Taylor passes \([0-9.]*\) s.*/\1/p' "$1" | head -1),$(sed -n 's/.*one full calibration evaluation \([0-9.]*\) s.*/\1/p' "$1" | head -1)"
 }
 
 echo "arm,preset,target_bytes,file_bytes,bits_per_weight,kld,kld_error,perplexity,engine,search_seconds,taylor_pass_seconds,full_evaluation_seconds" > "$csv"
