@@ -14,7 +14,7 @@
 #                 calibration text) and the mpq arms are scored with mpq eval-lm only.
 #   PRESETS       presets to run (default: Q3_K_S Q3_K_M Q4_K_S Q4_K_M Q5_K_M Q6_K)
 #   CHUNKS        calibration chunks of 512 tokens for the searches (default 4)
-#   DRAWS         taylor-ip label draws per chunk (default 4)
+#   DRAWS         taylor-ip label draws per chunk (default 16: fewer leave the sensitivities noisy)
 #   THREADS       threads (default: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,7 @@ mpq=${MPQ:-$root/.build/release/mpq}
 bin=${LLAMA_CPP_BIN:-/work/llama-cpp/build/bin}
 presets=${PRESETS:-"Q3_K_S Q3_K_M Q4_K_S Q4_K_M Q5_K_M Q6_K"}
 chunks=${CHUNKS:-4}
-draws=${DRAWS:-4}
+draws=${DRAWS:-16}
 threads=${THREADS:+--threads $THREADS}
 work=${1:-$(mktemp -d -t mpq-llm-bench-XXXXXX)}
 base="$root/examples/tiny-llama-jargon/model-F16.gguf"
@@ -66,7 +66,8 @@ eval_llama() {
 }
 bytes() { stat -c %s "$1"; }
 bpw() { python3 -c "print(f'{8 * $1 / $weights:.4f}')"; }
-# Seconds of the Taylor passes and of one full calibration evaluation, from report.md.
+# Seconds of the Taylor passes and of one full calibration evaluation, from report.md (search_seconds:
+# the search's whole run, from the same report).
 times() {
     echo "$(sed -n 's/.*Taylor passes \([0-9.]*\) s.*/\1/p' "$1" | head -1),$(sed -n 's/.*one full calibration evaluation \([0-9.]*\) s.*/\1/p' "$1" | head -1)"
 }
@@ -79,10 +80,9 @@ for preset in $presets; do
         out="$work/$method-$preset"
         extra=()
         [ "$method" = taylor-ip ] && extra=(--draws "$draws" --random-control 1)
-        start=$(date +%s.%N)
         [ -f "$out/model.gguf" ] || "$mpq" search-lm "$base" --method "$method" --text "$work/calib.txt" --target-size "$target" \
             --context 512 --chunks "$chunks" --cache "$work/cache" --out "$out" "${extra[@]}" $threads
-        seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
+        seconds=$(sed -n 's/.*whole run \([0-9.]*\) s.*/\1/p' "$out/report.md" | head -1)
         size=$(bytes "$out/model.gguf")
         row "mpq $method,$preset,$target,$size,$(bpw "$size"),$(eval_mpq "$out/model.gguf"),mpq eval-lm,$seconds,$(times "$out/report.md")"
         $llama && row "mpq $method,$preset,$target,$size,$(bpw "$size"),$(eval_llama "$out/model.gguf"),,llama-perplexity,$seconds,,"

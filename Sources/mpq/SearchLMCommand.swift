@@ -80,7 +80,7 @@ struct SearchLMCommand: ParsableCommand {
     @Option(help: "taylor-ip: loss, kl (labels drawn from the base model; default) or next-token.")
     var loss: String?
 
-    @Option(help: "taylor-ip: forward and backward passes per chunk, each with fresh label draws (kl; default 1).")
+    @Option(help: "taylor-ip: forward and backward passes per chunk, each with fresh label draws (kl; default 1; more draws, less noisy sensitivities).")
     var draws: Int?
 
     @Option(help: "taylor-ip: seed of the label draws and of the validation mixes (default 1).")
