@@ -10,14 +10,17 @@ struct SearchLMCommand: ParsableCommand {
         abstract: "Per-tensor ggml types of a GGUF language model for a file-size, bits-per-weight or KL-divergence target.",
         discussion: """
         Writes DIR/model.gguf (the mix, loadable by llama.cpp), tensor-types.txt (llama-quantize --tensor-type-file), \
-        imatrix.gguf, front.csv, sensitivity.csv and report.md. Scores are cached (keyed by the model, the text and \
-        the settings) so that a killed run resumes.
+        imatrix.gguf, sensitivity.csv, report.md, and front.csv (pareto) or validation.csv (taylor-ip --validate). \
+        Scores are cached (keyed by the model, the text and the settings) so that a killed run resumes. \
+        pareto: measured KLD per tensor and type, greedy front, the best measured fitting points (--measure). \
+        taylor-ip: Taylor loss MSE from one forward and backward pass per chunk, then an integer program \
+        (--loss, --draws, --seed, --validate, --solver-time-limit). Options of one method are rejected under the other.
         """)
 
     @Argument(help: "Base GGUF model (F16/F32 or any type mpq dequantizes).")
     var model: String
 
-    @Option(help: "Search method: pareto (taylor-ip is not implemented yet).")
+    @Option(help: "Search method: pareto or taylor-ip.")
     var method = "pareto"
 
     @Option(help: ArgumentHelp("Calibration text (UTF-8).", valueName: "FILE"))
@@ -68,12 +71,47 @@ struct SearchLMCommand: ParsableCommand {
     @Flag(name: .customLong("no-cache"), help: "Do not read or write the score cache.")
     var noCache = false
 
+    @Option(name: .customLong("random-control"), help: ArgumentHelp("Also write random-control.gguf, a random mix at the chosen size, and evaluate it.", valueName: "SEED"))
+    var randomControl: UInt64?
+
+    @Option(help: "pareto: front points measured for a size target (default 3).")
+    var measure: Int?
+
+    @Option(help: "taylor-ip: loss, kl (labels drawn from the base model; default) or next-token.")
+    var loss: String?
+
+    @Option(help: "taylor-ip: forward and backward passes per chunk, each with fresh label draws (kl; default 16; more draws, less noisy sensitivities).")
+    var draws: Int?
+
+    @Option(help: "taylor-ip: seed of the label draws and of the validation mixes (default 1).")
+    var seed: UInt64?
+
+    @Option(name: .customLong("validate"), help: ArgumentHelp("taylor-ip: measure N random mixes against the prediction (Spearman) and write validation.csv.", valueName: "N"))
+    var validationMixes: Int?
+
+    @Option(name: .customLong("solver-time-limit"), help: ArgumentHelp("taylor-ip: seconds CBC may spend on the integer program.", valueName: "SECONDS"))
+    var solverTimeLimit: Double?
+
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
         let targets = [targetBPW != nil, targetSize != nil, maxKLD != nil].filter { $0 }.count
         guard targets == 1 else { throw ValidationError("give exactly one of --target-bpw, --target-size, --max-kld") }
-        guard GGUFTypeSearchWorkflow.Method(rawValue: method) != nil else { throw ValidationError("--method must be pareto or taylor-ip") }
+        guard let chosen = GGUFTypeSearchWorkflow.Method(rawValue: method) else { throw ValidationError("--method must be pareto or taylor-ip") }
+        let taylorGiven = [("--loss", loss != nil), ("--draws", draws != nil), ("--seed", seed != nil), ("--validate", validationMixes != nil),
+                           ("--solver-time-limit", solverTimeLimit != nil)].filter(\.1).map(\.0)
+        switch chosen {
+        case .pareto: try rejectOptions(of: "taylor-ip", taylorGiven, under: "search-lm --method pareto", targets: "pareto option: --measure")
+        case .taylorIP:
+            try rejectOptions(of: "pareto", measure == nil ? [] : ["--measure"], under: "search-lm --method taylor-ip",
+                              targets: "taylor-ip options: --loss, --draws, --seed, --validate, --solver-time-limit")
+        }
+        if let loss, GGUFTaylorSensitivity.Loss(rawValue: loss) == nil { throw ValidationError("--loss must be kl or next-token") }
+        try Check.range(measure, "--measure", 1...1000)
+        try Check.range(draws, "--draws", 1...64)
+        try Check.range(validationMixes, "--validate", 2...10_000)
+        if let solverTimeLimit, !(solverTimeLimit > 0) { throw ValidationError("--solver-time-limit must be positive") }
+        if randomControl != nil, maxKLD != nil { throw ValidationError("--random-control needs --target-size or --target-bpw") }
         try Check.range(context, "--context", 4...65_536)
         try Check.range(evalContext, "--eval-context", 4...65_536)
         try Check.range(chunks, "--chunks", 1...1_000_000)
@@ -107,6 +145,13 @@ struct SearchLMCommand: ParsableCommand {
         options.cacheFolder = cacheFolder
         options.useCache = !noCache
         options.threads = threadOptions.threads
+        options.randomControlSeed = randomControl
+        if let measure { options.measuredCandidates = measure }
+        if let loss { options.taylor.sensitivity.loss = GGUFTaylorSensitivity.Loss(rawValue: loss) ?? .kl }
+        if let draws { options.taylor.sensitivity.draws = draws }
+        if let seed { options.taylor.sensitivity.seed = seed }
+        if let validationMixes { options.taylor.validationConfigurations = validationMixes }
+        options.taylor.solverTimeLimit = solverTimeLimit
         let result = try GGUFTypeSearchWorkflow(options).run(progress: TerminalProgress())
         print(result.summary)
         print("wrote \(out)")

@@ -2,6 +2,12 @@ import Foundation
 import MPQGGUF
 import Testing
 @testable import MPQ
+@testable import MPQGraph
+@testable import MPQLLM
+@testable import MPQQuantization
+@testable import MPQReports
+@testable import MPQRuntime
+@testable import MPQSearch
 
 /// mpq's LLM evaluation against llama.cpp's own figures, stored by bench/llm_reference.sh in
 /// bench/reference/llama_cpp_reference.json (llama-perplexity of the llama.cpp build named there);

@@ -32,7 +32,7 @@ public final class GGUFCalibration: @unchecked Sendable {
     public let threads: Int?
     private let layers: Int
     /// Reference log-probabilities per chunk, scored positions x vocabulary.
-    private var reference: [[Double]] = []
+    private(set) var reference: [[Double]] = []
     /// Residual stream at each layer's input: [chunk][layer 0 ... layers].
     private var boundaries: [[Tensor]] = []
     private var subgraphs: [Int: Graph] = [:]

@@ -74,18 +74,7 @@ public struct GGUFParetoSearch {
 
     /// Calibration KLD of a whole mix (cached by its type list).
     public func measure(_ choice: [Int]) throws -> Double {
-        let types = space.types(choice)
-        let key = "mix|" + space.groups.enumerated().map { "\($0.offset)=\($0.element.candidates[choice[$0.offset]].type.name)" }
-            .joined(separator: ",")
-        if let cached = cache?.score(key) { return cached }
-        var replacing: [String: Tensor] = [:]
-        for (name, type) in types.sorted(by: { $0.key < $1.key }) {
-            guard let info = weights.file.tensor(named: name), info.type != type else { continue }
-            replacing[name] = try weights.values(name, type)
-        }
-        let value = try calibration.kld(replacing: replacing, fromLayer: nil)
-        try cache?.store(key, value)
-        return value
+        try calibration.kld(of: choice, in: space, weights: weights, cache: cache)
     }
 
     /// Sensitivity of every (group, candidate).

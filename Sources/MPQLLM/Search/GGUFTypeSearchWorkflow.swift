@@ -10,10 +10,13 @@ import MPQSearch
 /// `mpq search-lm` as a library call: per-tensor ggml types of a GGUF decoder for a size,
 /// bits-per-weight or KL-divergence target, written all-or-nothing to `output`:
 /// model.gguf (the mix), tensor-types.txt (llama-quantize's --tensor-type-file), imatrix.gguf
-/// (the calibration text's importance matrix, llama.cpp's format), front.csv, sensitivity.csv
-/// and report.md (predicted vs measured KLD, held-out KLD and perplexity against a uniform type).
+/// (the calibration text's importance matrix, llama.cpp's format), sensitivity.csv, front.csv
+/// (pareto) or validation.csv (taylor-ip with validation), and report.md (predicted vs measured
+/// KLD, held-out KLD and perplexity against a uniform type and, when asked, a random mix).
+/// Methods: `GGUFParetoSearch` (Pandey et al. 2023) and `GGUFTaylorSearch` (Markovich-Golan et al. 2025).
 public struct GGUFTypeSearchWorkflow {
-    /// The search algorithm: `pareto` (Pareto-greedy over mean KLD); `taylorIP` is refused for now by `prepare()`.
+    /// The search algorithm: `pareto` (Pareto-greedy over measured mean KLD, Pandey et al. 2023) or
+    /// `taylorIP` (Taylor loss-MSE sensitivity and an integer program, Markovich-Golan et al. 2025).
     public enum Method: String, Sendable, CaseIterable { case pareto, taylorIP = "taylor-ip" }
 
     /// What to search, for which target, and where the results go.
@@ -52,8 +55,13 @@ public struct GGUFTypeSearchWorkflow {
         public var useCache = true
         /// Threads of the inference sessions; nil: the runtime's default.
         public var threads: Int?
-        /// Front points measured for a size target.
+        /// Front points measured for a size target (pareto).
         public var measuredCandidates = 3
+        /// Taylor-IP settings (taylor-ip).
+        public var taylor = GGUFTaylorSearch.Options()
+        /// Seed of a random mix at the chosen mix's size (`GGUFRandomAllocation`), written as
+        /// random-control.gguf and evaluated next to it (nil: none).
+        public var randomControlSeed: UInt64?
 
         /// Options for searching `model` for `target` calibrated on `calibrationText`; the rest at defaults.
         public init(model: String, calibrationText: String, target: GGUFSearchTarget) {
@@ -79,8 +87,16 @@ public struct GGUFTypeSearchWorkflow {
     public struct Result: @unchecked Sendable {
         /// The groups and candidates searched.
         public var space: GGUFSearchSpace
-        /// The search: sensitivities, front and chosen point.
-        public var search: GGUFParetoSearch.Result
+        /// The Pareto search (pareto).
+        public var search: GGUFParetoSearch.Result?
+        /// The Taylor-IP search (taylor-ip).
+        public var taylor: GGUFTaylorSearch.Result?
+        /// Predicted against measured on random mixes (taylor-ip with validation).
+        public var validation: GGUFTaylorValidation?
+        /// sensitivity[group][candidate]: measured (pareto) or predicted (taylor-ip) KLD of that change alone.
+        public var sensitivity: [[Double]]
+        /// The chosen candidate of every group (an index into `space.candidates[group]`).
+        public var choice: [Int]
         /// The ggml type of every searched tensor, by GGUF name.
         public var types: [String: GGMLType]
         /// Bytes of the written model.gguf (checked equal to the prediction).
@@ -101,6 +117,24 @@ public struct GGUFTypeSearchWorkflow {
         public var summary: String
         /// Seconds of one full calibration evaluation (for comparison with the search time).
         public var fullEvaluationSeconds: Double
+        /// The random control (with `randomControlSeed`): its mix and calibration KLD.
+        public var randomControl: (choice: [Int], measuredKLD: Double)?
+    }
+
+    /// What a method hands to the shared tail of `run`.
+    struct Outcome {
+        var choice: [Int]
+        var predictedKLD: Double
+        var measuredKLD: Double
+        var sensitivity: [[Double]]
+        /// Column of sensitivity.csv ("kld" measured, "predicted_kld").
+        var sensitivityColumn: String
+        /// Method lines of report.md.
+        var report: [String]
+        var files: [(String, Data)]
+        var pareto: GGUFParetoSearch.Result?
+        var taylor: GGUFTaylorSearch.Result?
+        var validation: GGUFTaylorValidation?
     }
 
     /// The run's options.
@@ -110,9 +144,7 @@ public struct GGUFTypeSearchWorkflow {
 
     /// Opens the model and checks the target and the output folder (no computation).
     public func prepare() throws -> (GGUFLanguageModel, GGUFSearchSpace) {
-        guard options.method == .pareto else {
-            throw MPQError.invalidInput("search-lm --method taylor-ip is not implemented yet; use --method pareto")
-        }
+        if options.method == .taylorIP { try options.taylor.check() }
         if let output = options.output { try OutputFolder.check(output) }
         guard FileManager.default.fileExists(atPath: options.calibrationText) else { throw MPQError.fileNotFound(options.calibrationText) }
         if let e = options.evaluationText, !FileManager.default.fileExists(atPath: e) { throw MPQError.fileNotFound(e) }
@@ -128,6 +160,9 @@ public struct GGUFTypeSearchWorkflow {
         let space = try GGUFSearchSpace(file: model.file, metadata: GGUFMixExport.metadata(of: model.file),
                                         types: options.types, tied: options.tied, include: include)
         try options.target.check(in: space)
+        if options.randomControlSeed != nil, case .maxKLD = options.target {
+            throw MPQError.invalidInput("a random control needs a size or bits-per-weight target")
+        }
         return (model, space)
     }
 
@@ -165,21 +200,28 @@ public struct GGUFTypeSearchWorkflow {
         let weights = GGUFQuantizedWeights(file: model.file, imatrix: calibration.imatrix)
         var cache: SensitivityCache?
         if options.useCache {
-            let settings = ["context=\(options.context)", "chunks=\(calibration.chunks.count)",
+            var settings = ["context=\(options.context)", "chunks=\(calibration.chunks.count)",
                             "types=\(options.types.map(\.name))", "tied=\(options.tied)",
                             "tensors=\(options.tensorPattern ?? "")"]
+            if options.method == .taylorIP { settings += options.taylor.sensitivity.cacheSettings }
             let root = options.cacheFolder.map { URL(fileURLWithPath: $0) } ?? SensitivityCache.defaultRoot
             cache = try SensitivityCache(root: root.appendingPathComponent("search-lm"),
                                          key: Self.cacheKey(file: model.file, tokens: tokens, settings: settings))
             if let cache, cache.count > 0 { progress.note("resuming: \(cache.count) scores cached in \(cache.folder.path)") }
         }
-        var search = GGUFParetoSearch(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
-        search.measuredCandidates = options.measuredCandidates
-        // Uniform mixes that fit are measured too, so the choice is never worse than one of them on calibration.
-        let result = try search.run(target: options.target, extraPoints: options.types.compactMap { space.uniform($0) })
-        let choice = result.choice
+        let outcome: Outcome
+        switch options.method {
+        case .pareto: outcome = try pareto(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
+        case .taylorIP: outcome = try taylor(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
+        }
+        let choice = outcome.choice
         let types = space.types(choice)
-        let point = result.front[result.chosen]
+        let fileBytes = space.fileBytes(choice), bitsPerWeight = space.bitsPerWeight(choice)
+        var randomControl: (choice: [Int], measuredKLD: Double)?
+        if let seed = options.randomControlSeed {
+            let random = try GGUFRandomAllocation.choice(space: space, target: .fileBytes(fileBytes), seed: seed)
+            randomControl = (random, try calibration.kld(of: random, in: space, weights: weights, cache: cache))
+        }
         // One uncached full evaluation, timed, for the report (the base model against itself).
         let timer = Date()
         _ = try calibration.kld(replacing: [:], fromLayer: nil)
@@ -191,9 +233,11 @@ public struct GGUFTypeSearchWorkflow {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let modelURL = scratch.appendingPathComponent("model.gguf")
         let written = try GGUFMixExport.write(to: modelURL, types: types, weights: weights)
-        guard written == point.fileBytes else {
-            throw MPQError.invalidModel("internal: wrote \(written) bytes, the search predicted \(point.fileBytes)")
+        guard written == fileBytes else {
+            throw MPQError.invalidModel("internal: wrote \(written) bytes, the search predicted \(fileBytes)")
         }
+        let randomURL = scratch.appendingPathComponent("random-control.gguf")
+        if let randomControl { try GGUFMixExport.write(to: randomURL, types: space.types(randomControl.choice), weights: weights) }
         let imatrixURL = scratch.appendingPathComponent("imatrix.gguf")
         do { try calibration.imatrix.write(to: imatrixURL) } catch { throw MPQError.io("cannot write the imatrix: \(error)") }
 
@@ -213,11 +257,15 @@ public struct GGUFTypeSearchWorkflow {
                 }
                 heldOut.append(HeldOut(name: name, fileBytes: bytes, bitsPerWeight: bpw, result: r))
             }
-            try evaluate("mpq", modelURL, bytes: point.fileBytes, bpw: point.bitsPerWeight)
+            try evaluate("mpq", modelURL, bytes: fileBytes, bpw: bitsPerWeight)
             if let uniform = space.uniform(options.baseline) {
                 let url = scratch.appendingPathComponent("uniform.gguf")
                 let bytes = try GGUFMixExport.write(to: url, types: space.types(uniform), weights: weights)
                 try evaluate("uniform \(options.baseline.name)", url, bytes: bytes, bpw: space.bitsPerWeight(uniform))
+            }
+            if let randomControl {
+                try evaluate("random control", randomURL, bytes: space.fileBytes(randomControl.choice),
+                             bpw: space.bitsPerWeight(randomControl.choice))
             }
         }
 
@@ -225,16 +273,39 @@ public struct GGUFTypeSearchWorkflow {
         files.add("model.gguf", try Data(contentsOf: modelURL))
         files.add("tensor-types.txt", Data(GGUFMixExport.tensorTypeFile(types, file: model.file).utf8))
         files.add("imatrix.gguf", try Data(contentsOf: imatrixURL))
-        files.add("front.csv", Data(frontCSV(result, space).utf8))
-        files.add("sensitivity.csv", Data(sensitivityCSV(result, space).utf8))
+        if randomControl != nil { files.add("random-control.gguf", try Data(contentsOf: randomURL)) }
+        for (name, data) in outcome.files { files.add(name, data) }
+        files.add("sensitivity.csv", Data(sensitivityCSV(outcome, space).utf8))
         let total = Date().timeIntervalSince(start)
-        let report = reportText(result: result, space: space, heldOut: heldOut, fullSeconds: fullSeconds, totalSeconds: total,
+        var report = reportText(outcome, space: space, heldOut: heldOut, fullSeconds: fullSeconds, totalSeconds: total,
                                 calibrationChunks: calibration.chunks.count)
+        if let randomControl {
+            report += String(format: "\nrandom control (seed %llu): %d bytes, calibration KLD %.6f\n", options.randomControlSeed ?? 0,
+                             space.fileBytes(randomControl.choice), randomControl.measuredKLD)
+        }
         files.add("report.md", Data(report.utf8))
         if let output = options.output { try files.write(to: output) }
-        return Result(space: space, search: result, types: types, fileBytes: point.fileBytes, bitsPerWeight: point.bitsPerWeight,
-                      predictedKLD: point.predictedKLD, measuredKLD: point.measuredKLD ?? .nan, heldOut: heldOut,
-                      imatrix: calibration.imatrix, files: files, summary: report, fullEvaluationSeconds: fullSeconds)
+        return Result(space: space, search: outcome.pareto, taylor: outcome.taylor, validation: outcome.validation,
+                      sensitivity: outcome.sensitivity, choice: choice, types: types, fileBytes: fileBytes,
+                      bitsPerWeight: bitsPerWeight, predictedKLD: outcome.predictedKLD, measuredKLD: outcome.measuredKLD,
+                      heldOut: heldOut, imatrix: calibration.imatrix, files: files, summary: report,
+                      fullEvaluationSeconds: fullSeconds, randomControl: randomControl)
+    }
+
+    func pareto(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights, cache: SensitivityCache?,
+                progress: ProgressReporter) throws -> Outcome {
+        var search = GGUFParetoSearch(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
+        search.measuredCandidates = options.measuredCandidates
+        // Uniform mixes that fit are measured too, so the choice is never worse than one of them on calibration.
+        let r = try search.run(target: options.target, extraPoints: options.types.compactMap { space.uniform($0) })
+        let p = r.front[r.chosen]
+        let report = [
+            "- chosen: front point \(r.chosen) of \(r.front.count)",
+            "- calibration KLD: predicted (sum of sensitivities) \(String(format: "%.6f", p.predictedKLD)), measured \(p.measuredKLD.map { String(format: "%.6f", $0) } ?? "-")",
+            "- search: \(r.evaluations) mix evaluations, \(String(format: "%.1f", r.seconds)) s",
+        ]
+        return Outcome(choice: p.choice, predictedKLD: p.predictedKLD, measuredKLD: p.measuredKLD ?? .nan, sensitivity: r.sensitivity,
+                       sensitivityColumn: "kld", report: report, files: [("front.csv", Data(frontCSV(r, space).utf8))], pareto: r)
     }
 
     func frontCSV(_ r: GGUFParetoSearch.Result, _ space: GGUFSearchSpace) -> String {
@@ -248,34 +319,32 @@ public struct GGUFTypeSearchWorkflow {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func sensitivityCSV(_ r: GGUFParetoSearch.Result, _ space: GGUFSearchSpace) -> String {
-        var lines = ["group,tensors,elements,type,requested,file_bytes,kld,chosen"]
-        let choice = r.choice
+    func sensitivityCSV(_ outcome: Outcome, _ space: GGUFSearchSpace) -> String {
+        var lines = ["group,tensors,elements,type,requested,file_bytes,\(outcome.sensitivityColumn),chosen"]
         for (g, group) in space.groups.enumerated() {
             for (c, candidate) in group.candidates.enumerated() {
                 lines.append("\(group.name),\(group.tensors.joined(separator: " ")),\(group.elements),\(candidate.type.name),"
-                             + "\(candidate.requested.name),\(candidate.fileBytes),\(r.sensitivity[g][c]),\(choice[g] == c ? 1 : 0)")
+                             + "\(candidate.requested.name),\(candidate.fileBytes),\(outcome.sensitivity[g][c]),\(outcome.choice[g] == c ? 1 : 0)")
             }
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func reportText(result r: GGUFParetoSearch.Result, space: GGUFSearchSpace, heldOut: [HeldOut], fullSeconds: Double,
+    func reportText(_ outcome: Outcome, space: GGUFSearchSpace, heldOut: [HeldOut], fullSeconds: Double,
                     totalSeconds: Double, calibrationChunks: Int) -> String {
-        let p = r.front[r.chosen]
+        let choice = outcome.choice
         var lines = ["# mpq search-lm report", "",
                      "- model: \(options.model)",
                      "- method: \(options.method.rawValue), target: \(options.target)",
                      "- calibration: \(options.calibrationText), \(calibrationChunks) chunks x \(options.context) tokens",
                      "- candidates: \(options.types.map(\.name).joined(separator: ", ")); \(space.groups.count) groups",
-                     "- chosen: \(p.fileBytes) bytes, \(String(format: "%.4f", p.bitsPerWeight)) bits per weight (front point \(r.chosen) of \(r.front.count))",
-                     "- calibration KLD: predicted (sum of sensitivities) \(String(format: "%.6f", p.predictedKLD)), measured \(p.measuredKLD.map { String(format: "%.6f", $0) } ?? "-")",
-                     "- search: \(r.evaluations) mix evaluations, \(String(format: "%.1f", r.seconds)) s; whole run \(String(format: "%.1f", totalSeconds)) s; "
-                        + "one full calibration evaluation \(String(format: "%.2f", fullSeconds)) s",
-                     "- activations are float32: llama.cpp's 8-bit activation rounding in its quantized dot products is not simulated", ""]
+                     "- size: \(space.fileBytes(choice)) bytes, \(String(format: "%.4f", space.bitsPerWeight(choice))) bits per weight"]
+        lines += outcome.report
+        lines += ["- whole run \(String(format: "%.1f", totalSeconds)) s; one full calibration evaluation \(String(format: "%.2f", fullSeconds)) s",
+                  "- activations are float32: llama.cpp's 8-bit activation rounding in its quantized dot products is not simulated", ""]
         var counts: [String: (Int, Int)] = [:]
         for (g, group) in space.groups.enumerated() {
-            let name = group.candidates[p.choice[g]].type.name
+            let name = group.candidates[choice[g]].type.name
             counts[name, default: (0, 0)].0 += group.tensors.count
             counts[name, default: (0, 0)].1 += group.elements
         }
@@ -296,9 +365,9 @@ public struct GGUFTypeSearchWorkflow {
         }
         lines += ["", "## Tensors", ""]
         for (g, group) in space.groups.enumerated() {
-            let c = group.candidates[p.choice[g]]
+            let c = group.candidates[choice[g]]
             lines.append("- \(group.name): \(c.type.name)" + (c.type != c.requested ? " (requested \(c.requested.name), fallback)" : "")
-                         + String(format: ", sensitivity %.6f", r.sensitivity[g][p.choice[g]]))
+                         + String(format: ", sensitivity %.6g", outcome.sensitivity[g][choice[g]]))
         }
         return lines.joined(separator: "\n") + "\n"
     }

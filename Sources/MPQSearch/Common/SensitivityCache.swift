@@ -111,9 +111,12 @@ public final class SensitivityCache: @unchecked Sendable {
     public func score(_ name: String) -> Double? { lock.withLock { scores[name] } }
 
     /// Stores a score and rewrites scores.json atomically.
-    public func store(_ name: String, _ value: Double) throws {
+    public func store(_ name: String, _ value: Double) throws { try store([name: value]) }
+
+    /// Stores several scores with one rewrite of scores.json.
+    public func store(_ values: [String: Double]) throws {
         let data: Data = try lock.withLock {
-            scores[name] = value
+            scores.merge(values) { $1 }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             var entries: [String: File.Entry] = [:]

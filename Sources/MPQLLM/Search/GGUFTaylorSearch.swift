@@ -1,0 +1,185 @@
+import Foundation
+import MPQGGUF
+import MPQGraph
+import MPQQuantization
+import MPQReports
+import MPQRuntime
+import MPQSearch
+
+/// Taylor-IP search of per-tensor ggml types (Markovich-Golan et al. 2025, arXiv 2505.13060;
+/// docs/DESIGN.md method 2):
+///
+/// 1. Sensitivity: the loss MSE E_n[dL_n^2] of every (group, candidate) from one forward and
+///    backward pass per calibration chunk (`GGUFTaylorSensitivity`), in units of mean KLD.
+/// 2. Integer program (`MultipleChoiceProgram`, CBC, solved to proven optimality unless a time
+///    limit stops it): one candidate per group minimising the predicted KLD (the sum of the
+///    chosen candidates' sensitivities) subject to file bytes <= the budget (or llama.cpp's bits
+///    per weight <= the target). For a KLD target it minimises bytes subject to predicted KLD
+///    <= a threshold, tightening the threshold while the measured KLD misses the target.
+/// 3. The program's mix is measured for real on the calibration chunks, and so are the extra
+///    points given (e.g. the uniform types that fit, as the Pareto path does); the best measured
+///    is taken, so the choice is never worse than one of them on the calibration text.
+public struct GGUFTaylorSearch {
+    public struct Options: Sendable, Equatable {
+        public var sensitivity = GGUFTaylorSensitivity.Options()
+        /// Seconds CBC may spend on one program (nil: until proven optimal).
+        public var solverTimeLimit: Double?
+        /// Random mixes measured to validate the additive prediction (0: none; `GGUFTaylorValidation`).
+        public var validationConfigurations = 0
+        /// Programs solved at most for a KLD target (each measured).
+        public var kldRounds = 5
+        public init() {}
+
+        public func check() throws {
+            try sensitivity.check()
+            guard validationConfigurations == 0 || (2...10_000).contains(validationConfigurations) else {
+                throw MPQError.invalidInput("validation needs 2...10000 configurations, got \(validationConfigurations)")
+            }
+            if let limit = solverTimeLimit, !(limit > 0) { throw MPQError.invalidInput("solver time limit must be positive, got \(limit)") }
+        }
+    }
+
+    public struct Result: Sendable {
+        /// sensitivity[group][candidate]: predicted mean KLD with only that change.
+        public var sensitivity: [[Double]]
+        public var choice: [Int]
+        /// Whether `choice` is the program's (false: an extra point measured better).
+        public var fromProgram: Bool
+        /// Calibration KLD of the program's mix.
+        public var programKLD: Double
+        public var fileBytes: Int
+        public var bitsPerWeight: Double
+        /// Sum of the chosen candidates' sensitivities.
+        public var predictedKLD: Double
+        /// Calibration KLD of the chosen mix.
+        public var measuredKLD: Double
+        public var solution: MultipleChoiceProgram.Solution
+        /// Full calibration evaluations run (mixes measured).
+        public var evaluations: Int
+        /// Seconds of the forward and backward passes (0 when every pass came from the cache).
+        public var passSeconds: Double
+        public var seconds: Double
+    }
+
+    public let space: GGUFSearchSpace
+    public let calibration: GGUFCalibration
+    public let weights: GGUFQuantizedWeights
+    public let cache: SensitivityCache?
+    public let options: Options
+    public let progress: ProgressReporter
+
+    public init(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights,
+                cache: SensitivityCache?, options: Options = Options(), progress: ProgressReporter = SilentProgress()) {
+        self.space = space
+        self.calibration = calibration
+        self.weights = weights
+        self.cache = cache
+        self.options = options
+        self.progress = progress
+    }
+
+    /// The integer program for a size target: gain -sensitivity, one resource (file bytes, or tensor
+    /// data bytes for a bits-per-weight target) with the budget left after the fixed tensors.
+    public static func program(space: GGUFSearchSpace, sensitivity: [[Double]], target: GGUFSearchTarget) throws -> MultipleChoiceProgram {
+        guard sensitivity.count == space.groups.count,
+              zip(sensitivity, space.groups).allSatisfy({ $0.count == $1.candidates.count }) else {
+            throw MPQError.invalidInput("sensitivities do not match the search space's groups and candidates")
+        }
+        let budget: Double, bytes: (GGUFSearchSpace.Candidate) -> Double, name: String
+        switch target {
+        case .fileBytes(let b):
+            budget = Double(b - space.fixedFileBytes)
+            bytes = { Double($0.fileBytes) }
+            name = "file bytes"
+        case .bitsPerWeight(let b):
+            budget = b * Double(space.totalElements) / 8 - Double(space.fixedDataBytes)
+            bytes = { Double($0.dataBytes) }
+            name = "tensor data bytes"
+        case .maxKLD:
+            throw MPQError.invalidInput("a KLD target has no byte budget")
+        }
+        let blocks = zip(space.groups, sensitivity).map { group, row in
+            zip(group.candidates, row).map { MultipleChoiceProgram.Option(gain: -$1, costs: [bytes($0)]) }
+        }
+        return MultipleChoiceProgram(blocks: blocks, budgets: [budget], resourceNames: [name])
+    }
+
+    /// The program for a KLD threshold: gain -file bytes, one resource (predicted KLD).
+    static func program(space: GGUFSearchSpace, sensitivity: [[Double]], maxPredictedKLD: Double) -> MultipleChoiceProgram {
+        let blocks = zip(space.groups, sensitivity).map { group, row in
+            zip(group.candidates, row).map { MultipleChoiceProgram.Option(gain: -Double($0.fileBytes), costs: [$1]) }
+        }
+        return MultipleChoiceProgram(blocks: blocks, budgets: [maxPredictedKLD], resourceNames: ["predicted KLD"])
+    }
+
+    public func predictedKLD(_ choice: [Int], sensitivity: [[Double]]) -> Double {
+        zip(sensitivity, choice).reduce(0) { $0 + $1.0[$1.1] }
+    }
+
+    /// - Parameter extraPoints: mixes measured next to the program's for a size target; the best measured wins.
+    public func run(target: GGUFSearchTarget, extraPoints: [[Int]] = []) throws -> Result {
+        try options.check()
+        try target.check(in: space)
+        let start = Date()
+        let taylor = try GGUFTaylorSensitivity(space: space, calibration: calibration, weights: weights,
+                                               options: options.sensitivity, cache: cache, progress: progress)
+        let sensitivity = try taylor.lossMSE()
+        var evaluations = 0
+        func measure(_ choice: [Int]) throws -> Double {
+            evaluations += 1
+            return try calibration.kld(of: choice, in: space, weights: weights, cache: cache)
+        }
+        let solution: MultipleChoiceProgram.Solution
+        let measured: Double
+        var choice: [Int]
+        var best: Double
+        switch target {
+        case .fileBytes, .bitsPerWeight:
+            solution = try Self.program(space: space, sensitivity: sensitivity, target: target).solve(timeLimit: options.solverTimeLimit)
+            guard target.fits(solution.choice, in: space) else {
+                throw MPQError.kernelFailure("internal: the program's choice (\(space.fileBytes(solution.choice)) bytes) misses \(target)")
+            }
+            measured = try measure(solution.choice)
+            (choice, best) = (solution.choice, measured)
+            for extra in extraPoints where extra != solution.choice && target.fits(extra, in: space) {
+                let m = try measure(extra)
+                progress.note(String(format: "extra point: %d bytes, predicted KLD %.6f, measured %.6f",
+                                     space.fileBytes(extra), predictedKLD(extra, sensitivity: sensitivity), m))
+                if m < best { (choice, best) = (extra, m) }
+            }
+        case .maxKLD(let limit):
+            // Predicted and measured KLD differ by a roughly constant factor: rescale the threshold by it.
+            var threshold = limit
+            var found: (MultipleChoiceProgram.Solution, Double)?
+            for round in 0..<options.kldRounds {
+                let s: MultipleChoiceProgram.Solution
+                do {
+                    s = try Self.program(space: space, sensitivity: sensitivity, maxPredictedKLD: threshold).solve(timeLimit: options.solverTimeLimit)
+                } catch MPQError.invalidInput {
+                    break
+                }
+                let m = try measure(s.choice)
+                progress.note(String(format: "round %d: predicted KLD <= %.6g: %d bytes, measured KLD %.6g", round + 1, threshold,
+                                     space.fileBytes(s.choice), m))
+                if m <= limit {
+                    found = (s, m)
+                    break
+                }
+                threshold *= 0.9 * limit / m
+            }
+            guard let found else {
+                throw MPQError.invalidInput(String(format: "no mix found with measured mean KLD <= %g in %d rounds", limit, options.kldRounds))
+            }
+            (solution, measured) = found
+            (choice, best) = (solution.choice, measured)
+        }
+        progress.note(String(format: "taylor-ip: %d bytes, predicted KLD %.6f, measured %.6f (CBC %@, %.2f s)",
+                             space.fileBytes(solution.choice), predictedKLD(solution.choice, sensitivity: sensitivity), measured,
+                             solution.status.rawValue, solution.solveSeconds))
+        return Result(sensitivity: sensitivity, choice: choice, fromProgram: choice == solution.choice, programKLD: measured,
+                      fileBytes: space.fileBytes(choice), bitsPerWeight: space.bitsPerWeight(choice),
+                      predictedKLD: predictedKLD(choice, sensitivity: sensitivity), measuredKLD: best,
+                      solution: solution, evaluations: evaluations, passSeconds: taylor.passSeconds,
+                      seconds: Date().timeIntervalSince(start))
+    }
+}
