@@ -305,11 +305,13 @@ final class PadOperator: Operator {
     }
 
     private func outputShape(_ shape: [Int], begin: [Int], end: [Int]) throws -> [Int] {
-        let output = (0..<shape.count).map { shape[$0] + begin[$0] + end[$0] }
-        guard output.allSatisfy({ $0 >= 0 }) else {
-            throw MPQError.shapeMismatch("Pad node '\(node.name)': pads crop \(shape) below zero")
+        try shape.indices.map { axis in
+            guard let padded = SizeLimits.add(shape[axis], begin[axis]).flatMap({ SizeLimits.add($0, end[axis]) }) else {
+                throw MPQError.limitExceeded("Pad node '\(node.name)': pads \(begin[axis]), \(end[axis]) on axis \(axis) overflow a 64-bit size")
+            }
+            guard padded >= 0 else { throw MPQError.shapeMismatch("Pad node '\(node.name)': pads crop \(shape) below zero") }
+            return padded
         }
-        return output
     }
 
     func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec] {
