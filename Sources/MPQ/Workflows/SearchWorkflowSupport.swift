@@ -11,6 +11,7 @@ import MPQSearch
 /// the model, its data, the hardware profile and candidates, range estimators, the runtime and the
 /// output. One struct, so that the two searches read, check and load these the same way.
 public struct SearchOptions: Sendable {
+    /// The ONNX model searched.
     public var model: String
     /// Ranges and sensitivities come from this data.
     public var calibrationData: String
@@ -20,17 +21,24 @@ public struct SearchOptions: Sendable {
     public var candidates: [String]?
     /// Hardware profile: "default", "cpu-avx2" or a JSON file.
     public var profile = "default"
+    /// The runtime the export is shaped for (`--deploy`); default this machine (`host`).
     public var deployment: DeploymentTarget = .host
     /// Class labels (.npy), one per calibration sample: Pareto's accuracy metric, Taylor-IP's labels loss.
     public var labels: String?
     /// Score and latency cache folder (default ~/.cache/mpq).
     public var cacheFolder: String?
+    /// How activation ranges are estimated from the calibration data; default MSE-optimal clipping.
     public var activationRange: RangeMethod = .mse
+    /// How weight ranges are estimated; default min-max.
     public var weightRange: RangeMethod = .minMax
+    /// Calibration samples per forward pass; default 16.
     public var batchSize = 16
+    /// Runtime settings (threads).
     public var session = SessionOptions()
+    /// The output folder (replaced wholly on success); nil: write nothing.
     public var output: String?
 
+    /// Options for searching `model` calibrated on `calibrationData`; the rest at defaults.
     public init(model: String, calibrationData: String) {
         self.model = model
         self.calibrationData = calibrationData
@@ -54,6 +62,7 @@ public protocol SearchWorkflowOptions {
 }
 
 extension SearchWorkflowOptions {
+    /// A shared option, read or written through the method's options.
     public subscript<Value>(dynamicMember path: WritableKeyPath<SearchOptions, Value>) -> Value {
         get { shared[keyPath: path] }
         set { shared[keyPath: path] = newValue }

@@ -20,7 +20,9 @@ import MPQSearch
 ///    points given (e.g. the uniform types that fit, as the Pareto path does); the best measured
 ///    is taken, so the choice is never worse than one of them on the calibration text.
 public struct GGUFTaylorSearch {
+    /// The search's settings.
     public struct Options: Sendable, Equatable {
+        /// How the sensitivities are estimated (loss, draws, seed).
         public var sensitivity = GGUFTaylorSensitivity.Options()
         /// Seconds CBC may spend on one program (nil: until proven optimal).
         public var solverTimeLimit: Double?
@@ -28,8 +30,10 @@ public struct GGUFTaylorSearch {
         public var validationConfigurations = 0
         /// Programs solved at most for a KLD target (each measured).
         public var kldRounds = 5
+        /// Default settings.
         public init() {}
 
+        /// Throws `MPQError.invalidInput` for settings no search can run with.
         public func check() throws {
             try sensitivity.check()
             guard validationConfigurations == 0 || (2...10_000).contains(validationConfigurations) else {
@@ -39,35 +43,48 @@ public struct GGUFTaylorSearch {
         }
     }
 
+    /// What a search found.
     public struct Result: Sendable {
         /// sensitivity[group][candidate]: predicted mean KLD with only that change.
         public var sensitivity: [[Double]]
+        /// The chosen candidate of every group.
         public var choice: [Int]
         /// Whether `choice` is the program's (false: an extra point measured better).
         public var fromProgram: Bool
         /// Calibration KLD of the program's mix.
         public var programKLD: Double
+        /// Bytes of the chosen mix's GGUF file.
         public var fileBytes: Int
+        /// llama.cpp's bits per weight of the chosen mix.
         public var bitsPerWeight: Double
         /// Sum of the chosen candidates' sensitivities.
         public var predictedKLD: Double
         /// Calibration KLD of the chosen mix.
         public var measuredKLD: Double
+        /// The integer program's last solution (CBC status, objective, solve time).
         public var solution: MultipleChoiceProgram.Solution
         /// Full calibration evaluations run (mixes measured).
         public var evaluations: Int
         /// Seconds of the forward and backward passes (0 when every pass came from the cache).
         public var passSeconds: Double
+        /// Seconds of the whole search.
         public var seconds: Double
     }
 
+    /// The groups and candidate types searched.
     public let space: GGUFSearchSpace
+    /// The calibration chunks and the base model's logits on them.
     public let calibration: GGUFCalibration
+    /// The base weights and their quantization to each candidate type.
     public let weights: GGUFQuantizedWeights
+    /// Where passes and measured mixes are kept, so a killed run resumes; nil: none.
     public let cache: SensitivityCache?
+    /// The search's settings.
     public let options: Options
+    /// Where the search reports progress.
     public let progress: ProgressReporter
 
+    /// A search over `space`; nothing runs until `run`.
     public init(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights,
                 cache: SensitivityCache?, options: Options = Options(), progress: ProgressReporter = SilentProgress()) {
         self.space = space
@@ -112,6 +129,7 @@ public struct GGUFTaylorSearch {
         return MultipleChoiceProgram(blocks: blocks, budgets: [maxPredictedKLD], resourceNames: ["predicted KLD"])
     }
 
+    /// The additive prediction of a mix's mean KLD: the sum of its groups' sensitivities.
     public func predictedKLD(_ choice: [Int], sensitivity: [[Double]]) -> Double {
         zip(sensitivity, choice).reduce(0) { $0 + $1.0[$1.1] }
     }

@@ -17,11 +17,11 @@ extension GGUFTypeSearchWorkflow {
         let r = try search.run(target: options.target, extraPoints: options.types.compactMap { space.uniform($0) })
         let s = options.taylor.sensitivity
         var report = [
-            "- loss: \(s.loss.rawValue), \(s.draws) draw(s) per chunk, seed \(s.seed); predicted KLD = (positions / 2) x loss MSE",
+            "- loss: \(s.loss.rawValue), \(s.passesPerChunk) pass(es) per chunk, seed \(s.seed); predicted KLD = (positions / 2) x loss MSE",
             "- calibration KLD: predicted (sum of Taylor sensitivities) \(String(format: "%.6f", r.predictedKLD)), measured \(String(format: "%.6f", r.measuredKLD))",
             "- integer program: CBC \(r.solution.status.rawValue), gap \(String(format: "%.2g", r.solution.gap)), \(String(format: "%.2f", r.solution.solveSeconds)) s; "
                 + "its mix measures \(String(format: "%.6f", r.programKLD))" + (r.fromProgram ? " (chosen)" : ", a uniform mix measured better (chosen)"),
-            "- search: Taylor passes \(String(format: "%.2f", r.passSeconds)) s (forward + backward, \(calibration.chunks.count * s.draws) passes), "
+            "- search: Taylor passes \(String(format: "%.2f", r.passSeconds)) s (forward + backward, \(calibration.chunks.count * s.passesPerChunk) passes), "
                 + "\(r.evaluations) mix evaluation(s), \(String(format: "%.1f", r.seconds)) s",
         ]
         var files: [(String, Data)] = []

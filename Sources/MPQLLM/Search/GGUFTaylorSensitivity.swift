@@ -28,6 +28,7 @@ import MPQSearch
 ///
 /// The sensitivity reported is therefore (P/2) E_n[dL_n^2], in units of mean KLD.
 public final class GGUFTaylorSensitivity: @unchecked Sendable {
+    /// The labels the cross-entropy of each pass is taken against.
     public enum Loss: String, Sendable, CaseIterable {
         /// Labels drawn from the base (F16) model's distributions: predicts the KLD to the base model.
         case kl
@@ -35,31 +36,42 @@ public final class GGUFTaylorSensitivity: @unchecked Sendable {
         case nextToken = "next-token"
     }
 
+    /// How the sensitivities are estimated.
     public struct Options: Sendable, Equatable {
+        /// The labels of the passes; default `.kl` (drawn from the base model: predicts KLD to it).
         public var loss: Loss = .kl
-        /// Forward and backward passes per chunk, each with fresh label draws (`.kl` only); default 16:
+        /// Forward and backward passes per chunk, each with fresh label draws (`.kl` only: the
+        /// next-token loss has fixed labels and runs one pass per chunk); default 16:
         /// on tiny-llama at Q4_K_M's size, 4 draws left the held-out KLD 20% below the preset's, 16 draws 52%.
         public var draws = 16
         /// Seed of the label draws.
         public var seed: UInt64 = 1
+        /// Default options: the KL loss, 16 draws, seed 1.
         public init() {}
 
+        /// Forward and backward passes per calibration chunk: `draws` for `.kl`, 1 for `.nextToken`.
+        public var passesPerChunk: Int { loss == .kl ? draws : 1 }
+
+        /// Throws `MPQError.invalidInput` for draws outside 1...64.
         public func check() throws {
             guard (1...64).contains(draws) else { throw MPQError.invalidInput("taylor draws must be 1...64, got \(draws)") }
-            guard draws == 1 || loss == .kl else {
-                throw MPQError.invalidInput("the next-token loss has fixed labels: draws must be 1, got \(draws)")
-            }
         }
 
         /// Settings that change the sensitivities (for the cache key).
-        var cacheSettings: [String] { ["taylor-loss=\(loss.rawValue)", "taylor-draws=\(draws)", "taylor-seed=\(seed)"] }
+        var cacheSettings: [String] { ["taylor-loss=\(loss.rawValue)", "taylor-draws=\(passesPerChunk)", "taylor-seed=\(seed)"] }
     }
 
+    /// The groups and candidate types whose sensitivities are estimated.
     public let space: GGUFSearchSpace
+    /// The calibration chunks and the base model's logits on them.
     public let calibration: GGUFCalibration
+    /// The base weights and their quantization to each candidate type (δ = dequant(quant(W)) − W).
     public let weights: GGUFQuantizedWeights
+    /// How the sensitivities are estimated.
     public let options: Options
+    /// Where per-pass results are kept, so a killed run resumes; nil: none.
     public let cache: SensitivityCache?
+    /// Where the passes report progress.
     public let progress: ProgressReporter
     /// Seconds of the last `lossMSE()` spent in forward and backward passes.
     public private(set) var passSeconds = 0.0
@@ -100,7 +112,7 @@ public final class GGUFTaylorSensitivity: @unchecked Sendable {
 
     /// The labels of pass `pass` (chunk pass / draws), one per scored position.
     func labels(pass: Int) -> [Int] {
-        let chunk = pass / options.draws
+        let chunk = pass / options.passesPerChunk
         let ids = calibration.chunks[chunk]
         switch options.loss {
         case .nextToken:
@@ -125,7 +137,7 @@ public final class GGUFTaylorSensitivity: @unchecked Sendable {
     /// candidate that keeps the base type. Per-pass dL values are cached, so a killed run resumes
     /// with the passes it finished.
     public func lossMSE() throws -> [[Double]] {
-        let passes = calibration.chunks.count * options.draws
+        let passes = calibration.chunks.count * options.passesPerChunk
         var dots: [String: Double] = [:]
         var pending: [Int] = []
         for pass in 0..<passes {
@@ -144,7 +156,7 @@ public final class GGUFTaylorSensitivity: @unchecked Sendable {
             let wrt = Set(space.groups.flatMap(\.tensors))
             let start = Date()
             for (done, pass) in pending.enumerated() {
-                let ids = calibration.chunks[pass / options.draws]
+                let ids = calibration.chunks[pass / options.passesPerChunk]
                 let feeds = [DecoderGraphBuilder.inputName: Tensor(shape: [1, ids.count], scalars: ids.map { Int64($0) })]
                 let result = try computation.run(feeds, loss: TaskLoss.crossEntropy(labels: labels(pass: pass)), wrt: wrt)
                 var gradients: [String: Tensor] = [:]

@@ -11,14 +11,21 @@ import MPQSearch
 /// integer program): random mixes, each predicted (sum of its groups' sensitivities) and
 /// measured (calibration KLD of the whole mix), and the Spearman rank correlation of the two.
 public struct GGUFTaylorValidation: Sendable {
+    /// One random mix, predicted and measured.
     public struct Row: Sendable {
+        /// The candidate of every group.
         public var choice: [Int]
+        /// Bytes of the mix's GGUF file.
         public var fileBytes: Int
+        /// llama.cpp's bits per weight of the mix.
         public var bitsPerWeight: Double
+        /// Sum of its groups' sensitivities.
         public var predictedKLD: Double
+        /// Its mean KLD from the base model on the calibration chunks.
         public var measuredKLD: Double
     }
 
+    /// The measured mixes.
     public var rows: [Row]
     /// Spearman rank correlation of predicted and measured KLD.
     public var spearman: Double
