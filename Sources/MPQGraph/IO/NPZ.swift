@@ -14,13 +14,22 @@ public enum NPZ {
             throw MPQError.invalidTensorFile("\(path): not a .npz (zip) archive")
         }
         var arrays: [String: Tensor] = [:]
+        // Entries each under the limit may still claim more than memory together: check the sum first.
+        let limit = SizeLimits.maximumTensorBytes
+        let declaredTotal = archive.reduce(UInt64(0)) { total, entry in
+            guard entry.type == .file else { return total }
+            let (sum, overflow) = total.addingReportingOverflow(entry.uncompressedSize)
+            return overflow ? .max : sum
+        }
+        guard declaredTotal <= UInt64(limit) else {
+            throw MPQError.limitExceeded("\(path): its arrays declare \(declaredTotal) bytes together, more than this machine's memory (\(SizeLimits.describe(bytes: limit)))")
+        }
         for entry in archive where entry.type == .file {
             let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
             guard arrays[name] == nil else {
                 throw MPQError.invalidTensorFile("\(path): array '\(name)' is stored twice")
             }
             // A compressed entry may claim (or inflate to) far more than memory holds: a zip bomb.
-            let limit = SizeLimits.maximumTensorBytes
             guard entry.uncompressedSize <= UInt64(limit) else {
                 throw MPQError.limitExceeded("\(path): entry '\(entry.path)' declares \(entry.uncompressedSize) bytes, more than this machine's memory (\(SizeLimits.describe(bytes: limit)))")
             }
