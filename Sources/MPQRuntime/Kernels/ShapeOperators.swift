@@ -5,8 +5,8 @@ import MPQGraph
 let shapeOperators: [String: OperatorFactory] = [
     "Reshape": { node, opset in try ReshapeOperator(node: node, opset: opset) },
     "Flatten": { node, _ in try FlattenOperator(node: node) },
-    "Squeeze": { node, opset in try SqueezeOperator(node: node, opset: opset) },
-    "Unsqueeze": { node, opset in try UnsqueezeOperator(node: node, opset: opset) },
+    "Squeeze": { node, opset in try AxesViewOperator(node: node, opset: opset, inserts: false) },
+    "Unsqueeze": { node, opset in try AxesViewOperator(node: node, opset: opset, inserts: true) },
     "Shape": { node, opset in try ShapeOperator(node: node, opset: opset) },
     "Size": { _, _ in SizeOperator() },
     "Transpose": { node, _ in try TransposeOperator(node: node) },
@@ -191,34 +191,39 @@ final class FlattenOperator: Operator {
     }
 }
 
-/// Squeeze: a view without the listed size-1 axes (all size-1 axes by default).
-final class SqueezeOperator: AxesView {
+/// Squeeze and Unsqueeze: a view of the input's bytes under a shape computed from the input
+/// shape and the axes (attribute before opset 13, input 1 since). Squeeze removes the listed
+/// size-1 axes (all size-1 axes by default); Unsqueeze inserts size-1 axes at the listed output
+/// positions.
+final class AxesViewOperator: Operator {
     let node: Node
+    /// Unsqueeze (insert axes) rather than Squeeze (remove them).
+    let inserts: Bool
     private let axes: IntegerListArgument
 
-    init(node: Node, opset: Int) throws {
+    init(node: Node, opset: Int, inserts: Bool) throws {
         self.node = node
+        self.inserts = inserts
         axes = try IntegerListArgument("axes", of: node, opset: opset, inputSince: 13, index: 1)
     }
 
     func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int] {
-        guard let listed = axes.value(arguments), !listed.isEmpty else { return input.filter { $0 != 1 } }
+        let listed = axes.value(arguments)
+        if inserts {
+            guard let listed else { throw MPQError.invalidModel("Unsqueeze node '\(node.name)' has no axes") }
+            let rank = input.count + listed.count
+            let inserted = Set(try normalizedAxes(listed, rank: rank, node: node))
+            var rest = input.makeIterator()
+            return (0..<rank).map { inserted.contains($0) ? 1 : rest.next() ?? 1 }
+        }
+        guard let listed, !listed.isEmpty else { return input.filter { $0 != 1 } }
         let removed = Set(try normalizedAxes(listed, rank: input.count, node: node))
         for axis in removed where input[axis] != 1 {
             throw MPQError.shapeMismatch("Squeeze node '\(node.name)': axis \(axis) of \(input) is not 1")
         }
         return input.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     }
-}
 
-/// Squeeze and Unsqueeze: the input's bytes under a shape computed from the
-/// input shape and the axes (attribute or input).
-protocol AxesView: Operator {
-    var node: Node { get }
-    func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int]
-}
-
-extension AxesView {
     func inferOutputs(_ inputs: [ValueSpec?]) throws -> [ValueSpec] {
         let data = try inputs.required(0, node)
         guard let shape = data.shape, let arguments = inputs.constantArguments() else {
@@ -230,27 +235,6 @@ extension AxesView {
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let data = try inputs.required(0, node)
         return [data.reshaped(try outputShape(data.shape, arguments: inputs))]
-    }
-}
-
-/// Unsqueeze: a view with size-1 axes inserted at the listed output positions.
-final class UnsqueezeOperator: AxesView {
-    let node: Node
-    private let axes: IntegerListArgument
-
-    init(node: Node, opset: Int) throws {
-        self.node = node
-        axes = try IntegerListArgument("axes", of: node, opset: opset, inputSince: 13, index: 1)
-    }
-
-    func outputShape(_ input: [Int], arguments: [Tensor?]) throws -> [Int] {
-        guard let listed = axes.value(arguments) else {
-            throw MPQError.invalidModel("Unsqueeze node '\(node.name)' has no axes")
-        }
-        let rank = input.count + listed.count
-        let inserted = Set(try normalizedAxes(listed, rank: rank, node: node))
-        var rest = input.makeIterator()
-        return (0..<rank).map { inserted.contains($0) ? 1 : rest.next() ?? 1 }
     }
 }
 
