@@ -578,16 +578,27 @@ extension GGMLQuants {
     }
 
     /// `sigma2` of the 32-block `_impl` quantisers: mean square of the whole row.
+    /// The 32-value blocks of a row for the legacy `_impl` quantisers: `s.weights` set to
+    /// qw[j] · sqrt(σ² + x[j]²) for the block (σ² the row's mean square), then `body(block, output)`.
+    @inline(__always) private static func importanceBlocks(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>, _ s: QuantScratch,
+        blockBytes: Int, _ body: (_ xb: UnsafePointer<Float>, _ b: UnsafeMutableRawPointer) -> Void
+    ) {
+        let sigma2 = rowSigma2(x, n)
+        for ib in 0..<(n / 32) {
+            let xb = x + 32 * ib, qw = qwRow + 32 * ib
+            for j in 0..<32 { s.weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+            body(xb, y + blockBytes * ib)
+        }
+    }
+
     @inline(__always) private static func rowSigma2(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         sumOfSquares(x, n) / Float(n)
     }
 
     /// `quantize_row_q4_0_impl` (with importance weights).
     static func q4_0Impl(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>, _ s: QuantScratch) {
-        let sigma2 = rowSigma2(x, n)
-        for ib in 0..<(n / 32) {
-            let xb = x + 32 * ib, qw = qwRow + 32 * ib, b = y + 18 * ib
-            for j in 0..<32 { s.weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+        importanceBlocks(x, y, n, qwRow, s, blockBytes: 18) { xb, b in
             let d = makeQxQuants(32, 8, xb, s.Li, 1, s.weights)
             storeHalf(b, 0, d)
             let qs = bytes(b, 2)
@@ -599,10 +610,7 @@ extension GGMLQuants {
 
     /// `quantize_row_q4_1_impl`.
     static func q4_1Impl(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>, _ s: QuantScratch) {
-        let sigma2 = rowSigma2(x, n)
-        for ib in 0..<(n / 32) {
-            let xb = x + 32 * ib, qw = qwRow + 32 * ib, b = y + 20 * ib
-            for j in 0..<32 { s.weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+        importanceBlocks(x, y, n, qwRow, s, blockBytes: 20) { xb, b in
             var minv: Float = 0
             let d = makeQkxQuants(32, 15, xb, s.weights, s.L, &minv, s.Laux, -0.9, 0.05, 36, false, qkx3: true)
             storeHalf(b, 0, d)
@@ -614,10 +622,7 @@ extension GGMLQuants {
 
     /// `quantize_row_q5_0_impl`.
     static func q5_0Impl(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>, _ s: QuantScratch) {
-        let sigma2 = rowSigma2(x, n)
-        for ib in 0..<(n / 32) {
-            let xb = x + 32 * ib, qw = qwRow + 32 * ib, b = y + 22 * ib
-            for j in 0..<32 { s.weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+        importanceBlocks(x, y, n, qwRow, s, blockBytes: 22) { xb, b in
             let d = makeQxQuants(32, 16, xb, s.Li, 1, s.weights)
             storeHalf(b, 0, d)
             var qh: UInt32 = 0
@@ -629,10 +634,7 @@ extension GGMLQuants {
 
     /// `quantize_row_q5_1_impl`.
     static func q5_1Impl(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, _ n: Int, _ qwRow: UnsafePointer<Float>, _ s: QuantScratch) {
-        let sigma2 = rowSigma2(x, n)
-        for ib in 0..<(n / 32) {
-            let xb = x + 32 * ib, qw = qwRow + 32 * ib, b = y + 24 * ib
-            for j in 0..<32 { s.weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+        importanceBlocks(x, y, n, qwRow, s, blockBytes: 24) { xb, b in
             var minv: Float = 0
             let d = makeQkxQuants(32, 31, xb, s.weights, s.L, &minv, s.Laux, -0.9, 0.05, 36, false, qkx3: true)
             storeHalf(b, 0, d)
