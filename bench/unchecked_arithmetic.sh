@@ -16,13 +16,14 @@ model=$fixtures/models/mobilenetv2.onnx
 llm=examples/tiny-llama-jargon/model-F16.gguf
 [ -f "$model" ] || { echo "unchecked_arithmetic.sh: $model missing (run scripts/setup.sh)" >&2; exit 1; }
 
-swift build -c release --product mpq --scratch-path .build-release >/dev/null
-swift build -c release --product mpq --scratch-path .build-ounchecked -Xswiftc -Ounchecked >/dev/null
-shipped=.build-release/release/mpq
-unchecked=.build-ounchecked/release/mpq
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+for build in "--scratch-path .build-release" "--scratch-path .build-ounchecked -Xswiftc -Ounchecked"; do
+    # shellcheck disable=SC2086
+    swift build -c release --product mpq $build > "$work/build.log" 2>&1 || { tail -20 "$work/build.log"; exit 1; }
+done
+shipped=.build-release/release/mpq
+unchecked=.build-ounchecked/release/mpq
 .venv/bin/python scripts/make_image_calib.py "$work/calib.npy" --count 8 --seed 3 >/dev/null
 head -c 60000 "$fixtures/data/text/jargon.txt" > "$work/text.txt"
 
