@@ -73,10 +73,13 @@ import Testing
         var bad = options(target: .fileBytes(high), calibration: calibration)
         bad.taylor.sensitivity.draws = 0
         #expect(throws: MPQError.self) { try GGUFTypeSearchWorkflow(bad).prepare() }
-        bad.taylor.sensitivity = .init()
-        bad.taylor.sensitivity.loss = .nextToken
-        bad.taylor.sensitivity.draws = 2
+        bad.taylor.sensitivity.draws = 65
         #expect(throws: MPQError.self) { try GGUFTypeSearchWorkflow(bad).prepare() }
+        // The next-token loss has fixed labels: one pass per chunk whatever `draws` says.
+        var nextToken = GGUFTaylorSensitivity.Options()
+        nextToken.loss = .nextToken
+        #expect(nextToken.passesPerChunk == 1 && GGUFTaylorSensitivity.Options().passesPerChunk == 16)
+        bad.taylor.sensitivity = .init()
         bad.taylor = .init()
         bad.taylor.validationConfigurations = 1
         #expect(throws: MPQError.self) { try GGUFTypeSearchWorkflow(bad).prepare() }

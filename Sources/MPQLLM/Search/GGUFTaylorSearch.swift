@@ -134,7 +134,12 @@ public struct GGUFTaylorSearch {
         zip(sensitivity, choice).reduce(0) { $0 + $1.0[$1.1] }
     }
 
-    /// - Parameter extraPoints: mixes measured next to the program's for a size target; the best measured wins.
+    /// Runs the search: sensitivities (cached per pass), the integer program for `target`, and the
+    /// measurement of its mix next to `extraPoints`.
+    ///
+    /// - Parameters:
+    ///   - target: the file size, bits per weight or mean KLD the mix must meet.
+    ///   - extraPoints: mixes measured next to the program's for a size target; the best measured wins.
     public func run(target: GGUFSearchTarget, extraPoints: [[Int]] = []) throws -> Result {
         try options.check()
         try target.check(in: space)
