@@ -2,10 +2,10 @@
 # Checks that another package can depend on mpq by version, as a user's Package.swift would:
 # clones this repository (its committed state), tags it with the release version, and builds and
 # runs a small consumer package that declares `.package(url: ..., from: VERSION)`.
-# Usage: scripts/check-consumer.sh [VERSION]   (default 0.1.0)
+# Usage: scripts/check-consumer.sh [VERSION]   (default 0.2.0)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-version=${1:-0.1.0}
+version=${1:-0.2.0}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git clone --quiet "$root" "$work/mpq"
