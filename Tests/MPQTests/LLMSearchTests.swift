@@ -97,9 +97,11 @@ import Testing
             #expect(tensor.type == (result.types[tensor.name] ?? file.tensor(named: tensor.name)!.type), "\(tensor.name)")
         }
         #expect(mixed.metadata[GGUFKey.fileType] != nil)
-        for name in ["tensor-types.txt", "imatrix.gguf", "front.csv", "sensitivity.csv", "report.md"] {
+        for name in ["tensor-types.txt", "imatrix.gguf", "front.csv", "sensitivity.csv", "report.md", "front.svg", "report.html"] {
             #expect(FileManager.default.fileExists(atPath: URL(fileURLWithPath: options.output!).appendingPathComponent(name).path), "\(name)")
         }
+        let svg = try String(contentsOfFile: URL(fileURLWithPath: options.output!).appendingPathComponent("front.svg").path, encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("chosen") && svg.contains("measured"))
         let imatrix = try IMatrix(contentsOf: URL(fileURLWithPath: options.output!).appendingPathComponent("imatrix.gguf"))
         #expect(imatrix.entries["blk.0.attn_q.weight"]?.sums.count == 256)
         #expect(imatrix.entries["blk.0.ffn_down.weight"]?.counts == [128])

@@ -136,7 +136,8 @@ import Testing
         for tensor in mixed.tensors {
             #expect(tensor.type == (result.types[tensor.name] ?? file.tensor(named: tensor.name)!.type), "\(tensor.name)")
         }
-        for name in ["tensor-types.txt", "imatrix.gguf", "sensitivity.csv", "validation.csv", "random-control.gguf", "report.md"] {
+        for name in ["tensor-types.txt", "imatrix.gguf", "sensitivity.csv", "validation.csv", "random-control.gguf", "report.md",
+                     "front.svg", "report.html"] {
             #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path), "\(name)")
         }
         let base = try GGUFLanguageModel(contentsOf: Self.modelPath)

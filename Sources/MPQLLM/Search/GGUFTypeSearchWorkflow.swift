@@ -11,8 +11,9 @@ import MPQSearch
 /// bits-per-weight or KL-divergence target, written all-or-nothing to `output`:
 /// model.gguf (the mix), tensor-types.txt (llama-quantize's --tensor-type-file), imatrix.gguf
 /// (the calibration text's importance matrix, llama.cpp's format), sensitivity.csv, front.csv
-/// (pareto) or validation.csv (taylor-ip with validation), and report.md (predicted vs measured
-/// KLD, held-out KLD and perplexity against a uniform type and, when asked, a random mix).
+/// (pareto) or validation.csv (taylor-ip with validation), front.svg (KLD over bits per weight),
+/// and report.md / report.html (predicted vs measured KLD, held-out KLD and perplexity against a
+/// uniform type and, when asked, a random mix).
 /// Methods: `GGUFParetoSearch` (Pandey et al. 2023) and `GGUFTaylorSearch` (Markovich-Golan et al. 2025).
 public struct GGUFTypeSearchWorkflow {
     /// The search algorithm: `pareto` (Pareto-greedy over measured mean KLD, Pandey et al. 2023) or
@@ -111,7 +112,8 @@ public struct GGUFTypeSearchWorkflow {
         public var heldOut: [HeldOut]
         /// The calibration text's importance matrix (imatrix.gguf).
         public var imatrix: IMatrix
-        /// The output files (model.gguf, tensor-types.txt, imatrix.gguf, front.csv, sensitivity.csv, report.md).
+        /// The output files (model.gguf, tensor-types.txt, imatrix.gguf, front.csv or validation.csv,
+        /// sensitivity.csv, front.svg, report.md, report.html).
         public var files: OutputFiles
         /// The text of report.md, which `mpq search-lm` prints.
         public var summary: String
@@ -284,6 +286,12 @@ public struct GGUFTypeSearchWorkflow {
                              space.fileBytes(randomControl.choice), randomControl.measuredKLD)
         }
         files.add("report.md", Data(report.utf8))
+        let plot = outcome.pareto.map(GGUFSearchFigures.front)
+            ?? outcome.taylor.map { GGUFSearchFigures.taylor($0, validation: outcome.validation) }
+        if let svg = plot?.svg() {
+            files.add("front.svg", Data(svg.utf8))
+            files.add("report.html", Data(GGUFSearchFigures.html(report: report, svg: svg).utf8))
+        }
         if let output = options.output { try files.write(to: output) }
         return Result(space: space, search: outcome.pareto, taylor: outcome.taylor, validation: outcome.validation,
                       sensitivity: outcome.sensitivity, choice: choice, types: types, fileBytes: fileBytes,
