@@ -1,5 +1,5 @@
 // KLD against bits per weight from bench/results/llm_vs_llamacpp.csv, drawn with mpq's LinePlot
-// (Sources/MPQ/Reports/LinePlot.swift, compiled with this file by bench/llm_vs_llamacpp.sh).
+// (Sources/MPQReports/LinePlot.swift, compiled with this file by bench/llm_vs_llamacpp.sh).
 // Usage: llm_plot CSV SVG
 import Foundation
 

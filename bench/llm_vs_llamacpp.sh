@@ -104,6 +104,6 @@ done
 plot="$(mktemp -d)"
 trap 'rm -rf "$plot"' EXIT
 cp "$root/bench/llm_plot.swift" "$plot/main.swift"
-swiftc -O -module-name LLMPlot "$root/Sources/MPQ/Reports/LinePlot.swift" "$plot/main.swift" -o "$plot/llm_plot"
+swiftc -O -module-name LLMPlot "$root/Sources/MPQReports/LinePlot.swift" "$plot/main.swift" -o "$plot/llm_plot"
 "$plot/llm_plot" "$csv" "$results/llm_vs_llamacpp.svg"
 echo "wrote $csv and $results/llm_vs_llamacpp.svg (work: $work)"

@@ -1,8 +1,4 @@
 import Foundation
-import MPQGraph
-import MPQQuantization
-import MPQRuntime
-import MPQSearch
 
 /// A self-contained SVG line chart: several series (lines and/or point markers), labelled reference
 /// points, and axes with "nice" ticks (1, 2 or 5 x 10^k steps, Heckbert's "Nice numbers for graph

@@ -8,7 +8,7 @@ import Testing
 @testable import MPQRuntime
 @testable import MPQSearch
 
-/// The GGUF decoder graph (Sources/MPQ/LLM) on examples/tiny-llama-jargon against the numpy
+/// The GGUF decoder graph (Sources/MPQLLM) on examples/tiny-llama-jargon against the numpy
 /// reference in Tests/Scripts/llama_reference.py (HF LlamaForCausalLM's forward pass, float64).
 @Suite(.serialized) struct LLMDecoderTests {
     static let modelPath = repositoryRoot.appendingPathComponent("examples/tiny-llama-jargon/model-F16.gguf").path

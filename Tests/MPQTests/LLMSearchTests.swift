@@ -9,7 +9,7 @@ import Testing
 @testable import MPQRuntime
 @testable import MPQSearch
 
-/// `mpq search-lm` (Sources/MPQ/LLM/Search) on examples/tiny-llama-jargon: short texts, small
+/// `mpq search-lm` (Sources/MPQLLM/Search) on examples/tiny-llama-jargon: short texts, small
 /// chunks and the tensors of two layers, so that it runs in about a minute in debug.
 @Suite(.serialized) struct LLMSearchTests {
     static let modelPath = repositoryRoot.appendingPathComponent("examples/tiny-llama-jargon/model-F16.gguf").path
