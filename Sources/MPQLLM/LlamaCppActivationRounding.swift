@@ -48,23 +48,23 @@ public enum LlamaCppActivationRounding {
              attributes: ["block": .int(block)])
     }
 
-    /// Rounds `count` values in place as a block of `block` (0: each to float16).
-    static func round(_ x: UnsafeMutablePointer<Float>, count: Int, block: Int) {
+    /// Writes `count` values of `x`, rounded as a block of `block` (0: each to float16), to `y`.
+    static func round(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int, block: Int) {
         switch block {
         case 0:
-            for i in 0..<count { x[i] = Float(Float16(x[i])) }
+            for i in 0..<count { y[i] = Float(Float16(x[i])) }
         case 256:
             var amax: Float = 0, signedMax: Float = 0
             for i in 0..<count where abs(x[i]) > amax { amax = abs(x[i]); signedMax = x[i] }
-            guard amax > 0 else { for i in 0..<count { x[i] = 0 }; return }
+            guard amax > 0 else { y.update(repeating: 0, count: count); return }
             let iscale = -127 / signedMax, d = 1 / iscale
-            for i in 0..<count { x[i] = min(127, (iscale * x[i]).rounded(.toNearestOrEven)) * d }
+            for i in 0..<count { y[i] = min(127, (iscale * x[i]).rounded(.toNearestOrEven)) * d }
         default:
             var amax: Float = 0
             for i in 0..<count { amax = max(amax, abs(x[i])) }
-            guard amax > 0 else { for i in 0..<count { x[i] = 0 }; return }
+            guard amax > 0 else { y.update(repeating: 0, count: count); return }
             let id = 127 / amax, d = Float(Float16(amax / 127))
-            for i in 0..<count { x[i] = (x[i] * id).rounded(.toNearestOrEven) * d }
+            for i in 0..<count { y[i] = (x[i] * id).rounded(.toNearestOrEven) * d }
         }
     }
 }
@@ -96,17 +96,17 @@ final class RoundActivationsOperator: Operator {
         guard x.dtype == .float32 else { throw MPQError.typeMismatch("\(node.opType) takes float32, got \(x.dtype)") }
         let output = context.allocate(.float32, x.shape)
         guard x.count > 0 else { return [output] }
-        output.rawPointer.copyMemory(from: x.rawPointer, byteCount: x.byteCount)
         if block > 0, (x.shape.last ?? 0) % block != 0 {
             throw MPQError.shapeMismatch("\(node.opType) node '\(node.name)': \(x.shape) does not split into blocks of \(block)")
         }
         let width = block == 0 ? 1024 : block
-        let values = output.pointer(as: Float.self), count = x.count, block = self.block
+        let source = UnsafePointer(x.pointer(as: Float.self)), target = output.pointer(as: Float.self)
+        let count = x.count, block = self.block
         let blocks = (count + width - 1) / width
         context.parallelFor(blocks, minimumChunk: 64) { range in
             for b in range {
                 let start = b * width
-                LlamaCppActivationRounding.round(values + start, count: min(width, count - start), block: block)
+                LlamaCppActivationRounding.round(source + start, into: target + start, count: min(width, count - start), block: block)
             }
         }
         return [output]

@@ -96,7 +96,8 @@ public struct LinePlot: Sendable {
         return String(format: "%.\(decimals)f", value)
     }
 
-    static func escape(_ text: String) -> String {
+    /// `text` with the characters XML and HTML reserve replaced by entities.
+    package static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }

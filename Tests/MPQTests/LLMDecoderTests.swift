@@ -11,7 +11,7 @@ import Testing
 /// The GGUF decoder graph (Sources/MPQLLM) on examples/tiny-llama-jargon against the numpy
 /// reference in Tests/Scripts/llama_reference.py (HF LlamaForCausalLM's forward pass, float64).
 @Suite(.serialized) struct LLMDecoderTests {
-    static let modelPath = repositoryRoot.appendingPathComponent("examples/tiny-llama-jargon/model-F16.gguf").path
+    static let modelPath = tinyLlamaPath
     let folder = temporaryFolder("mpq-llm")
 
     /// Token ids of the jargon evaluation tail (HF tokenizers; identical to llama.cpp's for this model).

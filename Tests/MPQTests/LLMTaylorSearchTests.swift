@@ -12,17 +12,11 @@ import Testing
 /// `mpq search-lm --method taylor-ip` (GGUFTaylorSearch and friends) on examples/tiny-llama-jargon:
 /// the tensors of layer 0, short texts and small chunks, so that it runs in well under a minute in debug.
 @Suite(.serialized) struct LLMTaylorSearchTests {
-    static let modelPath = repositoryRoot.appendingPathComponent("examples/tiny-llama-jargon/model-F16.gguf").path
+    static let modelPath = tinyLlamaPath
     let folder = temporaryFolder("mpq-llmtaylor")
 
     func slice(_ name: String, from: Int, count: Int) throws -> String {
-        let url = fixturesFolder.appendingPathComponent("data/text/\(name)")
-        let text = String(decoding: try Data(contentsOf: url), as: UTF8.self)
-        let start = text.index(text.startIndex, offsetBy: min(from, text.count))
-        let end = text.index(start, offsetBy: min(count, text.distance(from: start, to: text.endIndex)))
-        let path = folder.appendingPathComponent("\(name).\(from).txt")
-        try Data(String(text[start..<end]).utf8).write(to: path)
-        return path.path
+        try fixtureTextSlice(name, from: from, count: count, in: folder)
     }
 
     func options(target: GGUFSearchTarget, calibration: String) -> GGUFTypeSearchWorkflow.Options {

@@ -14,7 +14,8 @@ public enum NPZ {
             throw MPQError.invalidTensorFile("\(path): not a .npz (zip) archive")
         }
         var arrays: [String: Tensor] = [:]
-        // Entries each under the limit may still claim more than memory together: check the sum first.
+        // A compressed entry may claim (or inflate to) far more than memory holds (a zip bomb), and
+        // entries each under the limit may do so together: the declared sizes' sum is checked first.
         let limit = SizeLimits.maximumTensorBytes
         let declaredTotal = archive.reduce(UInt64(0)) { total, entry in
             guard entry.type == .file else { return total }
@@ -29,16 +30,11 @@ public enum NPZ {
             guard arrays[name] == nil else {
                 throw MPQError.invalidTensorFile("\(path): array '\(name)' is stored twice")
             }
-            // A compressed entry may claim (or inflate to) far more than memory holds: a zip bomb.
-            guard entry.uncompressedSize <= UInt64(limit) else {
-                throw MPQError.limitExceeded("\(path): entry '\(entry.path)' declares \(entry.uncompressedSize) bytes, more than this machine's memory (\(SizeLimits.describe(bytes: limit)))")
-            }
             let declared = Int(entry.uncompressedSize)
             var bytes = Data()
             // Reserve no more than the entry's stored bytes can plausibly hold (deflate peaks near
             // 1032:1), so a small file declaring huge entries does not claim memory up front.
-            let plausible = Int(clamping: entry.compressedSize).multipliedReportingOverflow(by: 1032)
-            bytes.reserveCapacity(min(declared, plausible.overflow ? declared : plausible.partialValue, 1 << 26))
+            bytes.reserveCapacity(min(declared, 1 << 26, Int(min(entry.compressedSize, 1 << 20)) * 1032))
             do {
                 _ = try archive.extract(entry) { chunk in
                     guard bytes.count + chunk.count <= declared else {

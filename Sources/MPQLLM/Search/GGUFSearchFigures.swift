@@ -36,8 +36,7 @@ enum GGUFSearchFigures {
 
     /// report.html: the report's text and the plot, in one self-contained page.
     static func html(report: String, svg: String) -> String {
-        let text = report.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;")
+        let text = LinePlot.escape(report)
         return """
         <!DOCTYPE html>
         <html><head><meta charset="utf-8"><title>mpq search-lm</title>
