@@ -87,16 +87,40 @@ struct OperatorCase {
     }
 }
 
+/// ONNX Runtime's outputs of each model on its feeds (Tests/Scripts/ort_reference.py, one python3
+/// process for all): per model, its outputs in order, or the error ONNX Runtime reported.
+func onnxRuntimeOutputs(_ models: [(graph: Graph, feeds: [String: Tensor])]) throws -> [Result<[Tensor], OnnxRuntimeError>] {
+    let root = temporaryFolder("mpq-ort")
+    defer { try? FileManager.default.removeItem(at: root) }
+    let folders = models.indices.map { root.appendingPathComponent(String(format: "%04d", $0)) }
+    for (folder, model) in zip(folders, models) {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Model(graph: model.graph).write(to: folder.appendingPathComponent("model.onnx").path)
+        try NPZ.write(model.feeds, to: folder.appendingPathComponent("inputs.npz").path)
+    }
+    try runPython(["Tests/Scripts/ort_reference.py", root.path])
+    return try zip(folders, models).map { folder, model in
+        if let error = try? String(contentsOf: folder.appendingPathComponent("error.txt"), encoding: .utf8) {
+            return .failure(OnnxRuntimeError(message: error))
+        }
+        return .success(try model.graph.outputs.indices.map {
+            try NPY.read(contentsOf: folder.appendingPathComponent("out_\($0).npy").path)
+        })
+    }
+}
+
+/// What ONNX Runtime reported for a model it could not run.
+struct OnnxRuntimeError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
 /// Runs all cases in mpq and in ONNX Runtime (one python3 process) and records
 /// an issue for every mismatch of dtype, shape or values.
 func expectMatchesOnnxRuntime(_ cases: [OperatorCase], sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let root = temporaryFolder("mpq-ort")
-    defer { try? FileManager.default.removeItem(at: root) }
-
     var ours: [String: [Tensor]] = [:]
-    for (index, c) in cases.enumerated() {
-        let folder = root.appendingPathComponent(String(format: "%04d", index))
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    var references: [(graph: Graph, feeds: [String: Tensor])] = []
+    for c in cases {
         var outputTypes = [DataType](repeating: .float32, count: c.outputCount)
         do {
             let probe = c.graph(outputTypes: outputTypes)
@@ -108,23 +132,21 @@ func expectMatchesOnnxRuntime(_ cases: [OperatorCase], sourceLocation: SourceLoc
         } catch {
             Issue.record("\(c.name): mpq failed: \(error)", sourceLocation: sourceLocation)
         }
-        try Model(graph: c.graph(outputTypes: outputTypes)).write(to: folder.appendingPathComponent("model.onnx").path)
-        try NPZ.write(c.feeds, to: folder.appendingPathComponent("inputs.npz").path)
+        references.append((c.graph(outputTypes: outputTypes), c.feeds))
     }
-
-    try runPython(["Tests/Scripts/ort_reference.py", root.path])
-
-    for (index, c) in cases.enumerated() {
-        let folder = root.appendingPathComponent(String(format: "%04d", index))
-        if let error = try? String(contentsOf: folder.appendingPathComponent("error.txt"), encoding: .utf8) {
+    for (c, reference) in zip(cases, try onnxRuntimeOutputs(references)) {
+        switch reference {
+        case .failure(let error):
             Issue.record("\(c.name): ONNX Runtime failed: \(error)", sourceLocation: sourceLocation)
-            continue
-        }
-        guard let mine = ours[c.name] else { continue }
-        for (i, actual) in mine.enumerated() {
-            let expected = try NPY.read(contentsOf: folder.appendingPathComponent("out_\(i).npy").path)
-            if let problem = compare(actual, expected, tolerance: c.tolerance) {
-                Issue.record("\(c.name) output \(i): \(problem)", sourceLocation: sourceLocation)
+        case .success(let expected):
+            guard let mine = ours[c.name] else { continue }
+            if mine.count != expected.count {
+                Issue.record("\(c.name): mpq gave \(mine.count) outputs, ONNX Runtime \(expected.count)", sourceLocation: sourceLocation)
+            }
+            for (i, (actual, expected)) in zip(mine, expected).enumerated() {
+                if let problem = compare(actual, expected, tolerance: c.tolerance) {
+                    Issue.record("\(c.name) output \(i): \(problem)", sourceLocation: sourceLocation)
+                }
             }
         }
     }
