@@ -19,6 +19,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "List the quantizer groups (quantizers that take one precision together) instead.")
     var groups = false
 
+    @Option(name: .customLong("speed-table"), help: ArgumentHelp("GGUF: also predict llama.cpp's milliseconds per token from a per-type speed table (bench/ggml_type_speed.sh).", valueName: "FILE"))
+    var speedTable: String?
+
     func validate() throws {
         _ = try parseDimensions(dimensions)
     }

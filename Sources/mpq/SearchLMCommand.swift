@@ -74,6 +74,15 @@ struct SearchLMCommand: ParsableCommand {
     @Option(name: .customLong("random-control"), help: ArgumentHelp("Also write random-control.gguf, a random mix at the chosen size, and evaluate it.", valueName: "SEED"))
     var randomControl: UInt64?
 
+    @Option(name: .customLong("speed-table"), help: ArgumentHelp("Per-type speed table measured on this CPU (bench/ggml_type_speed.sh): predict milliseconds per token of every mix.", valueName: "FILE"))
+    var speedTable: String?
+
+    @Option(name: .customLong("max-ms-per-token"), help: ArgumentHelp("Most predicted milliseconds per token (needs --speed-table); taylor-ip: a constraint of its program, pareto: a filter on its front.", valueName: "MS"))
+    var maxMillisecondsPerToken: Double?
+
+    @Option(name: .customLong("speed-phase"), help: "Phase --max-ms-per-token limits: decode (default) or prefill.")
+    var speedPhase = "decode"
+
     @Option(help: "pareto: front points measured for a size target (default 3).")
     var measure: Int?
 

@@ -23,6 +23,11 @@ extension SearchLMCommand {
         try Check.range(validationMixes, "--validate", 2...10_000)
         if let solverTimeLimit, !(solverTimeLimit > 0) { throw ValidationError("--solver-time-limit must be positive") }
         if randomControl != nil, maxKLD != nil { throw ValidationError("--random-control needs --target-size or --target-bpw") }
+        guard GGUFSpeedModel.Phase(rawValue: speedPhase) != nil else { throw ValidationError("--speed-phase must be decode or prefill") }
+        if let maxMillisecondsPerToken {
+            guard speedTable != nil else { throw ValidationError("--max-ms-per-token needs --speed-table") }
+            guard maxMillisecondsPerToken.isFinite, maxMillisecondsPerToken > 0 else { throw ValidationError("--max-ms-per-token must be positive") }
+        }
         try Check.range(context, "--context", 4...65_536)
         try Check.range(evalContext, "--eval-context", 4...65_536)
         try Check.range(chunks, "--chunks", 1...1_000_000)
@@ -58,6 +63,9 @@ extension SearchLMCommand {
         options.useCache = !noCache
         options.threads = threadOptions.threads
         options.randomControlSeed = randomControl
+        options.speedTable = speedTable
+        options.maxMillisecondsPerToken = maxMillisecondsPerToken
+        options.speedPhase = GGUFSpeedModel.Phase(rawValue: speedPhase) ?? .decode
         if let measure { options.measuredCandidates = measure }
         if let loss { options.taylor.sensitivity.loss = GGUFTaylorSensitivity.Loss(rawValue: loss) ?? .kl }
         if let draws { options.taylor.sensitivity.draws = draws }

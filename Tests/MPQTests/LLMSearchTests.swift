@@ -131,5 +131,20 @@ import Testing
         let first = try Data(contentsOf: written)
         let second = try Data(contentsOf: URL(fileURLWithPath: options.output!).appendingPathComponent("model.gguf"))
         #expect(first == second)
+
+        // A prefill-speed limit the chosen mix misses: the choice moves to a front point within it,
+        // and front.csv carries the prediction of every point.
+        options.speedTable = repositoryRoot.appendingPathComponent("bench/reference/tiny-llama-speed.json").path
+        options.speedPhase = .prefill
+        let speed = try #require(try GGUFTypeSearchWorkflow(options).prepare().2.first)
+        let front = try #require(result.search?.front)
+        let fitting = front.filter { $0.fileBytes <= budget }.map { speed.milliseconds($0.choice) }
+        let limit = try #require(fitting.filter { $0 < speed.milliseconds(result.choice) }.max(), "no faster fitting front point")
+        options.maxMillisecondsPerToken = limit
+        options.output = folder.appendingPathComponent("out3").path
+        let fast = try GGUFTypeSearchWorkflow(options).run()
+        #expect(speed.milliseconds(fast.choice) <= limit && fast.fileBytes <= budget && fast.choice != result.choice)
+        let csv = try String(contentsOf: URL(fileURLWithPath: options.output!).appendingPathComponent("front.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n")[0].hasSuffix(",predicted_prefill_ms_per_token"))
     }
 }

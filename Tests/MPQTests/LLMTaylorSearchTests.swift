@@ -190,5 +190,24 @@ import Testing
         #expect(again.types == result.types)
         #expect(again.measuredKLD == result.measuredKLD)
         #expect(try Data(contentsOf: written) == Data(contentsOf: URL(fileURLWithPath: options.output!).appendingPathComponent("model.gguf")))
+
+        // A decode-speed limit from the measured per-type table, halfway from the program's mix to the
+        // fastest: the program meets both it and the size, from the same (cached) sensitivities.
+        options.speedTable = repositoryRoot.appendingPathComponent("bench/reference/tiny-llama-speed.json").path
+        let (_, _, speeds) = try GGUFTypeSearchWorkflow(options).prepare()
+        let speed = try #require(speeds.first)
+        #expect(speed.phase == .decode && speeds.count == 2)
+        let programMilliseconds = speed.milliseconds(taylor.solution.choice)
+        try #require(programMilliseconds > speed.reachable.lowerBound * (1 + 1e-6), "the program's mix is already the fastest")
+        options.maxMillisecondsPerToken = (programMilliseconds + speed.reachable.lowerBound) / 2
+        options.output = folder.appendingPathComponent("out3").path
+        let fast = try GGUFTypeSearchWorkflow(options).run()
+        let fastProgram = try #require(fast.taylor?.solution.choice)
+        #expect(fast.taylor?.sensitivity == taylor.sensitivity)
+        #expect(speed.milliseconds(fast.choice) <= options.maxMillisecondsPerToken! && fast.fileBytes <= budget)
+        #expect(speed.milliseconds(fastProgram) <= options.maxMillisecondsPerToken! && fastProgram != taylor.solution.choice)
+        #expect(fast.summary.contains("speed limit: predicted decode <=") && fast.summary.contains("ms/token"))
+        let csv = try String(contentsOf: URL(fileURLWithPath: options.output!).appendingPathComponent("sensitivity.csv"), encoding: .utf8)
+        #expect(csv.hasPrefix("group,") && csv.split(separator: "\n")[0].hasSuffix(",decode_ms_per_token,prefill_ms_per_token"))
     }
 }

@@ -17,7 +17,9 @@ import MPQSearch
 ///    sum of the groups' sensitivities), down to every group at its smallest candidate.
 /// 3. Choice: for a size target, the front points that fit are measured for real (the few
 ///    largest) and the best measured one is taken; for a KL target, a binary search over the
-///    front with real measurements finds the smallest point whose measured KL meets it.
+///    front with real measurements finds the smallest point whose measured KL meets it. With a
+///    `speedLimit`, only the front points predicted within it are chosen among (the front itself
+///    stays the one over bytes).
 public struct GGUFParetoSearch {
     /// One mix on the greedy front.
     public struct FrontPoint: Sendable {
@@ -61,6 +63,8 @@ public struct GGUFParetoSearch {
     public let progress: ProgressReporter
     /// Points of the front measured for a size target (the largest that fit).
     public var measuredCandidates = 3
+    /// Predicted milliseconds per token the chosen mix must stay within (nil: no speed constraint).
+    public var speedLimit: GGUFSpeedLimit?
 
     /// A search over `space`; nothing runs until `run(target:extraPoints:)`.
     public init(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights,
@@ -144,7 +148,8 @@ public struct GGUFParetoSearch {
         var front = front(sensitivity)
         var extras = Set<Int>()
         if case .maxKLD = target {} else {
-            for choice in extraPoints where target.fits(choice, in: space) && !front.contains(where: { $0.choice == choice }) {
+            for choice in extraPoints where target.fits(choice, in: space) && (speedLimit?.fits(choice) ?? true)
+                && !front.contains(where: { $0.choice == choice }) {
                 let point = FrontPoint(choice: choice, fileBytes: space.fileBytes(choice), bitsPerWeight: space.bitsPerWeight(choice),
                                        predictedKLD: zip(sensitivity, choice).reduce(0) { $0 + $1.0[$1.1] }, measuredKLD: nil)
                 let at = front.firstIndex { $0.fileBytes < point.fileBytes } ?? front.count
@@ -163,23 +168,26 @@ public struct GGUFParetoSearch {
                                  i, front[i].fileBytes, front[i].bitsPerWeight, front[i].predictedKLD, value))
             return value
         }
+        let fast = front.indices.filter { speedLimit?.fits(front[$0].choice) ?? true }
+        guard !fast.isEmpty else { throw MPQError.invalidInput("no front point meets \(speedLimit?.description ?? "the speed limit")") }
         var chosen: Int
         switch target {
         case .maxKLD(let limit):
             // Front points run from large to small; measured KLD grows (roughly) along it.
-            var low = 0, high = front.count - 1
-            if try measurePoint(low) > limit {
-                throw MPQError.invalidInput(String(format: "no mix meets mean KLD <= %g: the largest mix measures %.6g", limit, front[0].measuredKLD!))
+            var low = 0, high = fast.count - 1
+            if try measurePoint(fast[low]) > limit {
+                throw MPQError.invalidInput(String(format: "no mix meets mean KLD <= %g: the largest mix measures %.6g", limit,
+                                                   front[fast[low]].measuredKLD!))
             }
             while low < high {
                 let mid = (low + high + 1) / 2
-                if try measurePoint(mid) <= limit { low = mid } else { high = mid - 1 }
+                if try measurePoint(fast[mid]) <= limit { low = mid } else { high = mid - 1 }
             }
-            chosen = low
+            chosen = fast[low]
         case .fileBytes, .bitsPerWeight:
-            let fitting = front.indices.filter { !extras.contains($0) && target.fits(front[$0].choice, in: space) }
+            let fitting = fast.filter { !extras.contains($0) && target.fits(front[$0].choice, in: space) }
             guard let first = fitting.first else {
-                throw MPQError.invalidInput("no front point meets \(target)")
+                throw MPQError.invalidInput("no front point meets \(target)" + (speedLimit.map { " and \($0.description)" } ?? ""))
             }
             chosen = first
             var best = try measurePoint(first)

@@ -15,7 +15,8 @@ import MPQSearch
 ///    limit stops it): one candidate per group minimising the predicted KLD (the sum of the
 ///    chosen candidates' sensitivities) subject to file bytes <= the budget (or llama.cpp's bits
 ///    per weight <= the target). For a KLD target it minimises bytes subject to predicted KLD
-///    <= a threshold, tightening the threshold while the measured KLD misses the target.
+///    <= a threshold, tightening the threshold while the measured KLD misses the target. With a
+///    `speedLimit`, the predicted milliseconds per token (`GGUFSpeedModel`) is a second resource.
 /// 3. The program's mix is measured for real on the calibration chunks, and so are the extra
 ///    points given (e.g. the uniform types that fit, as the Pareto path does); the best measured
 ///    is taken, so the choice is never worse than one of them on the calibration text.
@@ -83,6 +84,8 @@ public struct GGUFTaylorSearch {
     public let options: Options
     /// Where the search reports progress.
     public let progress: ProgressReporter
+    /// Predicted milliseconds per token the mix must stay within (nil: no speed constraint).
+    public var speedLimit: GGUFSpeedLimit?
 
     /// A search over `space`; nothing runs until `run`.
     public init(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights,
@@ -96,8 +99,10 @@ public struct GGUFTaylorSearch {
     }
 
     /// The integer program for a size target: gain -sensitivity, one resource (file bytes, or tensor
-    /// data bytes for a bits-per-weight target) with the budget left after the fixed tensors.
-    public static func program(space: GGUFSearchSpace, sensitivity: [[Double]], target: GGUFSearchTarget) throws -> MultipleChoiceProgram {
+    /// data bytes for a bits-per-weight target) with the budget left after the fixed tensors, and
+    /// with `speed` a second (predicted milliseconds per token).
+    public static func program(space: GGUFSearchSpace, sensitivity: [[Double]], target: GGUFSearchTarget,
+                               speed: GGUFSpeedLimit? = nil) throws -> MultipleChoiceProgram {
         guard sensitivity.count == space.groups.count,
               zip(sensitivity, space.groups).allSatisfy({ $0.count == $1.candidates.count }) else {
             throw MPQError.invalidInput("sensitivities do not match the search space's groups and candidates")
@@ -118,15 +123,29 @@ public struct GGUFTaylorSearch {
         let blocks = zip(space.groups, sensitivity).map { group, row in
             zip(group.candidates, row).map { MultipleChoiceProgram.Option(gain: -$1, costs: [bytes($0)]) }
         }
-        return MultipleChoiceProgram(blocks: blocks, budgets: [budget], resourceNames: [name])
+        return withSpeed(MultipleChoiceProgram(blocks: blocks, budgets: [budget], resourceNames: [name]), speed)
     }
 
-    /// The program for a KLD threshold: gain -file bytes, one resource (predicted KLD).
-    static func program(space: GGUFSearchSpace, sensitivity: [[Double]], maxPredictedKLD: Double) -> MultipleChoiceProgram {
+    /// The program for a KLD threshold: gain -file bytes, one resource (predicted KLD), and with
+    /// `speed` a second (predicted milliseconds per token).
+    static func program(space: GGUFSearchSpace, sensitivity: [[Double]], maxPredictedKLD: Double,
+                        speed: GGUFSpeedLimit? = nil) -> MultipleChoiceProgram {
         let blocks = zip(space.groups, sensitivity).map { group, row in
             zip(group.candidates, row).map { MultipleChoiceProgram.Option(gain: -Double($0.fileBytes), costs: [$1]) }
         }
-        return MultipleChoiceProgram(blocks: blocks, budgets: [maxPredictedKLD], resourceNames: ["predicted KLD"])
+        return withSpeed(MultipleChoiceProgram(blocks: blocks, budgets: [maxPredictedKLD], resourceNames: ["predicted KLD"]), speed)
+    }
+
+    /// `program` with the speed limit's milliseconds per token as one more resource.
+    static func withSpeed(_ program: MultipleChoiceProgram, _ speed: GGUFSpeedLimit?) -> MultipleChoiceProgram {
+        guard let speed else { return program }
+        let blocks = zip(program.blocks, speed.model.candidateMilliseconds).map { options, milliseconds in
+            zip(options, milliseconds).map { MultipleChoiceProgram.Option(gain: $0.gain, costs: $0.costs + [$1]) }
+        }
+        // The limit's own rounding slack (`GGUFSpeedLimit.fits`), so a limit at the fastest mix stays feasible.
+        let budget = speed.maxMilliseconds * (1 + 1e-12) - speed.model.fixedMilliseconds
+        return MultipleChoiceProgram(blocks: blocks, budgets: program.budgets + [budget],
+                                     resourceNames: program.resourceNames + ["milliseconds per token"])
     }
 
     /// The additive prediction of a mix's mean KLD: the sum of its groups' sensitivities.
@@ -158,13 +177,14 @@ public struct GGUFTaylorSearch {
         var best: Double
         switch target {
         case .fileBytes, .bitsPerWeight:
-            solution = try Self.program(space: space, sensitivity: sensitivity, target: target).solve(timeLimit: options.solverTimeLimit)
-            guard target.fits(solution.choice, in: space) else {
+            solution = try Self.program(space: space, sensitivity: sensitivity, target: target, speed: speedLimit)
+                .solve(timeLimit: options.solverTimeLimit)
+            guard target.fits(solution.choice, in: space), speedLimit?.fits(solution.choice) ?? true else {
                 throw MPQError.kernelFailure("internal: the program's choice (\(space.fileBytes(solution.choice)) bytes) misses \(target)")
             }
             measured = try measure(solution.choice)
             (choice, best) = (solution.choice, measured)
-            for extra in extraPoints where extra != solution.choice && target.fits(extra, in: space) {
+            for extra in extraPoints where extra != solution.choice && target.fits(extra, in: space) && (speedLimit?.fits(extra) ?? true) {
                 let m = try measure(extra)
                 progress.note(String(format: "extra point: %d bytes, predicted KLD %.6f, measured %.6f",
                                      space.fileBytes(extra), predictedKLD(extra, sensitivity: sensitivity), m))
@@ -177,7 +197,8 @@ public struct GGUFTaylorSearch {
             for round in 0..<options.kldRounds {
                 let s: MultipleChoiceProgram.Solution
                 do {
-                    s = try Self.program(space: space, sensitivity: sensitivity, maxPredictedKLD: threshold).solve(timeLimit: options.solverTimeLimit)
+                    s = try Self.program(space: space, sensitivity: sensitivity, maxPredictedKLD: threshold, speed: speedLimit)
+                        .solve(timeLimit: options.solverTimeLimit)
                 } catch MPQError.invalidInput {
                     break
                 }

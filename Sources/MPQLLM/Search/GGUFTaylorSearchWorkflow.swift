@@ -10,9 +10,10 @@ extension GGUFTypeSearchWorkflow {
     /// `--method taylor-ip`: `GGUFTaylorSearch`, then (with `taylor.validationConfigurations`)
     /// `GGUFTaylorValidation` on random mixes, reported and written as validation.csv.
     func taylor(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights, cache: SensitivityCache?,
-                progress: ProgressReporter) throws -> Outcome {
-        let search = GGUFTaylorSearch(space: space, calibration: calibration, weights: weights, cache: cache,
+                speedLimit: GGUFSpeedLimit?, progress: ProgressReporter) throws -> Outcome {
+        var search = GGUFTaylorSearch(space: space, calibration: calibration, weights: weights, cache: cache,
                                       options: options.taylor, progress: progress)
+        search.speedLimit = speedLimit
         // Uniform mixes that fit are measured too, so the choice is never worse than one of them on calibration.
         let r = try search.run(target: options.target, extraPoints: options.types.compactMap { space.uniform($0) })
         let s = options.taylor.sensitivity

@@ -63,6 +63,13 @@ public struct GGUFTypeSearchWorkflow {
         /// Seed of a random mix at the chosen mix's size (`GGUFRandomAllocation`), written as
         /// random-control.gguf and evaluated next to it (nil: none).
         public var randomControlSeed: UInt64?
+        /// A per-type speed table measured on this CPU (`GGMLTypeSpeedTable`, made by
+        /// bench/ggml_type_speed.sh): the reports then predict milliseconds per token of every mix.
+        public var speedTable: String?
+        /// Most predicted milliseconds per token of `speedPhase` the mix may take (needs `speedTable`).
+        public var maxMillisecondsPerToken: Double?
+        /// The phase `maxMillisecondsPerToken` limits; default decoding.
+        public var speedPhase: GGUFSpeedModel.Phase = .decode
 
         /// Options for searching `model` for `target` calibrated on `calibrationText`; the rest at defaults.
         public init(model: String, calibrationText: String, target: GGUFSearchTarget) {
@@ -80,6 +87,8 @@ public struct GGUFTypeSearchWorkflow {
         public var fileBytes: Int
         /// llama.cpp's bits per weight of the model.
         public var bitsPerWeight: Double
+        /// Predicted milliseconds per token of the speed table's first phase (nil without a table).
+        public var predictedMilliseconds: Double?
         /// Perplexity and KL divergence from the base model, scored as llama-perplexity does.
         public var result: LanguageModelEvaluation.Result
     }
@@ -121,6 +130,8 @@ public struct GGUFTypeSearchWorkflow {
         public var fullEvaluationSeconds: Double
         /// The random control (with `randomControlSeed`): its mix and calibration KLD.
         public var randomControl: (choice: [Int], measuredKLD: Double)?
+        /// Speed predictions from `speedTable`, the limited phase first (empty without a table).
+        public var speeds: [GGUFSpeedModel]
     }
 
     /// What a method hands to the shared tail of `run`.
@@ -144,8 +155,8 @@ public struct GGUFTypeSearchWorkflow {
     /// A search with `options`; nothing is loaded or run until `run(progress:)`.
     public init(_ options: Options) { self.options = options }
 
-    /// Opens the model and checks the target and the output folder (no computation).
-    public func prepare() throws -> (GGUFLanguageModel, GGUFSearchSpace) {
+    /// Opens the model and checks the target, the speed table and limit, and the output folder (no computation).
+    public func prepare() throws -> (GGUFLanguageModel, GGUFSearchSpace, [GGUFSpeedModel]) {
         if options.method == .taylorIP { try options.taylor.check() }
         if let output = options.output { try OutputFolder.check(output) }
         guard FileManager.default.fileExists(atPath: options.calibrationText) else { throw MPQError.fileNotFound(options.calibrationText) }
@@ -165,7 +176,18 @@ public struct GGUFTypeSearchWorkflow {
         if options.randomControlSeed != nil, case .maxKLD = options.target {
             throw MPQError.invalidInput("a random control needs a size or bits-per-weight target")
         }
-        return (model, space)
+        var speeds: [GGUFSpeedModel] = []
+        if let path = options.speedTable {
+            let table = try GGMLTypeSpeedTable(contentsOf: path)
+            // The limited phase first: `speedLimit` and the reports use it.
+            let phases = [options.speedPhase] + GGUFSpeedModel.Phase.allCases.filter { $0 != options.speedPhase }
+            speeds = try phases.map { try GGUFSpeedModel(table: table, space: space, file: model.file, phase: $0) }
+        }
+        if let limit = options.maxMillisecondsPerToken {
+            guard let speed = speeds.first else { throw MPQError.invalidInput("a speed limit needs a speed table (--speed-table)") }
+            _ = try GGUFSpeedLimit(model: speed, maxMilliseconds: limit)
+        }
+        return (model, space, speeds)
     }
 
     static func text(_ path: String) throws -> String {
@@ -189,9 +211,10 @@ public struct GGUFTypeSearchWorkflow {
     ///
     /// - Parameter progress: receives calibration, sensitivity and held-out progress and notes (default silent).
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
-        let (model, space) = try prepare()
+        let (model, space, speeds) = try prepare()
+        let speedLimit = try options.maxMillisecondsPerToken.map { try GGUFSpeedLimit(model: speeds[0], maxMilliseconds: $0) }
         let start = Date()
-        for note in space.notes { progress.note(note) }
+        for note in space.notes + (speeds.first?.notes ?? []) { progress.note(note) }
         progress.note("\(space.groups.count) groups, \(space.groups.reduce(0) { $0 + $1.candidates.count }) candidates; "
                       + "reachable \(space.fileBytes(space.smallest))...\(space.fileBytes(space.largest)) bytes; target: \(options.target)")
         let tokens = try model.tokenize(try Self.text(options.calibrationText))
@@ -213,8 +236,10 @@ public struct GGUFTypeSearchWorkflow {
         }
         let outcome: Outcome
         switch options.method {
-        case .pareto: outcome = try pareto(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
-        case .taylorIP: outcome = try taylor(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
+        case .pareto: outcome = try pareto(space: space, calibration: calibration, weights: weights, cache: cache, speedLimit: speedLimit,
+                                           progress: progress)
+        case .taylorIP: outcome = try taylor(space: space, calibration: calibration, weights: weights, cache: cache, speedLimit: speedLimit,
+                                             progress: progress)
         }
         let choice = outcome.choice
         let types = space.types(choice)
@@ -250,24 +275,24 @@ public struct GGUFTypeSearchWorkflow {
                                                  options: SessionOptions(threads: options.threads))
             let evalOptions = LanguageModelEvaluation.Options(context: options.evaluationContext, chunks: options.evaluationChunks,
                                                               bos: model.chunkBOS)
-            func evaluate(_ name: String, _ url: URL, bytes: Int, bpw: Double) throws {
+            func evaluate(_ name: String, _ url: URL, choice: [Int], bpw: Double) throws {
                 let mixed = try GGUFLanguageModel(contentsOf: url.path)
                 let session = try InferenceSession(graph: try mixed.graph(maxSequenceLength: options.evaluationContext),
                                                    options: SessionOptions(threads: options.threads))
                 let r = try LanguageModelEvaluation(model: session, reference: reference).evaluate(tokens: evalTokens, options: evalOptions) {
                     done, total, _ in progress.progress("held-out \(name)", done: done, total: total)
                 }
-                heldOut.append(HeldOut(name: name, fileBytes: bytes, bitsPerWeight: bpw, result: r))
+                heldOut.append(HeldOut(name: name, fileBytes: space.fileBytes(choice), bitsPerWeight: bpw,
+                                       predictedMilliseconds: speeds.first?.milliseconds(choice), result: r))
             }
-            try evaluate("mpq", modelURL, bytes: fileBytes, bpw: bitsPerWeight)
+            try evaluate("mpq", modelURL, choice: choice, bpw: bitsPerWeight)
             if let uniform = space.uniform(options.baseline) {
                 let url = scratch.appendingPathComponent("uniform.gguf")
-                let bytes = try GGUFMixExport.write(to: url, types: space.types(uniform), weights: weights)
-                try evaluate("uniform \(options.baseline.name)", url, bytes: bytes, bpw: space.bitsPerWeight(uniform))
+                _ = try GGUFMixExport.write(to: url, types: space.types(uniform), weights: weights)
+                try evaluate("uniform \(options.baseline.name)", url, choice: uniform, bpw: space.bitsPerWeight(uniform))
             }
             if let randomControl {
-                try evaluate("random control", randomURL, bytes: space.fileBytes(randomControl.choice),
-                             bpw: space.bitsPerWeight(randomControl.choice))
+                try evaluate("random control", randomURL, choice: randomControl.choice, bpw: space.bitsPerWeight(randomControl.choice))
             }
         }
 
@@ -277,10 +302,10 @@ public struct GGUFTypeSearchWorkflow {
         files.add("imatrix.gguf", try Data(contentsOf: imatrixURL))
         if randomControl != nil { files.add("random-control.gguf", try Data(contentsOf: randomURL)) }
         for (name, data) in outcome.files { files.add(name, data) }
-        files.add("sensitivity.csv", Data(sensitivityCSV(outcome, space).utf8))
+        files.add("sensitivity.csv", Data(sensitivityCSV(outcome, space, speeds: speeds).utf8))
         let total = Date().timeIntervalSince(start)
-        var report = reportText(outcome, space: space, heldOut: heldOut, fullSeconds: fullSeconds, totalSeconds: total,
-                                calibrationChunks: calibration.chunks.count)
+        var report = reportText(outcome, space: space, speeds: speeds, speedLimit: speedLimit, heldOut: heldOut,
+                                fullSeconds: fullSeconds, totalSeconds: total, calibrationChunks: calibration.chunks.count)
         if let randomControl {
             report += String(format: "\nrandom control (seed %llu): %d bytes, calibration KLD %.6f\n", options.randomControlSeed ?? 0,
                              space.fileBytes(randomControl.choice), randomControl.measuredKLD)
@@ -297,13 +322,14 @@ public struct GGUFTypeSearchWorkflow {
                       sensitivity: outcome.sensitivity, choice: choice, types: types, fileBytes: fileBytes,
                       bitsPerWeight: bitsPerWeight, predictedKLD: outcome.predictedKLD, measuredKLD: outcome.measuredKLD,
                       heldOut: heldOut, imatrix: calibration.imatrix, files: files, summary: report,
-                      fullEvaluationSeconds: fullSeconds, randomControl: randomControl)
+                      fullEvaluationSeconds: fullSeconds, randomControl: randomControl, speeds: speeds)
     }
 
     func pareto(space: GGUFSearchSpace, calibration: GGUFCalibration, weights: GGUFQuantizedWeights, cache: SensitivityCache?,
-                progress: ProgressReporter) throws -> Outcome {
+                speedLimit: GGUFSpeedLimit?, progress: ProgressReporter) throws -> Outcome {
         var search = GGUFParetoSearch(space: space, calibration: calibration, weights: weights, cache: cache, progress: progress)
         search.measuredCandidates = options.measuredCandidates
+        search.speedLimit = speedLimit
         // Uniform mixes that fit are measured too, so the choice is never worse than one of them on calibration.
         let r = try search.run(target: options.target, extraPoints: options.types.compactMap { space.uniform($0) })
         let p = r.front[r.chosen]
@@ -313,33 +339,38 @@ public struct GGUFTypeSearchWorkflow {
             "- search: \(r.evaluations) mix evaluations, \(String(format: "%.1f", r.seconds)) s",
         ]
         return Outcome(choice: p.choice, predictedKLD: p.predictedKLD, measuredKLD: p.measuredKLD ?? .nan, sensitivity: r.sensitivity,
-                       sensitivityColumn: "kld", report: report, files: [("front.csv", Data(frontCSV(r, space).utf8))], pareto: r)
+                       sensitivityColumn: "kld", report: report,
+                       files: [("front.csv", Data(frontCSV(r, space, speeds: speedLimit.map { [$0.model] } ?? []).utf8))], pareto: r)
     }
 
-    func frontCSV(_ r: GGUFParetoSearch.Result, _ space: GGUFSearchSpace) -> String {
-        var lines = ["index,file_bytes,bits_per_weight,predicted_kld,measured_kld,chosen,types"]
+    func frontCSV(_ r: GGUFParetoSearch.Result, _ space: GGUFSearchSpace, speeds: [GGUFSpeedModel]) -> String {
+        var lines = ["index,file_bytes,bits_per_weight,predicted_kld,measured_kld,chosen,types"
+                     + speeds.map { ",predicted_\($0.phase.rawValue)_ms_per_token" }.joined()]
         for (i, p) in r.front.enumerated() {
             let counts = Dictionary(grouping: space.groups.indices, by: { space.groups[$0].candidates[p.choice[$0]].type.name })
                 .map { "\($0.key):\($0.value.count)" }.sorted().joined(separator: " ")
             lines.append("\(i),\(p.fileBytes),\(String(format: "%.6f", p.bitsPerWeight)),\(p.predictedKLD),"
-                         + "\(p.measuredKLD.map { String($0) } ?? ""),\(i == r.chosen ? 1 : 0),\(counts)")
+                         + "\(p.measuredKLD.map { String($0) } ?? ""),\(i == r.chosen ? 1 : 0),\(counts)"
+                         + speeds.map { String(format: ",%.6f", $0.milliseconds(p.choice)) }.joined())
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func sensitivityCSV(_ outcome: Outcome, _ space: GGUFSearchSpace) -> String {
-        var lines = ["group,tensors,elements,type,requested,file_bytes,\(outcome.sensitivityColumn),chosen"]
+    func sensitivityCSV(_ outcome: Outcome, _ space: GGUFSearchSpace, speeds: [GGUFSpeedModel]) -> String {
+        var lines = ["group,tensors,elements,type,requested,file_bytes,\(outcome.sensitivityColumn),chosen"
+                     + speeds.map { ",\($0.phase.rawValue)_ms_per_token" }.joined()]
         for (g, group) in space.groups.enumerated() {
             for (c, candidate) in group.candidates.enumerated() {
                 lines.append("\(group.name),\(group.tensors.joined(separator: " ")),\(group.elements),\(candidate.type.name),"
-                             + "\(candidate.requested.name),\(candidate.fileBytes),\(outcome.sensitivity[g][c]),\(outcome.choice[g] == c ? 1 : 0)")
+                             + "\(candidate.requested.name),\(candidate.fileBytes),\(outcome.sensitivity[g][c]),\(outcome.choice[g] == c ? 1 : 0)"
+                             + speeds.map { String(format: ",%.6g", $0.candidateMilliseconds[g][c]) }.joined())
             }
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func reportText(_ outcome: Outcome, space: GGUFSearchSpace, heldOut: [HeldOut], fullSeconds: Double,
-                    totalSeconds: Double, calibrationChunks: Int) -> String {
+    func reportText(_ outcome: Outcome, space: GGUFSearchSpace, speeds: [GGUFSpeedModel], speedLimit: GGUFSpeedLimit?,
+                    heldOut: [HeldOut], fullSeconds: Double, totalSeconds: Double, calibrationChunks: Int) -> String {
         let choice = outcome.choice
         var lines = ["# mpq search-lm report", "",
                      "- model: \(options.model)",
@@ -347,6 +378,11 @@ public struct GGUFTypeSearchWorkflow {
                      "- calibration: \(options.calibrationText), \(calibrationChunks) chunks x \(options.context) tokens",
                      "- candidates: \(options.types.map(\.name).joined(separator: ", ")); \(space.groups.count) groups",
                      "- size: \(space.fileBytes(choice)) bytes, \(String(format: "%.4f", space.bitsPerWeight(choice))) bits per weight"]
+        if let speedLimit { lines.append("- speed limit: \(speedLimit.description)") }
+        if let table = speeds.first?.table {
+            lines.append("- predicted speed (llama.cpp, \(table.cpu), \(table.threads) thread(s); table measured on \(table.model) by \(table.source)): "
+                         + speeds.map { $0.describe(choice) }.joined(separator: ", "))
+        }
         lines += outcome.report
         lines += ["- whole run \(String(format: "%.1f", totalSeconds)) s; one full calibration evaluation \(String(format: "%.2f", fullSeconds)) s",
                   "- activations are float32: llama.cpp's 8-bit activation rounding in its quantized dot products is not simulated", ""]
@@ -359,14 +395,16 @@ public struct GGUFTypeSearchWorkflow {
         lines.append("types: " + counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.0) tensors / \($0.value.1) weights" }.joined(separator: ", "))
         if !heldOut.isEmpty {
             lines += ["", "## Held-out (\(options.evaluationText ?? ""), context \(options.evaluationContext))", "",
-                      "| model | file bytes | bpw | mean KLD | +/- | PPL | +/- | base PPL | same top |",
-                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                      "| model | file bytes | bpw | mean KLD | +/- | PPL | +/- | base PPL | same top |"
+                        + (speeds.first.map { " predicted \($0.phase.rawValue) ms/token |" } ?? ""),
+                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (speeds.isEmpty ? "" : " --- |")]
             for h in heldOut {
                 let k = h.result.kld
                 lines.append("| \(h.name) | \(h.fileBytes) | \(String(format: "%.4f", h.bitsPerWeight)) | "
                              + String(format: "%.6f | %.6f | %.4f | %.4f | %.4f | %.2f%% |", k?.mean ?? .nan, k?.standardError ?? .nan,
                                       h.result.perplexity, h.result.perplexityError, h.result.referencePerplexity ?? .nan,
-                                      (k?.sameTopRate ?? .nan) * 100))
+                                      (k?.sameTopRate ?? .nan) * 100)
+                             + (h.predictedMilliseconds.map { String(format: " %.4f |", $0) } ?? ""))
             }
             lines.append("")
             lines.append("(\(heldOut.first?.result.chunks ?? 0) chunks, \(heldOut.first?.result.scoredTokens ?? 0) scored positions)")
