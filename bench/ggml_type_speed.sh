@@ -39,21 +39,17 @@ models=()
 for type in $types; do
     "$bin/llama-quantize" --pure "$model" "$work/$type.gguf" "$type" "$threads" > "$work/$type.log" 2>&1 \
         || { echo "llama-quantize --pure $type failed (see below)" >&2; tail -5 "$work/$type.log" >&2; exit 1; }
-    models+=(-m "$work/$type.gguf")
+    models+=("$work/$type.gguf")
 done
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for round in $(seq 1 "$rounds"); do
-    "$bin/llama-bench" "${models[@]}" -p 0 -n "$decode" -t "$threads" -r "$repetitions" -o json > "$work/decode-$round.json" 2>/dev/null
-    "$bin/llama-bench" "${models[@]}" -p "$prefill" -n 0 -t "$threads" -r "$repetitions" -o json > "$work/prefill-$round.json" 2>/dev/null
-    echo "round $round of $rounds done (load $(cut -d' ' -f1 /proc/loadavg))"
-done
-
-python3 - "$model" "$out" "$work" "$rounds" "$decode" "$prefill" "$(cat "$(dirname "$bin")/../VERSION" 2>/dev/null || echo unknown)" <<'PY'
-import json, os, statistics, struct, sys
-model, out, work, rounds, decode, prefill, version = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+THREADS=$threads ROUNDS=$rounds REPETITIONS=$repetitions DECODE=$decode PREFILL=$prefill \
+    python3 "$(dirname "$0")/llama_bench_times.py" "$bin/llama-bench" "$work/times.json" "${models[@]}"
+python3 - "$model" "$out" "$work" "$decode" "$prefill" "$(cat "$(dirname "$bin")/../VERSION" 2>/dev/null || echo unknown)" <<'PY'
+import json, os, struct, sys
+model, out, work, decode, prefill, version = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 
 def tensor_types(path):
-    """(name, ggml type id, element count) of every tensor of a GGUF file (v2/v3 header walk)."""
+    """(name, ggml type id, element count, dimensions) of every tensor of a GGUF file (v2/v3 header walk)."""
     with open(path, "rb") as f:
         data = f.read(64 << 20)
     assert data[:4] == b"GGUF", path
@@ -93,27 +89,16 @@ has_output = any(n == "output.weight" for n, _, _, _ in base)
 # model has no output.weight and the embedding doubles as the output head.
 matmul = sum(c for n, _, c, d in base if d == 2 and (n != "token_embd.weight" or not has_output))
 
-samples = {}
-for phase in ("decode", "prefill"):
-    for r in range(1, rounds + 1):
-        for row in json.load(open(f"{work}/{phase}-{r}.json")):
-            tokens = row["n_gen"] if phase == "decode" else row["n_prompt"]
-            samples.setdefault((row["model_filename"], phase), []).extend(ns / 1e6 / tokens for ns in row["samples_ns"])
-            cpu, threads = row["cpu_info"], row["n_threads"]
+times = json.load(open(f"{work}/times.json"))
+cpu, threads = times["cpu_info"], times["threads"]
 
 table = {}
-for path in sorted({p for p, _ in samples}):
+for path in sorted(times["models"]):
     kinds = {names.get(t, str(t)) for n, t, c, d in tensor_types(path) if d == 2 and (n != "token_embd.weight" or not has_output)}
     if len(kinds) != 1:
         sys.exit(f"{os.path.basename(path)}: llama-quantize --pure wrote several matrix types {sorted(kinds)} (row lengths force a fallback); leave this type out")
     kind = kinds.pop()
-    entry = {}
-    for phase in ("decode", "prefill"):
-        values = samples[(path, phase)]
-        median = statistics.median(values)
-        entry[f"{phase}_ms_per_token"] = round(median, 6)
-        entry[f"{phase}_spread_ms"] = round(statistics.median(abs(v - median) for v in values), 6)
-        entry[f"{phase}_runs"] = len(values)
+    entry = times["models"][path]
     table[kind] = entry
     print(f"{kind:6s} decode {entry['decode_ms_per_token']:.4f} ms/token (+/- {entry['decode_spread_ms']:.4f}), "
           f"prefill {entry['prefill_ms_per_token']:.4f} ms/token (+/- {entry['prefill_spread_ms']:.4f})")

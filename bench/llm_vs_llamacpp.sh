@@ -36,17 +36,7 @@ weights=10490112
 declare -A ladder_bytes=([Q3_K_S]=5634400 [Q3_K_M]=5955936 [Q4_K_S]=6789472 [Q4_K_M]=6985056 [Q5_K_M]=7918944 [Q6_K]=8911200)
 declare -A ladder_kld=([Q3_K_S]=0.00889 [Q3_K_M]=0.00673 [Q4_K_S]=0.00184 [Q4_K_M]=0.00166 [Q5_K_M]=0.00052 [Q6_K]=0.00024)
 
-# Texts as the ladder's prep_text.py makes them: lines stripped; calibration = the first 60% of the
-# characters, evaluation = from the first line break after the 75% mark to the end.
-python3 - "$root/.fixtures/data/text/jargon.txt" "$work" <<'PY'
-import sys, hashlib
-text = "\n".join(line.strip() for line in open(sys.argv[1], encoding="utf-8").read().split("\n"))
-calibration = text[: int(len(text) * 0.6)]
-tail = text[text.index("\n", int(len(text) * 0.75)) + 1 :]
-open(f"{sys.argv[2]}/calib.txt", "w", encoding="utf-8").write(calibration)
-open(f"{sys.argv[2]}/eval_jargon_tail25.txt", "w", encoding="utf-8").write(tail)
-print("evaluation text sha256", hashlib.sha256(tail.encode()).hexdigest())
-PY
+python3 "$root/bench/llm_texts.py" "$root/.fixtures/data/text/jargon.txt" "$work"
 
 llama=false
 if [ -x "$bin/llama-quantize" ] && [ -x "$bin/llama-perplexity" ]; then llama=true; fi
