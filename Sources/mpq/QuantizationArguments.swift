@@ -31,7 +31,7 @@ struct QuantizationOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Held-out evaluation data (same layout as --calib): ranges come from --calib, the reported figures from this; default: the calibration data (the report then says the figures are not held out).", valueName: "DATA"))
     var eval: String?
 
-    @Option(help: ArgumentHelp("Quantization techniques applied before calibration, comma-separated: cle, smoothquant, seq-mse, adaround, bias-correction (report.json lists what each did).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("Quantization techniques applied before calibration, comma-separated: cle, smoothquant, seq-mse, adaround, gptq, bias-correction (report.json lists what each did).", valueName: "LIST"))
     var techniques: String?
 
     @Option(parsing: .unconditional, help: "AdaRound iterations per layer (with --techniques adaround; default 1000).")

@@ -18,6 +18,10 @@ import MPQRuntime
 ///   tr(ΔW H ΔWᵀ) + λ Σ (1 - |2h - 1|^β), λ = 0.01, β annealed 20 -> 2 (cosine) after a
 ///   20% warm start without the regulariser, Adam on V (as AIMET). H makes every
 ///   iteration exact over all sampled positions at O K² flops.
+/// - GPTQ (Frantar et al. 2022, `GPTQRounding`) for MatMul / Gemm weights: columns rounded in
+///   turn, each one's error spread over the rest through H⁻¹; one pass instead of AdaRound's
+///   iterations, so it takes AdaRound's place on those layers when both are asked for. A result
+///   worse than nearest rounding (possible with the damping) is not kept.
 /// - Empirical bias correction (Nagel et al. 2019): E[y_q] - E[y] per output channel,
 ///   y_q the quantized-so-far model's layer output, y the FP32 model's, subtracted from
 ///   the bias (Conv/Gemm bias, or the bias Add after a MatMul; a Conv/Gemm without
@@ -31,6 +35,8 @@ public enum LayerReconstruction {
         public var adaRound = false
         /// Run the per-channel clipping-ratio search (SeqMSE-style); default off.
         public var rangeSearch = false
+        /// Run GPTQ on MatMul / Gemm weights (in place of AdaRound there); default off.
+        public var gptq = false
         /// Samples (the first ones of the calibration data) run as one batch.
         public var samples = 64
         /// Input positions sampled per layer for H.
@@ -58,6 +64,8 @@ public enum LayerReconstruction {
         public var rangeSearchError: Double?
         /// Output MSE after AdaRound (nil when not run).
         public var adaRoundError: Double?
+        /// Output MSE after GPTQ (nil when not run).
+        public var gptqError: Double?
         /// Largest |bias correction|.
         public var biasCorrection: Float?
         /// Time spent on the layer, seconds.
@@ -172,7 +180,8 @@ public enum LayerReconstruction {
                 var p = parameters[layer.weight]!
                 let original = graph.initializers[layer.weight]!
                 var weight = original
-                if options.adaRound || options.rangeSearch,
+                let gptq = options.gptq && layer.node.opType != "Conv"
+                if options.adaRound || options.rangeSearch || gptq,
                    let stats = try LayerInputStatistics(node: layer.node, layout: layer.layout, input: x,
                                                         maximumSamples: options.positions, seed: seed),
                    try TechniqueMath.elementGrid(p, shape: original.shape) != nil {
@@ -187,7 +196,18 @@ public enum LayerReconstruction {
                         p = try searchRanges(p, original: original, layout: layer.layout, nearest: nearest, ratios: options.ratios, error: error)
                         record.rangeSearchError = try error(p).reduce(0, +)
                     }
-                    if options.adaRound {
+                    if gptq {
+                        let grid = try TechniqueMath.elementGrid(p, shape: original.shape)!
+                        if let rounded = GPTQRounding.round(w, scale: layer.layout.matrix(grid.scale), low: layer.layout.matrix(grid.low),
+                                                            high: layer.layout.matrix(grid.high), stats: stats, layout: layer.layout) {
+                            let gptqError = stats.rowErrors(zip(rounded, w).map { $0 - $1 }, layout: layer.layout).reduce(0, +)
+                            record.gptqError = gptqError
+                            if gptqError < (record.rangeSearchError ?? record.nearestError) {
+                                weight = Tensor(shape: original.shape, scalars: layer.layout.stored(rounded))
+                                newWeights[layer.weight] = weight
+                            }
+                        }
+                    } else if options.adaRound {
                         let grid = try TechniqueMath.elementGrid(p, shape: original.shape)!
                         let rounded = adaRound(w, scale: layer.layout.matrix(grid.scale), low: layer.layout.matrix(grid.low),
                                                high: layer.layout.matrix(grid.high), stats: stats, layout: layer.layout, options: options)
@@ -196,7 +216,7 @@ public enum LayerReconstruction {
                         record.adaRoundError = stats.rowErrors(delta, layout: layer.layout).reduce(0, +)
                     }
                     weightParameters[layer.weight] = p
-                    if options.adaRound { newWeights[layer.weight] = weight }
+                    if options.adaRound && !gptq { newWeights[layer.weight] = weight }
                 }
                 var output = value
                 if weightParameters[layer.weight] != nil {

@@ -14,13 +14,15 @@ public enum QuantizationTechnique: String, CaseIterable, Sendable, Codable {
     case rangeSearch = "seq-mse"
     /// Learnt rounding of weights per layer.
     case adaRound = "adaround"
+    /// Second-order (GPTQ) rounding of MatMul / Gemm weights.
+    case gptq
     /// Empirical bias correction.
     case biasCorrection = "bias-correction"
 }
 
 /// Which techniques to apply and their settings. `apply` runs them in a fixed order:
 /// graph transforms first (CLE, SmoothQuant), then one per-layer pass doing range
-/// search, AdaRound and bias correction on the quantized model's own inputs.
+/// search, AdaRound or GPTQ, and bias correction on the quantized model's own inputs.
 public struct QuantizationTechniques: Sendable {
     /// The techniques to run; empty runs none.
     public var techniques: Set<QuantizationTechnique>
@@ -39,7 +41,7 @@ public struct QuantizationTechniques: Sendable {
     /// Settings that run `techniques` with default parameters.
     public init(_ techniques: Set<QuantizationTechnique> = []) { self.techniques = techniques }
 
-    /// A comma-separated list: cle, smoothquant, seq-mse, adaround, bias-correction (or "none").
+    /// A comma-separated list: cle, smoothquant, seq-mse, adaround, gptq, bias-correction (or "none").
     public init(parsing text: String) throws {
         var set: Set<QuantizationTechnique> = []
         for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) where !part.isEmpty && part != "none" {
@@ -153,7 +155,7 @@ public struct QuantizationTechniques: Sendable {
         }
         if graphChanged { placement = QuantizerPlacement(graph: graph) }
         var weightParameters: [String: QuantizationParameters] = [:]
-        let layerTechniques: [QuantizationTechnique] = [.rangeSearch, .adaRound, .biasCorrection].filter(techniques.contains)
+        let layerTechniques: [QuantizationTechnique] = [.rangeSearch, .adaRound, .gptq, .biasCorrection].filter(techniques.contains)
         if !layerTechniques.isEmpty {
             let start = Date()
             let calibrated = try QuantizationCalibrator.parameters(graph: graph, placement: placement, config: config,
@@ -161,6 +163,7 @@ public struct QuantizationTechniques: Sendable {
             var settings = reconstruction
             settings.rangeSearch = techniques.contains(.rangeSearch)
             settings.adaRound = techniques.contains(.adaRound)
+            settings.gptq = techniques.contains(.gptq)
             settings.biasCorrection = techniques.contains(.biasCorrection)
             let result = try LayerReconstruction.apply(to: graph, placement: placement, parameters: calibrated, data: data,
                                                        options: settings, sessionOptions: options, progress: progress)
@@ -185,6 +188,11 @@ public struct QuantizationTechniques: Sendable {
                     let after = result.layers.reduce(0) { $0 + ($1.adaRoundError ?? $1.nearestError) }
                     summary = String(format: "%d layers, %d iterations; summed layer output MSE %.4g -> %.4g",
                                      result.layers.count, settings.iterations, before, after)
+                case .gptq:
+                    let refined = result.layers.filter { $0.gptqError != nil }
+                    let before = refined.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
+                    let after = refined.reduce(0) { $0 + min($1.gptqError!, $1.rangeSearchError ?? $1.nearestError) }
+                    summary = String(format: "%d MatMul / Gemm layers; their summed output MSE %.4g -> %.4g", refined.count, before, after)
                 default:
                     let corrected = result.layers.filter { $0.biasCorrection != nil }
                     summary = String(format: "%d layers corrected, largest |correction| %.4g", corrected.count,
@@ -195,6 +203,7 @@ public struct QuantizationTechniques: Sendable {
                                                 String(format: "%@: MSE %.4g", $0.layer, $0.nearestError)
                                                     + ($0.rangeSearchError.map { String(format: ", range search %.4g", $0) } ?? "")
                                                     + ($0.adaRoundError.map { String(format: ", adaround %.4g", $0) } ?? "")
+                                                    + ($0.gptqError.map { String(format: ", gptq %.4g", $0) } ?? "")
                                                     + ($0.biasCorrection.map { String(format: ", bias correction max %.3g", $0) } ?? "")
                                                     + String(format: ", %.2f s", $0.seconds)
                                             } : []))
