@@ -1,36 +1,54 @@
 #!/usr/bin/env bash
-# Uniform-precision baselines: output SQNR vs FP32 (and top-1 agreement /
-# cosine similarity of sentence embeddings) on 128 calibration crops for
-# MobileNetV2 and 128 sentences for MiniLM-L6, per-channel weights, the same
-# data for calibration and evaluation. Writes docs/baselines.md.
+# Uniform-precision baselines and the quantization techniques (issue 12): output SQNR vs FP32,
+# top-1 agreement (MobileNetV2) and cosine similarity of sentence embeddings (MiniLM-L6), per-channel
+# weights, ranges and techniques from 64 calibration samples, scored on 128 held-out samples
+# (disjoint crops: other seeds; sentences: other text). Each technique row states its run time.
+# Writes docs/baselines.md.
 # Usage: bench/uniform_baselines.sh [FIXTURES]  (default .fixtures, made by scripts/setup.sh)
+# Environment: MOBILENET_ROWS / MINILM_ROWS pick the rows ("config|techniques ...", "-" for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${1:-.fixtures}
 python=.venv/bin/python
+mpq=.build/release/mpq
 swift build -c release --product mpq >/dev/null
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-"$python" scripts/make_image_calib.py "$work/images.npy" --count 128 --images "$shared/data/images"
-"$python" Tests/Scripts/make_text_inputs.py "$shared/models/all-MiniLM-L6-v2-tokenizer/tokenizer.json" \
-  "$shared/data/text/jargon.txt" "$work/text.npz" 128
+"$python" scripts/make_image_calib.py "$work/calib.npy" --count 64 --seed 0 --images "$shared/data/images"
+"$python" scripts/make_image_calib.py "$work/eval.npy" --count 128 --seed 1 --images "$shared/data/images"
+tokenizer="$shared/models/all-MiniLM-L6-v2-tokenizer/tokenizer.json"
+"$python" Tests/Scripts/make_text_inputs.py "$tokenizer" "$shared/data/text/jargon.txt" "$work/calib.npz" 64
+"$python" Tests/Scripts/make_text_inputs.py "$tokenizer" "$shared/data/text/hamlet_gut.txt" "$work/eval.npz" 128
+
+# config|techniques rows ("-": plain round-to-nearest).
+mobilenet_rows=${MOBILENET_ROWS:-"w8a8|- w8a8|cle,bias-correction w8a8|cle,seq-mse,adaround,bias-correction w8a16|- w8a16|cle,seq-mse,adaround w4a8|- w4a8|cle,seq-mse,adaround,bias-correction"}
+minilm_rows=${MINILM_ROWS:-"w8a8|- w8a8|smoothquant w8a8|smoothquant,gptq,bias-correction w4a8|- w4a8|gptq w4a8|seq-mse,adaround"}
+
+row() { # MODEL DATA-NAME CONFIG TECHNIQUES
+    local model=$1 name=$2 config=$3 techniques=$4 ext=$5 options=()
+    [ "$techniques" = "-" ] || options=(--techniques "$techniques")
+    local start=$SECONDS
+    local r
+    r=$("$mpq" eval "$shared/models/$model.onnx" --calib "$work/calib.$ext" --eval "$work/eval.$ext" --config "$config" \
+        --per-channel "${options[@]}" 2>/dev/null)
+    local sqnr top1 cosine
+    sqnr=$(sed -n 's/output SQNR \([-0-9.inf]*\) dB.*/\1/p' <<<"$r"); top1=$(sed -n 's/top-1 agreement with FP32 \(.*\)/\1/p' <<<"$r")
+    cosine=$(sed -n 's/cosine similarity \(.*\)/\1/p' <<<"$r")
+    [ "$techniques" = "-" ] && techniques="plain rounding"
+    echo "| $name | $config | $techniques | $sqnr | $top1 | $cosine | $((SECONDS - start)) |"
+}
 mkdir -p docs
 {
-  echo "# Uniform baselines"
+  echo "# Uniform baselines and quantization techniques"
   echo
-  echo "Output vs FP32 over the calibration set, per-channel symmetric weights (min-max),"
-  echo "asymmetric per-tensor activations (MSE range). Reproduce: \`bench/uniform_baselines.sh\`."
+  echo "Output vs FP32 on held-out data (ranges and techniques from 64 calibration samples), per-channel"
+  echo "symmetric weights (min-max), asymmetric per-tensor activations (MSE range). MobileNetV2: 64"
+  echo "calibration crops (seed 0), 128 held-out crops (seed 1). MiniLM-L6: 64 Jargon File sentences,"
+  echo "128 Hamlet sentences. Seconds: the whole \`mpq eval\` run (release build, 2 cores)."
+  echo "Reproduce: \`bench/uniform_baselines.sh\`."
   echo
-  echo "| model | config | output SQNR (dB) | top-1 agreement | cosine similarity |"
-  echo "|---|---|---|---|---|"
-  for config in w8a8 w4a8 w8a16 w16a16 w4a4; do
-    r=$(.build/release/mpq eval "$shared/models/mobilenetv2.onnx" --calib "$work/images.npy" --config $config --per-channel 2>/dev/null)
-    sqnr=$(sed -n 's/output SQNR \(.*\) dB/\1/p' <<<"$r"); top1=$(sed -n 's/top-1 agreement with FP32 \(.*\)/\1/p' <<<"$r")
-    echo "| mobilenetv2 (128 crops) | $config | $sqnr | $top1 | |"
-  done
-  for config in w8a8 w4a8; do
-    r=$(.build/release/mpq eval "$shared/models/all-MiniLM-L6-v2.onnx" --calib "$work/text.npz" --config $config --per-channel 2>/dev/null)
-    sqnr=$(sed -n 's/output SQNR \(.*\) dB/\1/p' <<<"$r"); cosine=$(sed -n 's/cosine similarity \(.*\)/\1/p' <<<"$r")
-    echo "| all-MiniLM-L6-v2 (128 sentences) | $config | $sqnr | | $cosine |"
-  done
+  echo "| model | config | techniques | output SQNR (dB) | top-1 agreement | cosine similarity | seconds |"
+  echo "|---|---|---|---|---|---|---|"
+  for spec in $mobilenet_rows; do row mobilenetv2 "mobilenetv2" "${spec%%|*}" "${spec#*|}" npy; done
+  for spec in $minilm_rows; do row all-MiniLM-L6-v2 "all-MiniLM-L6-v2" "${spec%%|*}" "${spec#*|}" npz; done
 } > docs/baselines.md
 cat docs/baselines.md

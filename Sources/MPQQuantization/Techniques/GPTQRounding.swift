@@ -1,15 +1,16 @@
 import Foundation
 
 /// GPTQ second-order rounding (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization
-/// for Generative Pre-trained Transformers", Algorithm 1, one block): the columns of a weight
+/// for Generative Pre-trained Transformers", Algorithm 1 with its lazy batch updates): the columns of a weight
 /// matrix W [O, K] are rounded one at a time, and each column's rounding error is spread over the
 /// columns not yet rounded through the inverse of the layer's input second moment H = E[x xᵀ], so
 /// that the layer's output error tr(ΔW H ΔWᵀ) stays near the least the grid allows.
 ///
 /// With U the upper Cholesky factor of H⁻¹ (H damped by `damping` x its mean diagonal, columns
 /// that never see an input pinned to 1): for column i, q = round(W[:, i]) on the grid, e = (W[:, i] -
-/// q) / U[i, i], W[:, i+1...] -= e U[i, i+1...]. One pass costs O(K³/3) for the factorisation and
-/// O(O K²) for the updates, against AdaRound's iterations x O K² per layer; it is the cheaper
+/// q) / U[i, i], W[:, i+1...] -= e U[i, i+1...], applied within a batch of 128 columns at once and
+/// to the columns beyond it by one sgemm per batch. One pass costs O(K³/3) for the factorisation
+/// and O(O K²) for the updates, against AdaRound's iterations x O K² per layer; it is the cheaper
 /// refinement for the wide MatMul / Gemm layers of transformers.
 enum GPTQRounding {
     /// Columns rounded between two deferred updates of the rest (the paper's lazy batches).
