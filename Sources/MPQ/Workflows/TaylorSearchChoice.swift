@@ -30,7 +30,8 @@ extension TaylorSearchWorkflow {
         let model = try search.quantizedModel(choice.assignment)
         var section: [String: Any] = ["method": "taylor-ip", "target": "predicted loss MSE <= \(threshold)", "max_loss_mse": threshold,
                                       "predicted_loss_mse": choice.predictedLossMSE, "calibration_loss_mse": measuredLoss,
-                                      "predicted_ms": choice.predictedMilliseconds, "measured_ms": measuredTime]
+                                      "predicted_ms": choice.predictedMilliseconds, "measured_ms": measuredTime,
+                                      "latency_noise": search.latency.noise.reportFields]
         if let heldOut = inputs.heldOut {
             let calibration = try CandidateCalibration(graph: inputs.graph, placement: search.placement, data: heldOut,
                                                        batchSize: options.batchSize, options: options.session,

@@ -18,16 +18,25 @@ import MPQRuntime
 /// Each block is timed as deployed: its subgraph quantized with its groups'
 /// formats (`QuantizedModel`) and lowered with `Int8Lowering(simulatingTheRest:
 /// false)` (int8 kernels where the CPU has them, float32 elsewhere), with
-/// warm-up and the median (or minimum, `Options.statistic`) of repetitions
-/// (`LatencyMeasurement`) on the block's entry values. A block whose configurations (the product of its groups'
-/// candidate counts) number at most `maxConfigurations` is timed for each;
-/// beyond that it is timed with every group at its first (most precise)
-/// candidate and with one group changed at a time, and the block's time is
-/// taken as additive over its groups (one factor per group).
+/// warm-up and the minimum (or median, `Options.statistic`) of repetitions
+/// (`LatencyMeasurement`) on the block's entry values, repeated in rounds
+/// until the runs' spread is within `Options.noise`. A block whose
+/// configurations (the product of its groups' candidate counts) number at
+/// most `maxConfigurations` is timed for each; beyond that it is timed with
+/// every group at its first (most precise) candidate, with one group changed
+/// at a time, and with every group at its fastest candidate, and the block's
+/// time is taken as additive over its groups with the changes scaled so that
+/// the all-fastest configuration predicts what it measured
+/// (`Block.changeScale`): the prediction of every configuration is then at
+/// least that measured time, never negative, and still linear in the
+/// choices, so the integer program optimises exactly the reported prediction.
+/// Timings are rounded to a relative grid (`Options.resolution`) so that
+/// differences below the noise do not decide between configurations.
 ///
-/// Every timing is stored in a cache keyed by the model, the timing inputs,
-/// the candidates, the partition settings, threads and the CPU, after each
-/// measurement, so an interrupted measurement resumes.
+/// Every quiet timing is stored in a cache keyed by the model, the timing
+/// inputs, the candidates, the partition settings, threads and the CPU, after
+/// each measurement, so an interrupted measurement resumes; noisy timings are
+/// not stored, so a later run on a quieter machine measures them again.
 public final class BlockLatency: @unchecked Sendable {
     /// Which summary of the repeated runs a timing keeps.
     public enum Statistic: String, Sendable, CaseIterable {
@@ -39,8 +48,9 @@ public final class BlockLatency: @unchecked Sendable {
 
     /// Partition and timing settings (part of the latency cache key, threads included).
     public struct Options: Sendable {
-        /// Which summary of the repetitions a timing keeps; default median.
-        public var statistic = Statistic.median
+        /// Which summary of the repetitions a timing keeps; default minimum (noise on a CPU only adds time,
+        /// so the fastest run is the most repeatable statistic).
+        public var statistic = Statistic.minimum
         /// Most units (quantizer groups) per block of the partition; default 4.
         public var maxUnitsPerBlock = 4
         /// Largest number of configurations a block is timed exhaustively for; beyond it the
@@ -50,6 +60,11 @@ public final class BlockLatency: @unchecked Sendable {
         public var warmup = 3
         /// Timed runs per timing; default 15.
         public var repetitions = 15
+        /// When a round of repetitions is quiet enough; a timing still spread after the last round is flagged.
+        public var noise = LatencyMeasurement.NoiseLimit()
+        /// Relative step of the grid timings are rounded to (0: not rounded); default 0.02, above the
+        /// run-to-run noise of the minimum on a quiet machine, so identical inputs choose identically.
+        public var resolution = 0.02
         /// Threads the timed kernels use.
         public var session = SessionOptions()
         /// Default settings.
@@ -79,8 +94,49 @@ public final class BlockLatency: @unchecked Sendable {
         public var baseMilliseconds: Double
         /// One factor with all groups when the block was timed exhaustively, else one per group.
         public var factors: [Factor]
+        /// The block with every group at its fastest candidate (timed only when the block is
+        /// additive over its groups); nil for exhaustive blocks.
+        public var fastestMilliseconds: Double?
         /// True when the block was timed for every configuration (one factor with all its groups).
         public var isExhaustive: Bool { factors.count <= 1 }
+
+        /// A block and its timings.
+        public init(nodes: [String], groups: [Int], floatMilliseconds: Double, baseMilliseconds: Double,
+                    factors: [Factor], fastestMilliseconds: Double? = nil) {
+            self.nodes = nodes
+            self.groups = groups
+            self.floatMilliseconds = floatMilliseconds
+            self.baseMilliseconds = baseMilliseconds
+            self.factors = factors
+            self.fastestMilliseconds = fastestMilliseconds
+        }
+
+        /// What each factor's change (its time minus the base time) is multiplied by: 1 for an
+        /// exhaustive block; for an additive one, the measured saving of the all-fastest configuration
+        /// over the sum of the factors' largest savings (never negative), so the all-fastest
+        /// configuration predicts its measured time and no configuration predicts less. Separate
+        /// savings overlap (a block's fixed costs, a reorder shared by two groups), and on a busy
+        /// machine a slow base time inflates them all: unscaled, their sum can exceed the base time.
+        public var changeScale: Double {
+            guard !isExhaustive, let fastest = fastestMilliseconds else { return 1 }
+            let largest = factors.reduce(0.0) { $0 + max(0, $1.milliseconds.map { baseMilliseconds - $0 }.max() ?? 0) }
+            guard largest > 0 else { return 1 }
+            return max(0, baseMilliseconds - fastest) / largest
+        }
+
+        /// The change (ms) factor `factor`'s configuration `configuration` adds to the base time, as
+        /// the prediction and the integer program count it.
+        public func change(factor: Int, configuration: Int) -> Double {
+            (factors[factor].milliseconds[configuration] - baseMilliseconds) * changeScale
+        }
+
+        /// Predicted milliseconds of the block under `assignment` (a candidate index per group).
+        public func milliseconds(_ assignment: [Int]) -> Double {
+            let scale = changeScale
+            return baseMilliseconds + factors.reduce(0.0) { sum, factor in
+                sum + (factor.milliseconds[BlockLatency.configurationIndex(factor, assignment)] - baseMilliseconds) * scale
+            }
+        }
     }
 
     /// The FP32 graph.
@@ -100,6 +156,8 @@ public final class BlockLatency: @unchecked Sendable {
     private let calibration: CandidateCalibration
     private let cache: SensitivityCache
     private var blocks: [Block]?
+    /// Timings taken so far (blocks and whole models) and how many stayed noisy.
+    public private(set) var noise: LatencyNoise
 
     /// Partitions `graph` with the groups as units and opens the timing cache under `cacheRoot`.
     /// - Parameters: feeds: model inputs the timings run on (e.g. the first calibration samples);
@@ -119,6 +177,7 @@ public final class BlockLatency: @unchecked Sendable {
         self.calibration = calibration
         self.feeds = feeds
         self.options = options
+        noise = LatencyNoise(limit: options.noise)
         var readers: [String: [String]] = [:], producer: [String: String] = [:]
         for node in graph.nodes {
             for input in node.inputs where !input.isEmpty { readers[input, default: []].append(node.name) }
@@ -138,9 +197,10 @@ public final class BlockLatency: @unchecked Sendable {
 
         let shapes = feeds.mapValues(\.shape).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
         let settings = [
-            "block latency 1", "threads \(options.session.threads)", "cpu \(Self.cpuName)",
+            "block latency 2", "threads \(options.session.threads)", "cpu \(Self.cpuName)",
             "int8 weight bits \(CPUFeatures.current.int8WeightBits)", "units per block \(options.maxUnitsPerBlock)",
             "max configurations \(options.maxConfigurations)", "statistic \(options.statistic.rawValue)", "warmup \(options.warmup)", "repetitions \(options.repetitions)",
+            "noise tolerance \(options.noise.tolerance) rounds \(options.noise.maxRounds)",
             "activation range \(calibration.activationRange.rawValue)", "weight range \(calibration.weightRange.rawValue)",
             "granularity \(calibration.weightGranularity)", "inputs \(shapes)",
         ] + zip(groups, candidates).map { "\($0.name): \($1.map(\.name).joined(separator: ","))" }
@@ -160,12 +220,13 @@ public final class BlockLatency: @unchecked Sendable {
     /// The cache folder of these timings.
     public var cacheFolder: URL { cache.folder }
 
-    /// Number of timings to take (blocks x configurations, plus the float and base runs).
+    /// Number of timings to take (blocks x configurations, plus the float and base runs, and the
+    /// all-fastest run of blocks timed one group at a time).
     public var measurementCount: Int {
         partition.blocks.indices.reduce(0) { total, b in
             let factors = plannedFactors(b)
-            // The float run, the base run (unless the block has no groups), each factor's configurations.
-            return total + (factors.isEmpty ? 1 : 2) + factors.reduce(0) { $0 + $1.configurations.count }
+            let fixed = factors.isEmpty ? 1 : factors.count > 1 ? 3 : 2
+            return total + fixed + factors.reduce(0) { $0 + $1.configurations.count }
         }
     }
 
@@ -180,20 +241,16 @@ public final class BlockLatency: @unchecked Sendable {
         var result: [Block] = []
         for (b, block) in partition.blocks.enumerated() {
             func timed(_ label: String, _ assignment: [Int: Int]?) throws -> Double {
-                let name = "block \(b) \(block.nodes.first ?? "")...\(block.nodes.last ?? ""): \(label)"
-                if let cached = cache.score(name) {
+                defer {
                     done += 1
                     progress?(done, total)
-                    return cached
                 }
+                let name = "block \(b) \(block.nodes.first ?? "")...\(block.nodes.last ?? ""): \(label)"
+                if let cached = cache.score(name) { return Self.rounded(cached, resolution: options.resolution) }
                 let deployed = try assignment.map { try deployedGraph(subgraphs[b], assignment: $0) } ?? subgraphs[b]
-                let timing = try LatencyMeasurement.measure(graph: deployed, feeds: entries[b], options: options.session,
-                                                            warmup: options.warmup, repetitions: options.repetitions)
-                let value = options.statistic == .median ? timing.median : timing.minimum
-                try cache.store(name, value)
-                done += 1
-                progress?(done, total)
-                return value
+                let value = try milliseconds(graph: deployed, feeds: entries[b])
+                if value.quiet { try cache.store(name, value.milliseconds) }
+                return Self.rounded(value.milliseconds, resolution: options.resolution)
             }
             let blockGroups = block.units
             let base = Dictionary(uniqueKeysWithValues: blockGroups.map { ($0, 0) })
@@ -211,11 +268,38 @@ public final class BlockLatency: @unchecked Sendable {
                     return try timed(label(assignment), assignment)
                 }
             }
+            var fastestTime: Double?
+            if factors.count > 1 {
+                var fastest = base
+                for factor in factors {
+                    let quickest = factor.milliseconds.indices.min { factor.milliseconds[$0] < factor.milliseconds[$1] } ?? 0
+                    if factor.milliseconds[quickest] < baseTime { fastest[factor.groups[0]] = factor.configurations[quickest][0] }
+                }
+                fastestTime = try timed("fastest " + label(fastest), fastest)
+            }
             result.append(Block(nodes: block.nodes, groups: blockGroups, floatMilliseconds: floatTime,
-                                baseMilliseconds: baseTime, factors: factors))
+                                baseMilliseconds: baseTime, factors: factors, fastestMilliseconds: fastestTime))
         }
         blocks = result
         return result
+    }
+
+    /// `graph` timed on `feeds` with the settings' statistic, counted in `noise`; `quiet` is false
+    /// when the timing stayed noisy (it is then not cached).
+    private func milliseconds(graph: Graph, feeds: [String: Tensor]) throws -> (milliseconds: Double, quiet: Bool) {
+        let timing = try LatencyMeasurement.measure(graph: graph, feeds: feeds, options: options.session,
+                                                    warmup: options.warmup, repetitions: options.repetitions,
+                                                    noise: options.noise)
+        noise.record(timing)
+        return (options.statistic == .median ? timing.median : timing.minimum, !timing.isNoisy)
+    }
+
+    /// `value` rounded to the nearest point of the grid (1 + `resolution`)^k ms: differences
+    /// well below `resolution` (noise) mostly vanish, so repeated runs give equal tables.
+    static func rounded(_ value: Double, resolution: Double) -> Double {
+        guard resolution > 0, value > 0, value.isFinite else { return value }
+        let step = log1p(resolution)
+        return exp((log(value) / step).rounded() * step)
     }
 
     /// The factors block `b` is timed as (milliseconds not yet filled in).
@@ -235,14 +319,10 @@ public final class BlockLatency: @unchecked Sendable {
         }
     }
 
-    /// Predicted milliseconds of `assignment` (a candidate index per group): the sum over
-    /// blocks of base + sum over factors of (factor time - base).
+    /// Predicted milliseconds of `assignment` (a candidate index per group): the sum over blocks of
+    /// base + the factors' scaled changes (`Block.milliseconds`), never below any block's fastest time.
     public func predictedMilliseconds(_ assignment: [Int], blocks: [Block]) -> Double {
-        blocks.reduce(0.0) { total, block in
-            total + block.baseMilliseconds + block.factors.reduce(0.0) { sum, factor in
-                sum + factor.milliseconds[Self.configurationIndex(factor, assignment)] - block.baseMilliseconds
-            }
-        }
+        blocks.reduce(0.0) { $0 + $1.milliseconds(assignment) }
     }
 
     /// Index into `factor.configurations` of the candidates `assignment` gives its groups.
@@ -277,13 +357,14 @@ public final class BlockLatency: @unchecked Sendable {
     }
 
     /// The whole deployed model of `assignment` timed the same way as the blocks (in milliseconds,
-    /// `options.statistic` of the runs).
+    /// `options.statistic` of the runs; counted in `noise`).
     public func measuredMilliseconds(_ assignment: [Int]) throws -> Double {
         let timing = try measuredLatency(assignment)
+        noise.record(timing)
         return options.statistic == .median ? timing.median : timing.minimum
     }
 
-    /// The whole deployed model of `assignment` timed with the blocks' warm-up and repetitions.
+    /// The whole deployed model of `assignment` timed with the blocks' warm-up, repetitions and noise limit.
     public func measuredLatency(_ assignment: [Int]) throws -> Timing {
         var formats: [String: QuantizationFormat] = [:]
         for (g, group) in groups.enumerated() {
@@ -292,6 +373,6 @@ public final class BlockLatency: @unchecked Sendable {
         }
         let deployed = try Self.deployedGraph(graph, formats: formats, calibration: calibration, options: options.session)
         return try LatencyMeasurement.measure(graph: deployed, feeds: feeds, options: options.session,
-                                              warmup: options.warmup, repetitions: options.repetitions)
+                                              warmup: options.warmup, repetitions: options.repetitions, noise: options.noise)
     }
 }

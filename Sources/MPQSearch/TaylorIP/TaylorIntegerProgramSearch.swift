@@ -13,7 +13,9 @@ import MPQRuntime
 /// block's groups together, or one group of a block timed additively) and one
 /// per group in no block. An option of a choice set is a configuration of its
 /// groups; its gain is, per objective, the time it saves against the block at
-/// its first candidates (latency), or minus its weight bytes or BOPs; its costs
+/// its first candidates as `BlockLatency` predicts it (`Block.change`: the
+/// objective is exactly the reported prediction, up to the constant sum of
+/// base times) (latency), or minus its weight bytes or BOPs; its costs
 /// are the predicted loss MSE (the sum of its groups' sensitivities) and its
 /// weight bytes and BOPs (`CostModel`), budgeted by `Budgets`.
 public final class TaylorIntegerProgramSearch: @unchecked Sendable {
@@ -199,16 +201,17 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     struct ChoiceSet {
         var groups: [Int]
         var configurations: [[Int]]
-        /// Block time of each configuration minus the block at its first candidates (0 outside blocks).
+        /// Block time of each configuration minus the block at its first candidates, scaled as the
+        /// prediction scales it (`BlockLatency.Block.change`; 0 outside blocks).
         var milliseconds: [Double]
     }
 
     func choiceSets() throws -> [ChoiceSet] {
         var sets: [ChoiceSet] = []
         for block in try blockTimings() {
-            for factor in block.factors {
+            for (f, factor) in block.factors.enumerated() {
                 sets.append(ChoiceSet(groups: factor.groups, configurations: factor.configurations,
-                                      milliseconds: factor.milliseconds.map { $0 - block.baseMilliseconds }))
+                                      milliseconds: factor.configurations.indices.map { block.change(factor: f, configuration: $0) }))
             }
         }
         for group in latency.unplacedGroups {
