@@ -127,6 +127,40 @@ import Testing
         }
     }
 
+    @Test func additiveBlocksPredictPositiveTimesAndTheProgramOptimisesThem() throws {
+        let graph = Self.smallClassifier()
+        let data = try Self.randomImages(8, graph: graph)
+        var options = Self.fastOptions(temporaryFolder("mpq-taylor-additive"))
+        // Every block with more than one configuration is timed one group at a time.
+        options.latency.maxConfigurations = 1
+        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: try HardwareProfile.load("cpu-avx2"),
+                                                    loss: TaskLoss.pseudoLabelCrossEntropy, options: options)
+        let blocks = try search.blockTimings()
+        #expect(blocks.contains { !$0.isExhaustive })
+        for block in blocks where !block.isExhaustive {
+            let fastest = try #require(block.fastestMilliseconds)
+            #expect(fastest > 0 && block.changeScale >= 0)
+        }
+        #expect(search.latency.noise.timings > 0)
+        var rng = SeededGenerator(seed: 12)
+        for _ in 0..<16 {
+            let assignment = search.candidates.map { Int.random(in: 0..<$0.count, using: &rng) }
+            let predicted = try search.predictedMilliseconds(assignment)
+            let floor = blocks.reduce(0.0) { total, block in
+                total + (block.isExhaustive ? block.factors.flatMap(\.milliseconds).reduce(block.baseMilliseconds, min)
+                                            : min(block.baseMilliseconds, block.fastestMilliseconds ?? block.baseMilliseconds))
+            }
+            #expect(predicted >= floor * (1 - 1e-12) && predicted > 0, "\(assignment): \(predicted) ms")
+        }
+        // The program's gain is the prediction's saving against every group at its first candidate.
+        let base = [Int](repeating: 0, count: search.groups.groups.count)
+        let threshold = try search.predictedLossMSE(search.uniformAssignment(try Candidate(parsing: "w7a8"))) / 2
+        let (program, _) = try search.program(objective: .latency, budgets: .init(maxLossMSE: threshold))
+        let solution = try program.solve()
+        let choice = try search.solve(objective: .latency, budgets: .init(maxLossMSE: threshold))
+        #expect(abs(try search.predictedMilliseconds(base) - choice.predictedMilliseconds - solution.objective) <= 1e-9)
+    }
+
     @Test func onlyEightBitCandidatesMakeSmallThresholdsInfeasible() throws {
         let graph = Self.smallClassifier()
         let data = try Self.randomImages(4, graph: graph)

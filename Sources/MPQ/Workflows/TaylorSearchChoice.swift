@@ -76,9 +76,11 @@ struct TaylorValidationRun {
                                 search.groups.groups[single.group].name, search.candidates[single.group][single.candidate].name,
                                 single.predictedLossMSE, single.measuredLossMSE))
         }
-        let int8 = try Candidate(parsing: "w\(CPUFeatures.current.int8WeightBits)a8")
-        guard search.profile.candidates.contains(int8) else {
-            lines.append("profile \(search.profile.name) has no \(int8.name) candidate: no comparison with uniform int8")
+        // The widest integer weights this CPU's int8 kernels take (w7a8 also runs int8 on VNNI CPUs).
+        let bits = CPUFeatures.current.int8WeightBits
+        let integer = try (bits >= 8 ? ["w\(bits)a8", "w7a8"] : ["w\(bits)a8"]).map { try Candidate(parsing: $0) }
+        guard let int8 = integer.first(where: search.profile.candidates.contains) else {
+            lines.append("profile \(search.profile.name) has no \(integer[0].name) candidate: no comparison with uniform int8")
             return lines
         }
         let uniform = search.uniformAssignment(int8)

@@ -77,7 +77,7 @@ public enum LatencyMeasurement {
     /// round is kept and flagged noisy.
     public static func measure(warmup: Int = 3, repetitions: Int = 15, noise: NoiseLimit = NoiseLimit(),
                                _ body: () throws -> Void) throws -> Timing {
-        try measure(warmup: warmup, repetitions: repetitions, noise: noise) {
+        try timing(warmup: warmup, repetitions: repetitions, noise: noise) {
             let start = DispatchTime.now().uptimeNanoseconds
             try body()
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
@@ -86,7 +86,17 @@ public enum LatencyMeasurement {
 
     /// The rounds of `measure(warmup:repetitions:noise:_:)` over `run`, which performs one run and
     /// returns its milliseconds (tests give it synthetic times).
-    static func measure(warmup: Int, repetitions: Int, noise: NoiseLimit, run: () throws -> Double) throws -> Timing {
+    static func timing(warmup: Int, repetitions: Int, noise: NoiseLimit, run: () throws -> Double) throws -> Timing {
+        try measureParts(warmup: warmup, repetitions: repetitions, noise: noise) { [try run()] }[0]
+    }
+
+    /// Times the parts of one run (the sub-graphs of a model run with per-node timers): `run` performs
+    /// one run and returns each part's milliseconds, always as many. After `warmup` untimed runs,
+    /// rounds of `repetitions` runs repeat until every part has had a round within
+    /// `noise.tolerance`; a part keeps its first quiet round, or after `noise.maxRounds` rounds its
+    /// quietest, flagged noisy.
+    public static func measureParts(warmup: Int, repetitions: Int, noise: NoiseLimit,
+                                    run: () throws -> [Double]) throws -> [Timing] {
         guard warmup >= 0, repetitions >= 1 else {
             throw MPQError.invalidInput("latency needs warmup >= 0 and repetitions >= 1 (got \(warmup), \(repetitions))")
         }
@@ -94,17 +104,40 @@ public enum LatencyMeasurement {
             throw MPQError.invalidInput("latency needs at least 1 round and a tolerance >= 0 (got \(noise.maxRounds), \(noise.tolerance))")
         }
         for _ in 0..<warmup { _ = try run() }
-        var quietest: Timing?
+        var kept: [Timing?] = []
+        var quiet: [Bool] = []
         for round in 1...noise.maxRounds {
-            var timing = try Timing(samples: (0..<repetitions).map { _ in try run() })
-            timing.rounds = round
-            if timing.relativeSpread <= noise.tolerance { return timing }
-            if quietest.map({ timing.relativeSpread < $0.relativeSpread }) ?? true { quietest = timing }
+            var samples: [[Double]] = []
+            for _ in 0..<repetitions {
+                let parts = try run()
+                if samples.isEmpty { samples = Array(repeating: [], count: parts.count) }
+                guard parts.count == samples.count else {
+                    throw MPQError.invalidInput("a timed run returned \(parts.count) parts, an earlier one \(samples.count)")
+                }
+                for (index, value) in parts.enumerated() { samples[index].append(value) }
+            }
+            if kept.isEmpty {
+                kept = Array(repeating: nil, count: samples.count)
+                quiet = Array(repeating: false, count: samples.count)
+            }
+            for (index, partSamples) in samples.enumerated() where !quiet[index] {
+                var timing = try Timing(samples: partSamples)
+                timing.rounds = round
+                quiet[index] = timing.relativeSpread <= noise.tolerance
+                if quiet[index] || kept[index].map({ timing.relativeSpread < $0.relativeSpread }) ?? true {
+                    kept[index] = timing
+                }
+            }
+            if !quiet.contains(false) { break }
         }
-        guard var kept = quietest else { throw MPQError.invalidInput("latency needs at least 1 round") }
-        kept.rounds = noise.maxRounds
-        kept.isNoisy = true
-        return kept
+        return zip(kept, quiet).map { timing, isQuiet in
+            guard var timing else { return Timing(median: 0, minimum: 0, maximum: 0, deviation: 0) }
+            if !isQuiet {
+                timing.rounds = noise.maxRounds
+                timing.isNoisy = true
+            }
+            return timing
+        }
     }
 
     /// Times `graph` running on `feeds` in a fresh `InferenceSession` (plan

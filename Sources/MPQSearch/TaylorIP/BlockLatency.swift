@@ -15,11 +15,17 @@ import MPQRuntime
 /// int8). Groups none of whose nodes survive constant folding belong to no
 /// block: they change no kernel and get no latency.
 ///
-/// Each block is timed as deployed: its subgraph quantized with its groups'
-/// formats (`QuantizedModel`) and lowered with `Int8Lowering(simulatingTheRest:
-/// false)` (int8 kernels where the CPU has them, float32 elsewhere), with
-/// warm-up and the minimum (or median, `Options.statistic`) of repetitions
-/// (`LatencyMeasurement`) on the block's entry values, repeated in rounds
+/// Each block is timed as deployed and in place: the whole model quantized
+/// with the configuration's formats (`QuantizedModel`) and lowered with
+/// `Int8Lowering(simulatingTheRest: false)` (int8 kernels where the CPU has
+/// them, float32 elsewhere) runs with per-node timers, and each block's time
+/// is the sum of its nodes' steps (`measure`), so the block sum adds up to the
+/// model's run (a block timed alone, as its own session on its entry values,
+/// ran with its weights hot in the caches and paid the session's per-run
+/// overhead and row-major hand-overs at its edges); the run's cost outside
+/// the steps is the first block's. Timings keep the minimum
+/// (or median, `Options.statistic`) of repetitions after warm-up
+/// (`LatencyMeasurement.measureParts`), repeated in rounds
 /// until the runs' spread is within `Options.noise`. A block whose
 /// configurations (the product of its groups' candidate counts) number at
 /// most `maxConfigurations` is timed for each; beyond that it is timed with
@@ -231,67 +237,138 @@ public final class BlockLatency: @unchecked Sendable {
     }
 
     /// Times every block and configuration (or loads the timings from the cache);
-    /// `progress(done, total)` after each timing.
+    /// `progress(done, total)` after each block timing.
+    ///
+    /// Blocks are timed inside whole deployed models (`InferenceSession.run(_:stepTime:)`): each
+    /// executed step is attributed to the block of its node (steps the quantization adds, to the
+    /// block of the next known node), so a block pays the cache misses, reorders and int8
+    /// hand-overs it pays in the deployed model, and no per-run session overhead. One run series
+    /// times every block at once: the float model, the base (every group at its first candidate),
+    /// then row k with every block at its k-th configuration, then the additive blocks at their
+    /// fastest candidates.
     public func measure(progress: ((Int, Int) -> Void)? = nil) throws -> [Block] {
         if let blocks { return blocks }
         let total = measurementCount
         var done = 0
-        let subgraphs = try partition.subgraphs(of: graph, inputShapes: feeds.mapValues(\.shape))
-        let entries = try partition.entryValues(of: graph, feeds: feeds, options: options.session)
+        let planned = partition.blocks.indices.map(plannedFactors)
+        let base = [Int](repeating: 0, count: groups.count)
+        var results: [String: Double] = [:]
+        func name(_ b: Int, _ label: String) -> String {
+            "block \(b) \(partition.blocks[b].nodes.first ?? "")...\(partition.blocks[b].nodes.last ?? ""): \(label)"
+        }
+        func label(_ b: Int, _ assignment: [Int]) -> String {
+            partition.blocks[b].units.map { candidates[$0][assignment[$0]].name }.joined(separator: ",")
+        }
+        /// Times the whole model at `assignment` (nil: float) for the blocks in `wanted` (block -> label).
+        func timeRow(_ assignment: [Int]?, wanted: [Int: String]) throws {
+            var missing: [Int: String] = [:]
+            for (b, text) in wanted {
+                if let cached = cache.score(name(b, text)) {
+                    results[name(b, text)] = Self.rounded(cached, resolution: options.resolution)
+                } else {
+                    missing[b] = text
+                }
+            }
+            if !missing.isEmpty {
+                let timings = try blockTimings(assignment)
+                var quiet: [String: Double] = [:]
+                for (b, text) in missing {
+                    noise.record(timings[b])
+                    let value = options.statistic == .median ? timings[b].median : timings[b].minimum
+                    results[name(b, text)] = Self.rounded(value, resolution: options.resolution)
+                    if !timings[b].isNoisy { quiet[name(b, text)] = value }
+                }
+                if !quiet.isEmpty { try cache.store(quiet) }
+            }
+            done += wanted.count
+            progress?(done, total)
+        }
+        let everyBlock = partition.blocks.indices
+        try timeRow(nil, wanted: Dictionary(uniqueKeysWithValues: everyBlock.map { ($0, "float") }))
+        let grouped = everyBlock.filter { !partition.blocks[$0].units.isEmpty }
+        try timeRow(base, wanted: Dictionary(uniqueKeysWithValues: grouped.map { ($0, label($0, base)) }))
+        // Row k: every block at its k-th configuration (factor by factor), the rest at the base.
+        let configurations: [[(factor: Int, configuration: Int)]] = planned.map { factors in
+            factors.indices.flatMap { f in factors[f].configurations.indices.map { (f, $0) } }
+        }
+        func assign(_ assignment: inout [Int], _ factor: Factor, _ configuration: Int) {
+            for (group, candidate) in zip(factor.groups, factor.configurations[configuration]) { assignment[group] = candidate }
+        }
+        for k in 0..<(configurations.map(\.count).max() ?? 0) {
+            var assignment = base
+            var wanted: [Int: String] = [:]
+            for b in everyBlock where k < configurations[b].count {
+                let (f, c) = configurations[b][k]
+                var own = base
+                assign(&own, planned[b][f], c)
+                assign(&assignment, planned[b][f], c)
+                wanted[b] = label(b, own)
+            }
+            try timeRow(assignment, wanted: wanted)
+        }
+        func milliseconds(_ b: Int, _ assignment: [Int]) -> Double { results[name(b, label(b, assignment))] ?? 0 }
         var result: [Block] = []
+        var fastest = base
+        var fastestWanted: [Int: String] = [:]
         for (b, block) in partition.blocks.enumerated() {
-            func timed(_ label: String, _ assignment: [Int: Int]?) throws -> Double {
-                defer {
-                    done += 1
-                    progress?(done, total)
-                }
-                let name = "block \(b) \(block.nodes.first ?? "")...\(block.nodes.last ?? ""): \(label)"
-                if let cached = cache.score(name) { return Self.rounded(cached, resolution: options.resolution) }
-                let deployed = try assignment.map { try deployedGraph(subgraphs[b], assignment: $0) } ?? subgraphs[b]
-                let value = try milliseconds(graph: deployed, feeds: entries[b])
-                if value.quiet { try cache.store(name, value.milliseconds) }
-                return Self.rounded(value.milliseconds, resolution: options.resolution)
-            }
-            let blockGroups = block.units
-            let base = Dictionary(uniqueKeysWithValues: blockGroups.map { ($0, 0) })
-            func label(_ assignment: [Int: Int]) -> String {
-                blockGroups.map { candidates[$0][assignment[$0] ?? 0].name }.joined(separator: ",")
-            }
-            let floatTime = try timed("float", nil)
+            let floatTime = results[name(b, "float")] ?? 0
             // A block without groups runs the same kernels in every configuration.
-            let baseTime = blockGroups.isEmpty ? floatTime : try timed(label(base), base)
-            var factors = plannedFactors(b)
+            let baseTime = block.units.isEmpty ? floatTime : milliseconds(b, base)
+            var factors = planned[b]
             for f in factors.indices {
-                factors[f].milliseconds = try factors[f].configurations.map { configuration in
-                    var assignment = base
-                    for (group, candidate) in zip(factors[f].groups, configuration) { assignment[group] = candidate }
-                    return try timed(label(assignment), assignment)
+                factors[f].milliseconds = factors[f].configurations.indices.map { c in
+                    var own = base
+                    assign(&own, factors[f], c)
+                    return milliseconds(b, own)
                 }
             }
-            var fastestTime: Double?
             if factors.count > 1 {
-                var fastest = base
                 for factor in factors {
                     let quickest = factor.milliseconds.indices.min { factor.milliseconds[$0] < factor.milliseconds[$1] } ?? 0
-                    if factor.milliseconds[quickest] < baseTime { fastest[factor.groups[0]] = factor.configurations[quickest][0] }
+                    if factor.milliseconds[quickest] < baseTime { assign(&fastest, factor, quickest) }
                 }
-                fastestTime = try timed("fastest " + label(fastest), fastest)
+                fastestWanted[b] = "fastest " + label(b, fastest)
             }
-            result.append(Block(nodes: block.nodes, groups: blockGroups, floatMilliseconds: floatTime,
-                                baseMilliseconds: baseTime, factors: factors, fastestMilliseconds: fastestTime))
+            result.append(Block(nodes: block.nodes, groups: block.units, floatMilliseconds: floatTime,
+                                baseMilliseconds: baseTime, factors: factors))
+        }
+        if !fastestWanted.isEmpty {
+            try timeRow(fastest, wanted: fastestWanted)
+            for (b, text) in fastestWanted { result[b].fastestMilliseconds = results[name(b, text)] }
         }
         blocks = result
         return result
     }
 
-    /// `graph` timed on `feeds` with the settings' statistic, counted in `noise`; `quiet` is false
-    /// when the timing stayed noisy (it is then not cached).
-    private func milliseconds(graph: Graph, feeds: [String: Tensor]) throws -> (milliseconds: Double, quiet: Bool) {
-        let timing = try LatencyMeasurement.measure(graph: graph, feeds: feeds, options: options.session,
-                                                    warmup: options.warmup, repetitions: options.repetitions,
-                                                    noise: options.noise)
-        noise.record(timing)
-        return (options.statistic == .median ? timing.median : timing.minimum, !timing.isNoisy)
+    /// One timing per block of the whole model deployed at `assignment` (nil: the float graph), from
+    /// per-step times (`InferenceSession.run(_:stepTime:)`), with the settings' warm-up, repetitions
+    /// and noise limit.
+    private func blockTimings(_ assignment: [Int]?) throws -> [Timing] {
+        let deployed = try assignment.map(deployedModel) ?? graph
+        var blockOf: [String: Int] = [:]
+        for (b, block) in partition.blocks.enumerated() {
+            for node in block.nodes { blockOf[node] = b }
+        }
+        let session = try InferenceSession(graph: deployed, options: options.session)
+        let count = partition.blocks.count
+        return try LatencyMeasurement.measureParts(warmup: max(options.warmup, 1), repetitions: options.repetitions,
+                                                   noise: options.noise) {
+            var times = [Double](repeating: 0, count: count)
+            var pending = 0.0, current = 0, steps = 0.0
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try session.run(feeds) { node, milliseconds in
+                steps += milliseconds
+                guard let b = blockOf[node] else { pending += milliseconds; return }
+                times[b] += milliseconds + pending
+                pending = 0
+                current = b
+            }
+            times[current] += pending
+            // The run's own cost outside the steps (input checks, plan lookup, outputs) is paid once per model:
+            // the first block carries it, the same in every configuration.
+            if count > 0 { times[0] += max(0, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 - steps) }
+            return times
+        }
     }
 
     /// `value` rounded to the nearest point of the grid (1 + `resolution`)^k ms: differences
@@ -331,19 +408,6 @@ public final class BlockLatency: @unchecked Sendable {
         return factor.configurations.firstIndex(of: wanted) ?? 0
     }
 
-    /// The graph a runtime deploys for `subgraph` with the groups in `assignment` (group -> candidate
-    /// index) quantized: int8 kernels where the CPU has them, float32 elsewhere.
-    func deployedGraph(_ subgraph: Graph, assignment: [Int: Int]) throws -> Graph {
-        var formats: [String: QuantizationFormat] = [:]
-        for (group, candidate) in assignment {
-            let chosen = candidates[group][candidate]
-            for site in groups[group].sites {
-                formats[site.value] = site.role == .weight ? chosen.weights : chosen.activations
-            }
-        }
-        return try Self.deployedGraph(subgraph, formats: formats, calibration: calibration, options: options.session)
-    }
-
     /// `graph` quantized with `formats` (site value -> format; sites `graph` does not have are
     /// ignored) and lowered as deployed on this CPU.
     public static func deployedGraph(_ graph: Graph, formats: [String: QuantizationFormat],
@@ -366,13 +430,17 @@ public final class BlockLatency: @unchecked Sendable {
 
     /// The whole deployed model of `assignment` timed with the blocks' warm-up, repetitions and noise limit.
     public func measuredLatency(_ assignment: [Int]) throws -> Timing {
+        try LatencyMeasurement.measure(graph: try deployedModel(assignment), feeds: feeds, options: options.session,
+                                       warmup: options.warmup, repetitions: options.repetitions, noise: options.noise)
+    }
+
+    /// The whole graph as deployed with `assignment` (a candidate index per group).
+    func deployedModel(_ assignment: [Int]) throws -> Graph {
         var formats: [String: QuantizationFormat] = [:]
         for (g, group) in groups.enumerated() {
             let chosen = candidates[g][assignment[g]]
             for site in group.sites { formats[site.value] = site.role == .weight ? chosen.weights : chosen.activations }
         }
-        let deployed = try Self.deployedGraph(graph, formats: formats, calibration: calibration, options: options.session)
-        return try LatencyMeasurement.measure(graph: deployed, feeds: feeds, options: options.session,
-                                              warmup: options.warmup, repetitions: options.repetitions, noise: options.noise)
+        return try Self.deployedGraph(graph, formats: formats, calibration: calibration, options: options.session)
     }
 }
