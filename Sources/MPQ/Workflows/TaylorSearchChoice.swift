@@ -87,13 +87,19 @@ struct TaylorValidationRun {
         var atUniform = budgets
         atUniform.maxLossMSE = try search.predictedLossMSE(uniform)
         let choice = try search.solve(objective: objective, budgets: atUniform)
-        let uniformLoss = try search.measuredLossMSE(uniform), uniformTime = try search.measuredMilliseconds(uniform)
-        let chosenLoss = try search.measuredLossMSE(choice.assignment), chosenTime = try search.measuredMilliseconds(choice.assignment)
+        let uniformLoss = try search.measuredLossMSE(uniform), chosenLoss = try search.measuredLossMSE(choice.assignment)
+        // Timed in turns, keeping each one's fastest: a slow spell of a shared machine then hits both alike.
+        var uniformTime = Double.infinity, chosenTime = Double.infinity
+        for _ in 0..<3 {
+            uniformTime = min(uniformTime, try search.measuredMilliseconds(uniform))
+            chosenTime = min(chosenTime, try search.measuredMilliseconds(choice.assignment))
+        }
+        let differing = zip(uniform, choice.assignment).filter { $0 != $1 }.count
         let floatTime = try search.measuredMilliseconds([Int](repeating: 0, count: search.groups.groups.count))
         lines.append(String(format: "IP solve %.3f s (%@, gap %.3g) at threshold %.4g (uniform %@ predicted loss MSE)",
                             choice.solveSeconds, choice.status.rawValue, choice.gap, atUniform.maxLossMSE, int8.name))
-        lines.append(String(format: "uniform %@: measured loss MSE %.4g, %.3f ms; chosen: measured loss MSE %.4g, %.3f ms; most precise: %.3f ms",
-                            int8.name, uniformLoss, uniformTime, chosenLoss, chosenTime, floatTime))
+        lines.append(String(format: "uniform %@: measured loss MSE %.4g, %.3f ms; chosen (%d of %d groups differ): measured loss MSE %.4g, %.3f ms; most precise: %.3f ms",
+                            int8.name, uniformLoss, uniformTime, differing, uniform.count, chosenLoss, chosenTime, floatTime))
         lines.append("chosen configuration " + (chosenTime < uniformTime && chosenLoss <= uniformLoss
             ? "is faster than uniform \(int8.name) at equal or lower measured loss MSE"
             : "is not both faster and at most as lossy as uniform \(int8.name)"))
