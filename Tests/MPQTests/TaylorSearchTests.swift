@@ -159,6 +159,18 @@ import Testing
         let solution = try program.solve()
         let choice = try search.solve(objective: .latency, budgets: .init(maxLossMSE: threshold))
         #expect(abs(try search.predictedMilliseconds(base) - choice.predictedMilliseconds - solution.objective) <= 1e-9)
+        // Among the choices with the optimal gain, the solve keeps the least predicted loss MSE.
+        var leastLoss = Double.infinity
+        var current = [Int](repeating: 0, count: program.blocks.count)
+        while true {
+            let options = zip(program.blocks, current).map { $0[$1] }
+            let gain = options.reduce(0.0) { $0 + $1.gain }, loss = options.reduce(0.0) { $0 + $1.costs[0] }
+            if loss <= threshold * (1 + 1e-9) && gain >= solution.objective - 1e-9 { leastLoss = min(leastLoss, loss) }
+            guard let b = current.indices.last(where: { current[$0] + 1 < program.blocks[$0].count }) else { break }
+            current[b] += 1
+            for later in (b + 1)..<current.count { current[later] = 0 }
+        }
+        #expect(abs(choice.predictedLossMSE - leastLoss) <= 1e-9 * max(1, leastLoss), "\(choice.predictedLossMSE) vs \(leastLoss)")
     }
 
     @Test func onlyEightBitCandidatesMakeSmallThresholdsInfeasible() throws {
