@@ -43,6 +43,9 @@ struct TaylorArguments: ParsableArguments {
     @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: rounds of timed runs before a timing still spread wider is flagged and the machine reported too busy (default 4).", valueName: "N"))
     var latencyRounds: Int?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: relative step of the grid block timings are rounded to, so that differences within the noise do not decide (default 0.02; 0: none).", valueName: "F"))
+    var latencyResolution: Double?
+
     @Option(name: .customLong("validate"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: also measure N random configurations (predicted vs measured) and compare with uniform int8; writes validation.csv.", valueName: "N"))
     var validateCount: Int?
 
@@ -53,6 +56,7 @@ struct TaylorArguments: ParsableArguments {
          ("--latency-batch", latencyBatch != nil), ("--units-per-block", unitsPerBlock != nil),
          ("--max-block-configurations", maxBlockConfigurations != nil), ("--latency-statistic", latencyStatistic != nil),
          ("--latency-tolerance", latencyTolerance != nil), ("--latency-rounds", latencyRounds != nil),
+         ("--latency-resolution", latencyResolution != nil),
          ("--validate", validateCount != nil)].filter(\.1).map(\.0)
     }
 
@@ -66,6 +70,7 @@ struct TaylorArguments: ParsableArguments {
         try Check.range(validateCount, "--validate", 1...100_000)
         try Check.range(latencyTolerance, "--latency-tolerance", 0...10)
         try Check.range(latencyRounds, "--latency-rounds", 1...100)
+        try Check.range(latencyResolution, "--latency-resolution", 0...1)
         if sweepPoints != nil && !sweep { throw ValidationError("--sweep-points needs --sweep") }
         _ = try budgets()
     }
@@ -103,6 +108,7 @@ struct TaylorArguments: ParsableArguments {
         options.latencyStatistic = latencyStatistic ?? .minimum
         options.latencyTolerance = latencyTolerance ?? 0.05
         options.latencyRounds = latencyRounds ?? 4
+        options.latencyResolution = latencyResolution ?? 0.02
         options.validateCount = validateCount
         print(try TaylorSearchWorkflow(options).run(progress: TerminalProgress()).summary)
     }

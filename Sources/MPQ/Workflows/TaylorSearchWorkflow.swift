@@ -57,6 +57,8 @@ public struct TaylorSearchWorkflow: Sendable {
         public var latencyTolerance = 0.05
         /// Rounds of timed runs before a still-spread timing is flagged noisy ("machine too busy"); default 4.
         public var latencyRounds = 4
+        /// Relative step of the grid block timings are rounded to (0: none); default 0.02.
+        public var latencyResolution = 0.02
         /// Measure this many random configurations (validation.csv) and compare with uniform int8.
         public var validateCount: Int?
 
@@ -115,8 +117,9 @@ public struct TaylorSearchWorkflow: Sendable {
         for (name, value) in [("memory", options.memoryBudget), ("bops", options.bopsBudget)] {
             if let value, !(value >= 0 && value.isFinite) { throw MPQError.invalidInput("\(name) budget \(value) must be a finite number >= 0") }
         }
-        guard options.latencyTolerance >= 0 && options.latencyTolerance.isFinite, options.latencyRounds >= 1 else {
-            throw MPQError.invalidInput("latency tolerance \(options.latencyTolerance) must be a finite number >= 0 and rounds \(options.latencyRounds) at least 1")
+        guard options.latencyTolerance >= 0 && options.latencyTolerance.isFinite, options.latencyRounds >= 1,
+              options.latencyResolution >= 0 && options.latencyResolution.isFinite else {
+            throw MPQError.invalidInput("latency tolerance \(options.latencyTolerance) and resolution \(options.latencyResolution) must be finite numbers >= 0 and rounds \(options.latencyRounds) at least 1")
         }
         guard options.projections >= 1 else { throw MPQError.invalidInput("projections \(options.projections) must be >= 1") }
         if options.sweep && options.sweepPoints < 2 { throw MPQError.invalidInput("a sweep needs at least 2 thresholds, got \(options.sweepPoints)") }
@@ -162,6 +165,7 @@ public struct TaylorSearchWorkflow: Sendable {
         settings.latency.maxConfigurations = options.maxBlockConfigurations
         settings.latency.statistic = options.latencyStatistic
         settings.latency.noise = LatencyMeasurement.NoiseLimit(tolerance: options.latencyTolerance, maxRounds: options.latencyRounds)
+        settings.latency.resolution = options.latencyResolution
         settings.cacheRoot = options.cacheFolder.map { URL(fileURLWithPath: $0) }
         settings.activationRange = options.activationRange
         settings.weightRange = options.weightRange

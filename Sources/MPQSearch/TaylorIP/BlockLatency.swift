@@ -244,8 +244,8 @@ public final class BlockLatency: @unchecked Sendable {
     /// block of the next known node), so a block pays the cache misses, reorders and int8
     /// hand-overs it pays in the deployed model, and no per-run session overhead. One run series
     /// times every block at once: the float model, the base (every group at its first candidate),
-    /// then row k with every block at its k-th configuration, then the additive blocks at their
-    /// fastest candidates.
+    /// then row k with every block at its k-th configuration (cycling), then the additive blocks at
+    /// their fastest candidates.
     public func measure(progress: ((Int, Int) -> Void)? = nil) throws -> [Block] {
         if let blocks { return blocks }
         let total = measurementCount
@@ -287,7 +287,9 @@ public final class BlockLatency: @unchecked Sendable {
         try timeRow(nil, wanted: Dictionary(uniqueKeysWithValues: everyBlock.map { ($0, "float") }))
         let grouped = everyBlock.filter { !partition.blocks[$0].units.isEmpty }
         try timeRow(base, wanted: Dictionary(uniqueKeysWithValues: grouped.map { ($0, label($0, base)) }))
-        // Row k: every block at its k-th configuration (factor by factor), the rest at the base.
+        // Row k: every block at its k-th configuration (factor by factor), cycling through them once
+        // done (candidate counts are mostly powers of 2, so the last row runs every block at its last
+        // configuration: all-int8 blocks meet all-int8 neighbours, as in the configurations chosen).
         let configurations: [[(factor: Int, configuration: Int)]] = planned.map { factors in
             factors.indices.flatMap { f in factors[f].configurations.indices.map { (f, $0) } }
         }
@@ -297,12 +299,12 @@ public final class BlockLatency: @unchecked Sendable {
         for k in 0..<(configurations.map(\.count).max() ?? 0) {
             var assignment = base
             var wanted: [Int: String] = [:]
-            for b in everyBlock where k < configurations[b].count {
-                let (f, c) = configurations[b][k]
+            for b in everyBlock where !configurations[b].isEmpty {
+                let (f, c) = configurations[b][k % configurations[b].count]
                 var own = base
                 assign(&own, planned[b][f], c)
                 assign(&assignment, planned[b][f], c)
-                wanted[b] = label(b, own)
+                if k < configurations[b].count { wanted[b] = label(b, own) }
             }
             try timeRow(assignment, wanted: wanted)
         }
