@@ -252,19 +252,26 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         return (MultipleChoiceProgram(blocks: blocks, budgets: limits, resourceNames: names), sets)
     }
 
-    /// Solves the program exactly (CBC), then among the choices with the optimal gain picks the one
-    /// with the least predicted loss MSE (a second solve): timings on a grid tie often, and a tie
-    /// then goes to the more precise configuration, the same on every run. Throws
+    /// Solves the program exactly (CBC), then among the choices whose gain comes within the
+    /// timings' noise of the optimum picks the one with the least predicted loss MSE (a second
+    /// solve): for the latency objective, configurations predicted within `latency.resolution` of
+    /// the fastest one's time count as equally fast (a busy machine reorders them from run to run;
+    /// their losses do not change), for memory and BOPs only exact ties do. Throws
     /// `MPQError.invalidInput` naming the smallest reachable loss MSE (and other budgets) when
     /// nothing meets `budgets`.
     public func solve(objective: Objective, budgets: Budgets) throws -> Choice {
         let (program, sets) = try program(objective: objective, budgets: budgets)
-        let best = try program.solve(timeLimit: options.solverTimeLimit)
-        let solution = best.status == .optimal ? try leastLoss(program, reaching: best) : best
-        var assignment = [Int](repeating: 0, count: groups.groups.count)
-        for (set, option) in zip(sets, solution.choice) {
-            for (group, candidate) in zip(set.groups, set.configurations[option]) { assignment[group] = candidate }
+        func assignment(_ choice: [Int]) -> [Int] {
+            var assignment = [Int](repeating: 0, count: groups.groups.count)
+            for (set, option) in zip(sets, choice) {
+                for (group, candidate) in zip(set.groups, set.configurations[option]) { assignment[group] = candidate }
+            }
+            return assignment
         }
+        let best = try program.solve(timeLimit: options.solverTimeLimit)
+        let slack = objective == .latency ? options.latency.resolution * (try predictedMilliseconds(assignment(best.choice))) : 0
+        let solution = best.status == .optimal ? try leastLoss(program, reaching: best, within: slack) : best
+        let assignment = assignment(solution.choice)
         return Choice(assignment: assignment, predictedLossMSE: try predictedLossMSE(assignment),
                       predictedMilliseconds: try predictedMilliseconds(assignment), memoryBytes: memoryBytes(assignment),
                       bops: bops(assignment), status: solution.status, gap: solution.gap,
@@ -272,10 +279,10 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     }
 
     /// `program` re-solved for the least first resource (the predicted loss MSE) among the choices
-    /// whose gain reaches `best`'s; the gain and totals reported are `program`'s.
-    func leastLoss(_ program: MultipleChoiceProgram, reaching best: MultipleChoiceProgram.Solution) throws
-        -> MultipleChoiceProgram.Solution {
-        let floor = best.objective - 1e-9 * max(1, abs(best.objective))
+    /// whose gain reaches `best`'s less `slack`; the gain and totals reported are `program`'s.
+    func leastLoss(_ program: MultipleChoiceProgram, reaching best: MultipleChoiceProgram.Solution,
+                   within slack: Double) throws -> MultipleChoiceProgram.Solution {
+        let floor = best.objective - max(slack, 1e-9 * max(1, abs(best.objective)))
         let blocks = program.blocks.map { options in
             options.map { MultipleChoiceProgram.Option(gain: -$0.costs[0], costs: $0.costs + [-$0.gain]) }
         }
