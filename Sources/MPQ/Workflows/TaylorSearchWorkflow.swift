@@ -57,7 +57,8 @@ public struct TaylorSearchWorkflow: Sendable {
         public var latencyTolerance = 0.05
         /// Rounds of timed runs before a still-spread timing is flagged noisy ("machine too busy"); default 4.
         public var latencyRounds = 4
-        /// Relative step of the grid block timings are rounded to (0: none); default 0.02.
+        /// Relative step of the grid block timings are rounded to (0: none), and the fraction of the fastest
+        /// predicted time within which configurations count as equally fast (the least lossy is chosen); default 0.02.
         public var latencyResolution = 0.02
         /// Measure this many random configurations (validation.csv) and compare with uniform int8.
         public var validateCount: Int?

@@ -69,7 +69,8 @@ public final class BlockLatency: @unchecked Sendable {
         /// When a round of repetitions is quiet enough; a timing still spread after the last round is flagged.
         public var noise = LatencyMeasurement.NoiseLimit()
         /// Relative step of the grid timings are rounded to (0: not rounded); default 0.02, above the
-        /// run-to-run noise of the minimum on a quiet machine, so identical inputs choose identically.
+        /// run-to-run noise of the minimum on a quiet machine. `TaylorIntegerProgramSearch.solve` also
+        /// treats configurations predicted within this fraction of the fastest as equally fast.
         public var resolution = 0.02
         /// Threads the timed kernels use.
         public var session = SessionOptions()
