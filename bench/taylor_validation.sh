@@ -9,7 +9,7 @@
 # Environment: MPQ (the mpq binary), CONFIGURATIONS (random configurations, default 24), THREADS (default 1:
 # on a shared 2-core machine two OpenMP threads stall at barriers whenever another process takes a core,
 # in 4 ms scheduler ticks, which swamps sub-millisecond block timings), STATISTIC (median or minimum of the
-# repeated runs each timing keeps; default median).
+# repeated runs each timing keeps; default minimum).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="${FIXTURES:-$root/.fixtures}"
@@ -17,7 +17,7 @@ python="$root/.venv/bin/python"
 mpq=${MPQ:-$root/.build/release/mpq}
 configurations=${CONFIGURATIONS:-24}
 threads=${THREADS:-1}
-statistic=${STATISTIC:-median}
+statistic=${STATISTIC:-minimum}
 work=${1:-$(mktemp -d -t mpq-taylor-XXXXXX)}
 mkdir -p "$work"
 [ -x "$mpq" ] || { echo "no mpq binary at $mpq (swift build -c release --product mpq)" >&2; exit 1; }

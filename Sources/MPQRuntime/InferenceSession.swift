@@ -57,10 +57,22 @@ public final class InferenceSession: @unchecked Sendable {
     /// Runs the model. `feeds` maps every graph input name to a tensor; a
     /// leading dimension the model declares as 1 may be any batch size.
     public func run(_ feeds: [String: Tensor], hook: ValueHook? = nil) throws -> [String: Tensor] {
+        try run(feeds, hook: hook, stepTime: nil)
+    }
+
+    /// Runs the model as `run(_:)` does (the same fused plan) and reports each executed step: the
+    /// name of its node (a fused node keeps its producer's name) and its wall-clock milliseconds,
+    /// input reorders included, in execution order. Latency models attribute the steps to sub-graphs
+    /// so that each is timed inside the whole model, with the caches the model leaves it.
+    public func run(_ feeds: [String: Tensor], stepTime: @escaping (_ node: String, _ milliseconds: Double) -> Void) throws -> [String: Tensor] {
+        try run(feeds, hook: nil, stepTime: stepTime)
+    }
+
+    private func run(_ feeds: [String: Tensor], hook: ValueHook?, stepTime: ((String, Double) -> Void)?) throws -> [String: Tensor] {
         let inputs = try validate(feeds)
         let key = graph.inputs.map { inputs[$0.name]!.shape }
         do {
-            return try plan(for: PlanKey(shapes: key, fused: hook == nil), feeds: inputs).run(inputs, hook: hook)
+            return try plan(for: PlanKey(shapes: key, fused: hook == nil), feeds: inputs).run(inputs, hook: hook, stepTime: stepTime)
         } catch MPQError.shapeMismatch(let message) {
             // Graphs exported at batch 1 may hard-code it (e.g. in Reshape
             // constants): run such batches one sample at a time.
@@ -71,7 +83,8 @@ public final class InferenceSession: @unchecked Sendable {
             for index in 0..<batch {
                 let sample = inputs.mapValues { $0.sample(index) }
                 let shapes = graph.inputs.map { sample[$0.name]!.shape }
-                parts.append(try plan(for: PlanKey(shapes: shapes, fused: hook == nil), feeds: sample).run(sample, hook: hook))
+                parts.append(try plan(for: PlanKey(shapes: shapes, fused: hook == nil), feeds: sample)
+                    .run(sample, hook: hook, stepTime: stepTime))
             }
             return try graph.outputs.reduce(into: [:]) { result, output in
                 result[output.name] = try Tensor.concatenate(parts.map { $0[output.name]! }, axis: 0)
@@ -193,13 +206,15 @@ final class ExecutionPlan {
         slotNames = names
     }
 
-    func run(_ feeds: [String: Tensor], hook: ValueHook?) throws -> [String: Tensor] {
+    /// Runs the schedule; `stepTime` receives each step's node name and milliseconds.
+    func run(_ feeds: [String: Tensor], hook: ValueHook?, stepTime: ((String, Double) -> Void)? = nil) throws -> [String: Tensor] {
         // Kernels keep per-primitive argument handles: one run of a plan at a time.
         runLock.lock(); defer { runLock.unlock() }
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (s, tensor) in constants { values[s] = tensor }
         for (name, s) in inputSlots { values[s] = feeds[name] }
         for step in steps {
+            let start = stepTime == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             var args = step.inputs.map { $0.flatMap { values[$0] } }
             if !step.op.acceptsOpaqueLayouts {
                 args = try args.map { try $0?.rowMajor() }
@@ -226,6 +241,7 @@ final class ExecutionPlan {
                 }
             }
             for s in step.release { values[s] = nil }
+            stepTime?(step.node.name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         var outputs: [String: Tensor] = [:]
         for (name, s) in outputSlots {

@@ -34,8 +34,17 @@ struct TaylorArguments: ParsableArguments {
     @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: configurations timed per sub-graph; beyond it a sub-graph is timed one group at a time and taken as additive (default 64).", valueName: "N"))
     var maxBlockConfigurations: Int?
 
-    @Option(help: ArgumentHelp("taylor-ip: what a timing keeps of its repeated runs (default median; minimum for machines shared with other work).", valueName: "STAT"))
+    @Option(help: ArgumentHelp("taylor-ip: what a timing keeps of its repeated runs (default minimum; median).", valueName: "STAT"))
     var latencyStatistic: BlockLatency.Statistic?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: largest relative spread (MAD / median) of a kept round of timed runs (default 0.05).", valueName: "F"))
+    var latencyTolerance: Double?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: rounds of timed runs before a timing still spread wider is flagged and the machine reported too busy (default 4).", valueName: "N"))
+    var latencyRounds: Int?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("taylor-ip: relative step of the grid block timings are rounded to, so that differences within the noise do not decide (default 0.02; 0: none).", valueName: "F"))
+    var latencyResolution: Double?
 
     @Option(name: .customLong("validate"), parsing: .unconditional, help: ArgumentHelp("taylor-ip: also measure N random configurations (predicted vs measured) and compare with uniform int8; writes validation.csv.", valueName: "N"))
     var validateCount: Int?
@@ -46,6 +55,8 @@ struct TaylorArguments: ParsableArguments {
          ("--projections", projections != nil), ("--sweep", sweep), ("--sweep-points", sweepPoints != nil),
          ("--latency-batch", latencyBatch != nil), ("--units-per-block", unitsPerBlock != nil),
          ("--max-block-configurations", maxBlockConfigurations != nil), ("--latency-statistic", latencyStatistic != nil),
+         ("--latency-tolerance", latencyTolerance != nil), ("--latency-rounds", latencyRounds != nil),
+         ("--latency-resolution", latencyResolution != nil),
          ("--validate", validateCount != nil)].filter(\.1).map(\.0)
     }
 
@@ -57,6 +68,9 @@ struct TaylorArguments: ParsableArguments {
         try Check.range(unitsPerBlock, "--units-per-block", 1...64)
         try Check.range(maxBlockConfigurations, "--max-block-configurations", 1...1_000_000)
         try Check.range(validateCount, "--validate", 1...100_000)
+        try Check.range(latencyTolerance, "--latency-tolerance", 0...10)
+        try Check.range(latencyRounds, "--latency-rounds", 1...100)
+        try Check.range(latencyResolution, "--latency-resolution", 0...1)
         if sweepPoints != nil && !sweep { throw ValidationError("--sweep-points needs --sweep") }
         _ = try budgets()
     }
@@ -91,7 +105,10 @@ struct TaylorArguments: ParsableArguments {
         options.latencyBatch = latencyBatch ?? 1
         options.unitsPerBlock = unitsPerBlock ?? 4
         options.maxBlockConfigurations = maxBlockConfigurations ?? 64
-        options.latencyStatistic = latencyStatistic ?? .median
+        options.latencyStatistic = latencyStatistic ?? .minimum
+        options.latencyTolerance = latencyTolerance ?? 0.05
+        options.latencyRounds = latencyRounds ?? 4
+        options.latencyResolution = latencyResolution ?? 0.02
         options.validateCount = validateCount
         print(try TaylorSearchWorkflow(options).run(progress: TerminalProgress()).summary)
     }

@@ -238,7 +238,9 @@ import Testing
             #expect(differences.max()! <= 1, "a code is \(differences.max()!) off")
             #expect(differences.filter { $0 != 0 }.count * 1000 <= differences.count)
             print("int8 add: \(kernel.implementation), \(differences.filter { $0 != 0 }.count) of \(differences.count) codes off by one")
-            let float = try Int8AddKernel(shape: shape, first: swapped ? b : a, second: swapped ? a : b, output: nil).run(first, second, context: context)
+            let floatKernel = try Int8AddKernel(shape: shape, first: swapped ? b : a, second: swapped ? a : b, output: nil)
+            let float = try floatKernel.run(first, second, context: context)
+            print("int8 add to float32: \(floatKernel.implementation) (a reference kernel is replaced by a plain loop)")
             #expect(float.dtype == .float32)
             let error = zip(try float.rowMajor().scalars(as: Float.self), sum.scalars(as: Float.self)).map { abs($0 - $1) }.max()!
             #expect(error <= 1e-5, "float32 output off by \(error)")

@@ -23,7 +23,7 @@ struct LatencyMeasurementTests {
     @Test("Warm-up runs are not timed; each repetition is")
     func warmupAndRepetitions() throws {
         var calls = 0
-        let timing = try LatencyMeasurement.measure(warmup: 2, repetitions: 5) {
+        let timing = try LatencyMeasurement.measure(warmup: 2, repetitions: 5, noise: .singleRound) {
             calls += 1
             Thread.sleep(forTimeInterval: calls <= 2 ? 0.05 : 0.002)
         }
@@ -35,6 +35,63 @@ struct LatencyMeasurementTests {
         #expect(throws: MPQError.self) { try LatencyMeasurement.measure(repetitions: 0) {} }
     }
 
+    /// One run per call from `times`, in order.
+    static func replay(_ times: [Double]) -> () throws -> Double {
+        var next = 0
+        return {
+            defer { next += 1 }
+            return times[next % times.count]
+        }
+    }
+
+    @Test("Rounds repeat until one is quiet; the quiet round is kept")
+    func quietRoundIsKept() throws {
+        // Warm-up 1, then a round spread by a neighbour (half the runs doubled), then a quiet round.
+        let noisy: [Double] = [5, 1, 2, 1, 2, 1, 2, 1.5]
+        let quiet: [Double] = [1.00, 1.01, 0.99, 1.00, 1.02, 1.00, 0.98]
+        let timing = try LatencyMeasurement.timing(warmup: 1, repetitions: 7, noise: .init(tolerance: 0.05, maxRounds: 4),
+                                                    run: Self.replay(noisy + quiet))
+        #expect(timing.rounds == 2)
+        #expect(!timing.isNoisy)
+        #expect(timing.median == 1 && timing.minimum == 0.98)
+        #expect(timing.relativeSpread <= 0.05)
+    }
+
+    @Test("A timing still spread after the last round is flagged, with its quietest round")
+    func busyMachineIsFlagged() throws {
+        // Every round alternates fast and slow runs: the spread never drops below the tolerance.
+        let timing = try LatencyMeasurement.timing(warmup: 0, repetitions: 4, noise: .init(tolerance: 0.05, maxRounds: 3),
+                                                    run: Self.replay([1, 3, 1, 3, 2, 3, 2, 3, 1, 3, 1, 3]))
+        #expect(timing.isNoisy)
+        #expect(timing.rounds == 3)
+        // Round 2 (2, 3, 2, 3) has the smallest spread (0.5 / 2.5), though above 5%.
+        #expect(timing.median == 2.5 && timing.minimum == 2)
+        var noise = LatencyNoise(limit: .init(tolerance: 0.05, maxRounds: 3))
+        noise.record(timing)
+        noise.record(try Timing(samples: [1, 1, 1]))
+        #expect(noise.noisy == 1 && noise.timings == 2)
+        #expect(noise.warning == "machine too busy: 1 of 2 timings still spread > 5% after 3 rounds; latencies may be off")
+        #expect(LatencyNoise(limit: .init()).warning == nil)
+        #expect(throws: MPQError.self) {
+            try LatencyMeasurement.timing(warmup: 0, repetitions: 3, noise: .init(tolerance: 0.05, maxRounds: 0), run: Self.replay([1]))
+        }
+    }
+
+    @Test("Parts of one run (blocks) each keep their first quiet round")
+    func partsKeepTheirFirstQuietRound() throws {
+        // Part 0 is quiet from the start; part 1 is spread in round 1 and quiet in round 2.
+        let runs: [[Double]] = [[1, 1], [1, 3], [1, 1], [1, 3], [2, 2], [2, 2], [2, 2], [2, 2]]
+        var next = 0
+        let timings = try LatencyMeasurement.measureParts(warmup: 0, repetitions: 4, noise: .init(tolerance: 0.05, maxRounds: 3)) {
+            defer { next += 1 }
+            return runs[next]
+        }
+        #expect(next == 8, "a second round for part 1 only; no third")
+        #expect(timings.map(\.rounds) == [1, 2])
+        #expect(timings.map(\.median) == [1, 2])
+        #expect(timings.allSatisfy { !$0.isNoisy })
+    }
+
     static func matMul(rows: Int) -> (Graph, [String: Tensor]) {
         var rng = SeededGenerator(seed: 11)
         let graph = Graph(name: "matmul", nodes: [Node(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"])],
@@ -42,6 +99,20 @@ struct LatencyMeasurementTests {
                           outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
                           initializers: ["w": Tensor.random([512, 512], using: &rng)], opset: 17)
         return (graph, ["x": Tensor.random([rows, 512], using: &rng)])
+    }
+
+    @Test("A timed run reports each step of the fused plan by node name and gives the same outputs")
+    func stepTimes() throws {
+        let graph = SubgraphPartitionTests.residualChain()
+        var rng = SeededGenerator(seed: 5)
+        let feeds = ["x": Tensor.random([4, 8], using: &rng)]
+        let session = try InferenceSession(graph: graph, options: SessionOptions(threads: 1))
+        var steps: [(String, Double)] = []
+        let timed = try session.run(feeds) { node, milliseconds in steps.append((node, milliseconds)) }
+        #expect(try session.run(feeds).mapValues { $0.scalars(as: Float.self) } == timed.mapValues { $0.scalars(as: Float.self) })
+        #expect(!steps.isEmpty && steps.allSatisfy { $0.1 >= 0 })
+        let names = Set(graph.nodes.map(\.name))
+        #expect(steps.allSatisfy { names.contains($0.0) }, "\(steps.map(\.0))")
     }
 
     @Test("A MatMul with 8x the work measures slower")

@@ -127,6 +127,54 @@ import Testing
         }
     }
 
+    @Test func additiveBlocksPredictPositiveTimesAndTheProgramOptimisesThem() throws {
+        let graph = Self.smallClassifier()
+        let data = try Self.randomImages(8, graph: graph)
+        var options = Self.fastOptions(temporaryFolder("mpq-taylor-additive"))
+        // Every block with more than one configuration is timed one group at a time.
+        options.latency.maxConfigurations = 1
+        let search = try TaylorIntegerProgramSearch(graph: graph, data: data, profile: try HardwareProfile.load("cpu-avx2"),
+                                                    loss: TaskLoss.pseudoLabelCrossEntropy, options: options)
+        let blocks = try search.blockTimings()
+        #expect(blocks.contains { !$0.isExhaustive })
+        for block in blocks where !block.isExhaustive {
+            let fastest = try #require(block.fastestMilliseconds)
+            #expect(fastest > 0 && block.changeScale >= 0)
+        }
+        #expect(search.latency.noise.timings > 0)
+        var rng = SeededGenerator(seed: 12)
+        for _ in 0..<16 {
+            let assignment = search.candidates.map { Int.random(in: 0..<$0.count, using: &rng) }
+            let predicted = try search.predictedMilliseconds(assignment)
+            let floor = blocks.reduce(0.0) { total, block in
+                total + (block.isExhaustive ? block.factors.flatMap(\.milliseconds).reduce(block.baseMilliseconds, min)
+                                            : min(block.baseMilliseconds, block.fastestMilliseconds ?? block.baseMilliseconds))
+            }
+            #expect(predicted >= floor * (1 - 1e-12) && predicted > 0, "\(assignment): \(predicted) ms")
+        }
+        // The program's gain is the prediction's saving against every group at its first candidate; the
+        // choice comes within the timing resolution of the optimal saving.
+        let base = [Int](repeating: 0, count: search.groups.groups.count)
+        let threshold = try search.predictedLossMSE(search.uniformAssignment(try Candidate(parsing: "w7a8"))) / 2
+        let (program, _) = try search.program(objective: .latency, budgets: .init(maxLossMSE: threshold))
+        let solution = try program.solve()
+        let choice = try search.solve(objective: .latency, budgets: .init(maxLossMSE: threshold))
+        let slack = options.latency.resolution * (try search.predictedMilliseconds(base) - solution.objective)
+        #expect(try search.predictedMilliseconds(base) - choice.predictedMilliseconds >= solution.objective - slack - 1e-9)
+        // Among the choices within the timing resolution of the optimal gain, the solve keeps the least predicted loss MSE.
+        var leastLoss = Double.infinity
+        var current = [Int](repeating: 0, count: program.blocks.count)
+        while true {
+            let options = zip(program.blocks, current).map { $0[$1] }
+            let gain = options.reduce(0.0) { $0 + $1.gain }, loss = options.reduce(0.0) { $0 + $1.costs[0] }
+            if loss <= threshold * (1 + 1e-9) && gain >= solution.objective - slack - 1e-9 { leastLoss = min(leastLoss, loss) }
+            guard let b = current.indices.last(where: { current[$0] + 1 < program.blocks[$0].count }) else { break }
+            current[b] += 1
+            for later in (b + 1)..<current.count { current[later] = 0 }
+        }
+        #expect(abs(choice.predictedLossMSE - leastLoss) <= 1e-9 * max(1, leastLoss), "\(choice.predictedLossMSE) vs \(leastLoss)")
+    }
+
     @Test func onlyEightBitCandidatesMakeSmallThresholdsInfeasible() throws {
         let graph = Self.smallClassifier()
         let data = try Self.randomImages(4, graph: graph)

@@ -123,6 +123,9 @@ import Testing
         let heldOut = try #require(search["held_out_loss_mse"] as? Double)
         #expect(abs(try #require(workflow.heldOutLossMSE) - heldOut) <= 1e-12 * max(1, heldOut))
         #expect((search["target_held_on_held_out"] as? Bool) == (heldOut <= 1e-3))
+        // How many timings stayed noisy is reported (a loaded machine warns; it does not fail).
+        let noise = try #require(search["latency_noise"] as? [String: Any])
+        #expect((noise["timings"] as? Int).map { $0 >= 1 } == true && noise["noisy"] is Int && noise["tolerance"] as? Double == 0.05)
         #expect(report?["held_out"] as? Bool == true)
     }
 

@@ -30,7 +30,8 @@ extension TaylorSearchWorkflow {
         let model = try search.quantizedModel(choice.assignment)
         var section: [String: Any] = ["method": "taylor-ip", "target": "predicted loss MSE <= \(threshold)", "max_loss_mse": threshold,
                                       "predicted_loss_mse": choice.predictedLossMSE, "calibration_loss_mse": measuredLoss,
-                                      "predicted_ms": choice.predictedMilliseconds, "measured_ms": measuredTime]
+                                      "predicted_ms": choice.predictedMilliseconds, "measured_ms": measuredTime,
+                                      "latency_noise": search.latency.noise.reportFields]
         if let heldOut = inputs.heldOut {
             let calibration = try CandidateCalibration(graph: inputs.graph, placement: search.placement, data: heldOut,
                                                        batchSize: options.batchSize, options: options.session,
@@ -75,22 +76,30 @@ struct TaylorValidationRun {
                                 search.groups.groups[single.group].name, search.candidates[single.group][single.candidate].name,
                                 single.predictedLossMSE, single.measuredLossMSE))
         }
-        let int8 = try Candidate(parsing: "w\(CPUFeatures.current.int8WeightBits)a8")
-        guard search.profile.candidates.contains(int8) else {
-            lines.append("profile \(search.profile.name) has no \(int8.name) candidate: no comparison with uniform int8")
+        // The widest integer weights this CPU's int8 kernels take (w7a8 also runs int8 on VNNI CPUs).
+        let bits = CPUFeatures.current.int8WeightBits
+        let integer = try (bits >= 8 ? ["w\(bits)a8", "w7a8"] : ["w\(bits)a8"]).map { try Candidate(parsing: $0) }
+        guard let int8 = integer.first(where: search.profile.candidates.contains) else {
+            lines.append("profile \(search.profile.name) has no \(integer[0].name) candidate: no comparison with uniform int8")
             return lines
         }
         let uniform = search.uniformAssignment(int8)
         var atUniform = budgets
         atUniform.maxLossMSE = try search.predictedLossMSE(uniform)
         let choice = try search.solve(objective: objective, budgets: atUniform)
-        let uniformLoss = try search.measuredLossMSE(uniform), uniformTime = try search.measuredMilliseconds(uniform)
-        let chosenLoss = try search.measuredLossMSE(choice.assignment), chosenTime = try search.measuredMilliseconds(choice.assignment)
+        let uniformLoss = try search.measuredLossMSE(uniform), chosenLoss = try search.measuredLossMSE(choice.assignment)
+        // Timed in turns, keeping each one's fastest: a slow spell of a shared machine then hits both alike.
+        var uniformTime = Double.infinity, chosenTime = Double.infinity
+        for _ in 0..<3 {
+            uniformTime = min(uniformTime, try search.measuredMilliseconds(uniform))
+            chosenTime = min(chosenTime, try search.measuredMilliseconds(choice.assignment))
+        }
+        let differing = zip(uniform, choice.assignment).filter { $0 != $1 }.count
         let floatTime = try search.measuredMilliseconds([Int](repeating: 0, count: search.groups.groups.count))
         lines.append(String(format: "IP solve %.3f s (%@, gap %.3g) at threshold %.4g (uniform %@ predicted loss MSE)",
                             choice.solveSeconds, choice.status.rawValue, choice.gap, atUniform.maxLossMSE, int8.name))
-        lines.append(String(format: "uniform %@: measured loss MSE %.4g, %.3f ms; chosen: measured loss MSE %.4g, %.3f ms; most precise: %.3f ms",
-                            int8.name, uniformLoss, uniformTime, chosenLoss, chosenTime, floatTime))
+        lines.append(String(format: "uniform %@: measured loss MSE %.4g, %.3f ms; chosen (%d of %d groups differ): measured loss MSE %.4g, %.3f ms; most precise: %.3f ms",
+                            int8.name, uniformLoss, uniformTime, differing, uniform.count, chosenLoss, chosenTime, floatTime))
         lines.append("chosen configuration " + (chosenTime < uniformTime && chosenLoss <= uniformLoss
             ? "is faster than uniform \(int8.name) at equal or lower measured loss MSE"
             : "is not both faster and at most as lossy as uniform \(int8.name)"))

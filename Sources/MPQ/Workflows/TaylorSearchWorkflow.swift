@@ -51,8 +51,15 @@ public struct TaylorSearchWorkflow: Sendable {
         /// Configurations timed exhaustively per block; beyond it a block is timed one group at a time and
         /// its time taken as additive over its groups. Default 64.
         public var maxBlockConfigurations = 64
-        /// What a timing keeps of its repeated runs: the median (default) or the minimum (for machines shared with other work).
-        public var latencyStatistic: BlockLatency.Statistic = .median
+        /// What a timing keeps of its repeated runs: the minimum (default: noise only adds time) or the median.
+        public var latencyStatistic: BlockLatency.Statistic = .minimum
+        /// Largest relative spread (median absolute deviation / median) of a kept round of timed runs; default 0.05.
+        public var latencyTolerance = 0.05
+        /// Rounds of timed runs before a still-spread timing is flagged noisy ("machine too busy"); default 4.
+        public var latencyRounds = 4
+        /// Relative step of the grid block timings are rounded to (0: none), and the fraction of the fastest
+        /// predicted time within which configurations count as equally fast (the least lossy is chosen); default 0.02.
+        public var latencyResolution = 0.02
         /// Measure this many random configurations (validation.csv) and compare with uniform int8.
         public var validateCount: Int?
 
@@ -83,6 +90,8 @@ public struct TaylorSearchWorkflow: Sendable {
         public var heldOutLossMSE: Double?
         /// Whether the held-out loss MSE stays within `maxLossMSE`; nil without held-out data.
         public var targetHeldOnHeldOut: Bool?
+        /// Timings taken and how many stayed noisy (also report.json's `latency_noise`).
+        public var latencyNoise: LatencyNoise?
         /// The output files (sensitivity.csv, latency.csv, ... and with a threshold the exported model), written to `output` when set.
         public var files: OutputFiles
         /// What `mpq search taylor-ip` prints.
@@ -108,6 +117,10 @@ public struct TaylorSearchWorkflow: Sendable {
         }
         for (name, value) in [("memory", options.memoryBudget), ("bops", options.bopsBudget)] {
             if let value, !(value >= 0 && value.isFinite) { throw MPQError.invalidInput("\(name) budget \(value) must be a finite number >= 0") }
+        }
+        guard options.latencyTolerance >= 0 && options.latencyTolerance.isFinite, options.latencyRounds >= 1,
+              options.latencyResolution >= 0 && options.latencyResolution.isFinite else {
+            throw MPQError.invalidInput("latency tolerance \(options.latencyTolerance) and resolution \(options.latencyResolution) must be finite numbers >= 0 and rounds \(options.latencyRounds) at least 1")
         }
         guard options.projections >= 1 else { throw MPQError.invalidInput("projections \(options.projections) must be >= 1") }
         if options.sweep && options.sweepPoints < 2 { throw MPQError.invalidInput("a sweep needs at least 2 thresholds, got \(options.sweepPoints)") }
@@ -152,6 +165,8 @@ public struct TaylorSearchWorkflow: Sendable {
         settings.latency.maxUnitsPerBlock = options.unitsPerBlock
         settings.latency.maxConfigurations = options.maxBlockConfigurations
         settings.latency.statistic = options.latencyStatistic
+        settings.latency.noise = LatencyMeasurement.NoiseLimit(tolerance: options.latencyTolerance, maxRounds: options.latencyRounds)
+        settings.latency.resolution = options.latencyResolution
         settings.cacheRoot = options.cacheFolder.map { URL(fileURLWithPath: $0) }
         settings.activationRange = options.activationRange
         settings.weightRange = options.weightRange
@@ -193,6 +208,8 @@ public struct TaylorSearchWorkflow: Sendable {
             lines += try choose(search, threshold: threshold, budgets: budgets, loss: loss, inputs: inputs, progress: progress,
                                 result: &outcome)
         }
+        outcome.latencyNoise = search.latency.noise
+        if let warning = search.latency.noise.warning { progress.note("warning: " + warning) }
         if let output = options.output {
             try outcome.files.write(to: output)
             lines.append("wrote \(output)/" + outcome.files.names.joined(separator: ", "))

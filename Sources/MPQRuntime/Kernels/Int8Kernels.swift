@@ -470,7 +470,8 @@ public final class Int8AddKernel {
         self.output = output
     }
 
-    /// oneDNN's implementation of the last primitive built ("jit:uni" and the like; "ref" is slow).
+    /// oneDNN's implementation of the last primitive built ("jit:uni" and the like; "ref" is slow, and
+    /// for float32 output replaced by a plain loop).
     public var implementation: String { built?.primitive.implementation ?? "not built" }
 
     /// The sum of two uint8 code tensors of `shape`, in the first one's layout.
@@ -491,6 +492,7 @@ public final class Int8AddKernel {
         }
         if built == nil || !built!.layout.equals(layoutA) { built = try build(layoutA, isPlain: layoutA.equals(plain)) }
         let kernel = built!
+        if output == nil && kernel.primitive.implementation.hasPrefix("ref") { return try realSum(a, b, context: context) }
         let outputType: DataType = output == nil ? .float32 : .uint8
         let result: Tensor
         if let layout = kernel.outputLayout {
@@ -501,6 +503,21 @@ public final class Int8AddKernel {
         }
         try kernel.primitive.execute([(DNNL.argSource, a.rawPointer), (DNNL.argSource1, second.rawPointer),
                                       (DNNL.argDestination, result.rawPointer)])
+        return result
+    }
+
+    /// The float32 sum s_a (a - z_a) + s_b (b - z_b), row-major, computed here: oneDNN 2.6 has no
+    /// jit kernel for u8 + u8 -> f32 in some layouts (channels-last), and its reference kernel takes
+    /// ~100x the time of the layers around the Add, which a deployed runtime would not pay.
+    private func realSum(_ a: Tensor, _ b: Tensor, context: ExecutionContext) throws -> Tensor {
+        let x = try a.rowMajor(), y = try b.rowMajor()
+        let result = context.allocate(.float32, shape)
+        let (scaleA, zeroA) = (first.scale, Float(first.zeroPoint)), (scaleB, zeroB) = (second.scale, Float(second.zeroPoint))
+        let codesA = x.rawPointer.assumingMemoryBound(to: UInt8.self), codesB = y.rawPointer.assumingMemoryBound(to: UInt8.self)
+        let sum = result.rawPointer.assumingMemoryBound(to: Float.self)
+        for i in 0..<result.count {
+            sum[i] = scaleA * (Float(codesA[i]) - zeroA) + scaleB * (Float(codesB[i]) - zeroB)
+        }
         return result
     }
 

@@ -13,7 +13,9 @@ import MPQRuntime
 /// block's groups together, or one group of a block timed additively) and one
 /// per group in no block. An option of a choice set is a configuration of its
 /// groups; its gain is, per objective, the time it saves against the block at
-/// its first candidates (latency), or minus its weight bytes or BOPs; its costs
+/// its first candidates as `BlockLatency` predicts it (`Block.change`: the
+/// objective is exactly the reported prediction, up to the constant sum of
+/// base times) (latency), or minus its weight bytes or BOPs; its costs
 /// are the predicted loss MSE (the sum of its groups' sensitivities) and its
 /// weight bytes and BOPs (`CostModel`), budgeted by `Budgets`.
 public final class TaylorIntegerProgramSearch: @unchecked Sendable {
@@ -199,16 +201,17 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
     struct ChoiceSet {
         var groups: [Int]
         var configurations: [[Int]]
-        /// Block time of each configuration minus the block at its first candidates (0 outside blocks).
+        /// Block time of each configuration minus the block at its first candidates, scaled as the
+        /// prediction scales it (`BlockLatency.Block.change`; 0 outside blocks).
         var milliseconds: [Double]
     }
 
     func choiceSets() throws -> [ChoiceSet] {
         var sets: [ChoiceSet] = []
         for block in try blockTimings() {
-            for factor in block.factors {
+            for (f, factor) in block.factors.enumerated() {
                 sets.append(ChoiceSet(groups: factor.groups, configurations: factor.configurations,
-                                      milliseconds: factor.milliseconds.map { $0 - block.baseMilliseconds }))
+                                      milliseconds: factor.configurations.indices.map { block.change(factor: f, configuration: $0) }))
             }
         }
         for group in latency.unplacedGroups {
@@ -249,19 +252,48 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         return (MultipleChoiceProgram(blocks: blocks, budgets: limits, resourceNames: names), sets)
     }
 
-    /// Solves the program exactly (CBC). Throws `MPQError.invalidInput` naming the smallest
-    /// reachable loss MSE (and other budgets) when nothing meets `budgets`.
+    /// Solves the program exactly (CBC), then among the choices whose gain comes within the
+    /// timings' noise of the optimum picks the one with the least predicted loss MSE (a second
+    /// solve): for the latency objective, configurations predicted within `latency.resolution` of
+    /// the fastest one's time count as equally fast (a busy machine reorders them from run to run;
+    /// their losses do not change), for memory and BOPs only exact ties do. Throws
+    /// `MPQError.invalidInput` naming the smallest reachable loss MSE (and other budgets) when
+    /// nothing meets `budgets`.
     public func solve(objective: Objective, budgets: Budgets) throws -> Choice {
         let (program, sets) = try program(objective: objective, budgets: budgets)
-        let solution = try program.solve(timeLimit: options.solverTimeLimit)
-        var assignment = [Int](repeating: 0, count: groups.groups.count)
-        for (set, option) in zip(sets, solution.choice) {
-            for (group, candidate) in zip(set.groups, set.configurations[option]) { assignment[group] = candidate }
+        func assignment(_ choice: [Int]) -> [Int] {
+            var assignment = [Int](repeating: 0, count: groups.groups.count)
+            for (set, option) in zip(sets, choice) {
+                for (group, candidate) in zip(set.groups, set.configurations[option]) { assignment[group] = candidate }
+            }
+            return assignment
         }
+        let best = try program.solve(timeLimit: options.solverTimeLimit)
+        let slack = objective == .latency ? options.latency.resolution * (try predictedMilliseconds(assignment(best.choice))) : 0
+        let solution = best.status == .optimal ? try leastLoss(program, reaching: best, within: slack) : best
+        let assignment = assignment(solution.choice)
         return Choice(assignment: assignment, predictedLossMSE: try predictedLossMSE(assignment),
                       predictedMilliseconds: try predictedMilliseconds(assignment), memoryBytes: memoryBytes(assignment),
                       bops: bops(assignment), status: solution.status, gap: solution.gap,
                       solveSeconds: solution.solveSeconds)
+    }
+
+    /// `program` re-solved for the least first resource (the predicted loss MSE) among the choices
+    /// whose gain reaches `best`'s less `slack`; the gain and totals reported are `program`'s.
+    func leastLoss(_ program: MultipleChoiceProgram, reaching best: MultipleChoiceProgram.Solution,
+                   within slack: Double) throws -> MultipleChoiceProgram.Solution {
+        let floor = best.objective - max(slack, 1e-9 * max(1, abs(best.objective)))
+        let blocks = program.blocks.map { options in
+            options.map { MultipleChoiceProgram.Option(gain: -$0.costs[0], costs: $0.costs + [-$0.gain]) }
+        }
+        let tieBreak = MultipleChoiceProgram(blocks: blocks, budgets: program.budgets + [-floor],
+                                             resourceNames: program.resourceNames + ["lost gain"])
+        var solution = try tieBreak.solve(timeLimit: options.solverTimeLimit)
+        guard solution.status == .optimal else { return best }
+        solution.objective = zip(program.blocks, solution.choice).reduce(0) { $0 + $1.0[$1.1].gain }
+        solution.totals = program.totals(of: solution.choice)
+        solution.solveSeconds += best.solveSeconds
+        return solution
     }
 
     /// The smallest loss MSE any configuration reaches, and the loss MSE of the best
