@@ -31,6 +31,7 @@ extension TaylorSearchWorkflow {
         var section: [String: Any] = ["method": "taylor-ip", "target": "predicted loss MSE <= \(threshold)", "max_loss_mse": threshold,
                                       "predicted_loss_mse": choice.predictedLossMSE, "calibration_loss_mse": measuredLoss,
                                       "predicted_ms": choice.predictedMilliseconds, "measured_ms": measuredTime]
+        inputs.describe(model, in: &section)
         if let heldOut = inputs.heldOut {
             let calibration = try CandidateCalibration(graph: inputs.graph, placement: search.placement, data: heldOut,
                                                        batchSize: options.batchSize, options: options.session,
