@@ -121,14 +121,14 @@ public final class TaylorSensitivity: @unchecked Sendable {
                 guard let weight = graph.initializers[site.value] else { continue }
                 for candidate in allowed where candidate.weights != .float32 && weightErrors[site.value]?[candidate.weights.name] == nil {
                     let p = try calibration.parameters(for: site.value, format: candidate.weights)
+                    let refined = calibration.refinedInitializers(of: site.value, format: candidate.weights)
                     var errors: [String: Tensor] = [:]
-                    for (name, value) in calibration.refinedInitializers(of: site.value, format: candidate.weights) where name != site.value {
+                    for (name, value) in refined where name != site.value {
                         guard let original = graph.initializers[name] else { continue }
                         errors[name] = try Self.difference(value, original)
                         wrt.insert(name)
                     }
-                    let refined = calibration.refinedInitializers(of: site.value, format: candidate.weights)[site.value] ?? weight
-                    errors[site.value] = try Self.difference(refined.fakeQuantized(p), weight)
+                    errors[site.value] = try Self.difference((refined[site.value] ?? weight).fakeQuantized(p), weight)
                     weightErrors[site.value, default: [:]][candidate.weights.name] = errors
                 }
             }
