@@ -108,7 +108,9 @@ struct SearchInputs {
 
     /// The graph transforms to `graph` (SmoothQuant tuned for the profile's first candidate), then the
     /// per-layer pass once per integer weight format among the candidates, every layer at that format and
-    /// every activation at the activations of the profile's first candidate with it.
+    /// activations in float: a refinement then corrects weight quantization alone, right for every
+    /// activation format a group may take with it (one pass with 8-bit activations over-corrects the
+    /// 16-bit ones by the 8-bit activation shift).
     private mutating func applyTechniques(_ options: SearchOptions, progress: ProgressReporter) throws {
         let selected = options.techniques
         guard let first = profile.candidates.first else { return }
@@ -128,8 +130,7 @@ struct SearchInputs {
             formats.append(candidate.weights)
         }
         for format in formats {
-            let activations = profile.candidates.first { $0.weights == format }?.activations ?? format
-            guard let refinement = try selected.refinement(of: graph, placement: placement, format: format, activations: activations,
+            guard let refinement = try selected.refinement(of: graph, placement: placement, format: format, activations: .float32,
                                                              config: config, data: data, options: options.session) else { continue }
             refinements.append(refinement)
             techniques.layers += refinement.report.layers

@@ -43,6 +43,20 @@ public struct WeightRefinement: Sendable {
         }
     }
 
+    /// Every value the refinement sets, as named tensors (weights, biases, and each weight's scales and
+    /// zero points), for cache keys: two refinements with the same tensors score the same.
+    public var keyTensors: [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        let prefix = "refined \(format.name) "
+        for (weight, value) in weights { result[prefix + weight] = value }
+        for (weight, bias) in biases { result[prefix + weight + " bias " + bias.name] = bias.value }
+        for (weight, p) in parameters {
+            result[prefix + weight + " scales"] = Tensor(shape: [p.scales.count], scalars: p.scales)
+            result[prefix + weight + " zero points"] = Tensor(shape: [p.zeroPoints.count], scalars: p.zeroPoints.map(Float.init))
+        }
+        return result
+    }
+
     /// The initializers that replace `graph`'s when `weight` takes this refinement's format.
     func initializers(of weight: String) -> [String: Tensor] {
         var result: [String: Tensor] = [:]

@@ -102,7 +102,10 @@ public final class ParetoGreedySearch: @unchecked Sendable {
             "granularity \(options.weightGranularity)",
         ] + options.refinements.map { "refined \($0.format.name): \($0.techniques.map(\.rawValue).joined(separator: ","))" }
           + zip(groups.groups, candidates).map { "\($0.name): \($1.map(\.name).joined(separator: ","))" }
-        let key = SensitivityCache.key(graph: graph, data: data, labels: options.labels, settings: settings)
+        // The refinements' values are part of the key, as if they were initializers of the graph.
+        var keyed = graph
+        for refinement in options.refinements { keyed.initializers.merge(refinement.keyTensors) { _, refined in refined } }
+        let key = SensitivityCache.key(graph: keyed, data: data, labels: options.labels, settings: settings)
         cache = try SensitivityCache(root: options.cacheRoot ?? SensitivityCache.defaultRoot, key: key)
     }
 
