@@ -7,7 +7,8 @@ import MPQRuntime
 /// range for any grid via `range(levels:symmetric:)`) and the FP32 outputs;
 /// parameters for a (site, format) pair are then derived on demand. This is the
 /// one calibration path: `QuantizationCalibrator.parameters` is this with one
-/// format per site.
+/// format per site. With `refinements` (the per-layer techniques' results per weight format), a weight
+/// site at a refined format takes that format's parameters, float weight and corrected bias.
 public final class CandidateCalibration: @unchecked Sendable {
     /// The FP32 graph calibrated.
     public let graph: Graph
@@ -23,19 +24,22 @@ public final class CandidateCalibration: @unchecked Sendable {
     public let batches: [[String: Tensor]]
     /// FP32 graph outputs per batch, parallel to `batches`; empty with `keepsOutputs: false`.
     public let referenceOutputs: [[String: Tensor]]
+    /// The per-layer techniques' results by weight format name (`WeightRefinement`); empty: none ran.
+    public let refinements: [String: WeightRefinement]
     private let observers: [String: RangeObserver]
     private let sites: [String: QuantizerPlacement.Site]
     private var cache: [String: QuantizationParameters] = [:]
     private let lock = NSLock()
 
     /// Runs the FP32 graph once over `data` in batches of `batchSize`, observing every activation
-    /// site; `progress` gets (batches done, batch count).
+    /// site; `refinements` are kept as they are; `progress` gets (batches done, batch count).
     public init(graph: Graph, placement: QuantizerPlacement, data: CalibrationData, batchSize: Int,
                 activationRange: RangeMethod = .mse, weightRange: RangeMethod = .minMax,
                 weightGranularity: QuantizationConfig.WeightGranularity = .perChannel,
                 options: SessionOptions = SessionOptions(), keepsOutputs: Bool = true,
-                progress: ((Int, Int) -> Void)? = nil) throws {
+                refinements: [WeightRefinement] = [], progress: ((Int, Int) -> Void)? = nil) throws {
         self.graph = graph
+        self.refinements = Dictionary(refinements.map { ($0.format.name, $0) }, uniquingKeysWith: { _, last in last })
         self.placement = placement
         self.activationRange = activationRange
         self.weightRange = weightRange
@@ -69,7 +73,9 @@ public final class CandidateCalibration: @unchecked Sendable {
         if let cached = lock.withLock({ cache[key] }) { return cached }
         guard let site = sites[value] else { throw MPQError.invalidInput("'\(value)' has no quantizer") }
         let parameters: QuantizationParameters
-        if site.role == .weight {
+        if site.role == .weight, let refined = refinements[format.name]?.parameters[value] {
+            parameters = refined
+        } else if site.role == .weight {
             guard let weight = graph.initializers[value] else { throw MPQError.invalidModel("weight '\(value)' is not an initializer") }
             let granularity = QuantizationCalibrator.weightGranularity(weightGranularity, site: site, weight: weight)
             let (axis, group): (Int?, Int?) = {
@@ -91,6 +97,33 @@ public final class CandidateCalibration: @unchecked Sendable {
         }
         lock.withLock { cache[key] = parameters }
         return parameters
+    }
+
+    /// The float initializers that replace `graph`'s when weight site `value` takes `format`: its refined
+    /// weight and corrected bias (none without a refinement of `format`).
+    public func refinedInitializers(of value: String, format: QuantizationFormat) -> [String: Tensor] {
+        refinements[format.name]?.initializers(of: value) ?? [:]
+    }
+
+    /// `graph` with the refined float weights and corrected biases of a configuration (`formats` maps site
+    /// values to formats): the float model its quantized model is built on and exported from.
+    public func refinedGraph(_ formats: [String: QuantizationFormat]) -> Graph {
+        guard !refinements.isEmpty else { return graph }
+        var result = graph
+        for (value, format) in formats where sites[value]?.role == .weight {
+            for (name, tensor) in refinedInitializers(of: value, format: format) { result.initializers[name] = tensor }
+        }
+        return result
+    }
+
+    /// The quantized model of a configuration (`formats` maps site values to formats) on the refined graph,
+    /// compared in reports with `graph`.
+    public func quantizedModel(_ formats: [String: QuantizationFormat], options: SessionOptions = SessionOptions()) throws -> QuantizedModel {
+        let (config, parameters) = try configuration(formats)
+        let model = try QuantizedModel(graph: refinedGraph(formats), placement: placement, config: config, parameters: parameters,
+                                       options: options)
+        if !refinements.isEmpty { model.reference = graph }
+        return model
     }
 
     /// The config and parameters of a configuration: `formats` maps site values to formats

@@ -46,7 +46,7 @@ struct ParetoArguments: ParsableArguments {
     func run(_ common: SearchArguments) throws {
         if metricOption == .accuracy && common.labels == nil { throw ValidationError("--metric accuracy needs --labels FILE.npy") }
         var options = ParetoSearchWorkflow.Options(model: common.model, calibrationData: common.calib)
-        common.fill(&options.shared)
+        try common.fill(&options.shared)
         options.metric = metricOption ?? .sqnr
         options.target = targetSqnr.map { .score($0) } ?? maxDrop.map { .maximumDrop($0) } ?? targetCost.map { .relativeCost($0) }
         options.activationCacheBytes = try parseByteSize(cacheMemory ?? "2GB")

@@ -37,6 +37,12 @@ struct SearchArguments: ParsableArguments {
     @Option(parsing: .unconditional, help: "Samples per batch.")
     var batchSize = 16
 
+    @Option(help: ArgumentHelp("Quantization techniques applied before calibration and sensitivities, comma-separated: cle, smoothquant (to the model), seq-mse, adaround, bias-correction (once per candidate weight format).", valueName: "LIST"))
+    var techniques: String?
+
+    @Option(parsing: .unconditional, help: "AdaRound iterations per layer (with --techniques adaround; default 1000).")
+    var adaroundIterations: Int?
+
     @OptionGroup var threadOptions: ThreadOptions
 
     @Option(help: ArgumentHelp("Output folder (replaced wholly, and only when everything succeeded).", valueName: "DIR"))
@@ -47,10 +53,12 @@ struct SearchArguments: ParsableArguments {
         try Check.weightRange(weightRange)
         try Check.outputFolder(out)
         if let cache { try Check.outputFolder(cache, "--cache") }
+        if let techniques { _ = try QuantizationTechniques(parsing: techniques) }
+        try Check.range(adaroundIterations, "--adaround-iterations", 1...1_000_000)
     }
 
     /// Copies these options into a workflow's.
-    func fill(_ options: inout SearchOptions) {
+    func fill(_ options: inout SearchOptions) throws {
         options.evaluationData = eval
         options.candidates = candidates.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         options.profile = profile
@@ -60,6 +68,8 @@ struct SearchArguments: ParsableArguments {
         options.activationRange = activationRange
         options.weightRange = weightRange
         options.batchSize = batchSize
+        options.techniques = try techniques.map { try QuantizationTechniques(parsing: $0) } ?? QuantizationTechniques()
+        if let adaroundIterations { options.techniques.reconstruction.iterations = adaroundIterations }
         options.session = threadOptions.session
         options.output = out
     }

@@ -94,7 +94,7 @@ struct TaylorArguments: ParsableArguments {
     /// Runs the search with the shared options and prints what it found.
     func run(_ common: SearchArguments) throws {
         var options = TaylorSearchWorkflow.Options(model: common.model, calibrationData: common.calib)
-        common.fill(&options.shared)
+        try common.fill(&options.shared)
         options.maxLossMSE = maxLossMse
         options.objective = objective ?? .latency
         (options.memoryBudget, options.bopsBudget) = try budgets()

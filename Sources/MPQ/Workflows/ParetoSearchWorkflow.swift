@@ -92,6 +92,7 @@ public struct ParetoSearchWorkflow: Sendable {
         settings.session = options.session
         settings.activationRange = options.activationRange
         settings.weightRange = options.weightRange
+        settings.refinements = inputs.refinements
         let search = try ParetoGreedySearch(graph: inputs.graph, data: inputs.data, profile: inputs.profile, options: settings)
         try checkReachableCost(search)
         progress.note("\(search.groups.groups.count) quantizer groups, \(search.candidates.reduce(0) { $0 + $1.count }) (group, candidate) entries; cache \(search.cache.folder.path)")
@@ -124,10 +125,11 @@ public struct ParetoSearchWorkflow: Sendable {
             var section: [String: Any] = ["method": "pareto", "metric": options.metric.rawValue, "target": Self.describe(target),
                                           "relative_cost": point.relativeCost,
                                           "calibration_score": ParetoSearchFiles.jsonNumber(point.evaluatedScore)]
+            inputs.describe(model, in: &section)
             lines.append(String(format: "chosen: step %d, relative cost %.4f, evaluated %@ %@", point.step, point.relativeCost,
                                 result.metric.rawValue, ParetoSearchFiles.text(point.evaluatedScore)))
             if let heldOut = inputs.heldOut {
-                let scorer = try HeldOutScorer(graph: inputs.graph, data: heldOut, metric: options.metric,
+                let scorer = try HeldOutScorer(graph: inputs.reference, data: heldOut, metric: options.metric,
                                                batchSize: options.batchSize, session: options.session)
                 let score = try scorer.score(model)
                 let threshold = try heldOutThreshold(target, scorer: scorer, search: search, front: result.front)

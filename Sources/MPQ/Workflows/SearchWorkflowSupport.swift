@@ -33,6 +33,10 @@ public struct SearchOptions: Sendable {
     public var weightRange: RangeMethod = .minMax
     /// Calibration samples per forward pass; default 16.
     public var batchSize = 16
+    /// Techniques applied before calibration and before phase 1 / the Taylor pass (`--techniques`): graph
+    /// transforms (CLE, SmoothQuant) to the FP32 model, per-layer ones (range search, AdaRound, bias
+    /// correction) once per candidate weight format; default none.
+    public var techniques = QuantizationTechniques()
     /// Runtime settings (threads).
     public var session = SessionOptions()
     /// The output folder (replaced wholly on success); nil: write nothing.
@@ -72,11 +76,19 @@ extension SearchWorkflowOptions {
 /// What both search workflows load before searching: the model, the calibration data (ranges and
 /// sensitivities), the held-out data (scores of the chosen point and the final check) and the
 /// hardware profile restricted to the candidates and adapted to the deployment target.
+///
+/// With techniques, `graph` is the transformed model (`QuantizationTechniques.transformed`, with a zero bias
+/// on each layer bias correction may correct) that the search calibrates and scores, `refinements` hold the
+/// per-layer techniques' results per candidate weight format, and `reference` stays the model as loaded:
+/// the FP32 model the chosen point's report compares with.
 struct SearchInputs {
     var graph: Graph
+    var reference: Graph
     var data: CalibrationData
     var heldOut: CalibrationData?
     var profile: HardwareProfile
+    var refinements: [WeightRefinement] = []
+    var techniques = QuantizationTechniques.Report()
 
     init(_ options: SearchOptions, progress: ProgressReporter) throws {
         var hardware = try HardwareProfile.load(options.profile)
@@ -85,11 +97,58 @@ struct SearchInputs {
         for note in deployed.notes { progress.note("warning: \(note)") }
         profile = deployed.profile
         graph = try Model(contentsOf: options.model).graph
+        reference = graph
         // The export at the most demanding candidate formats, before any calibration.
         _ = try QDQExport.checkExportable(graph, formats: profile.candidates.flatMap { [$0.weights, $0.activations] },
                                           granularity: .perChannel)
         data = try CalibrationData(contentsOf: options.calibrationData, graph: graph)
         heldOut = try options.evaluationData.map { try CalibrationData(contentsOf: $0, graph: graph) }
+        if !options.techniques.isEmpty { try applyTechniques(options, progress: progress) }
+    }
+
+    /// The graph transforms to `graph` (SmoothQuant tuned for the profile's first candidate), then the
+    /// per-layer pass once per integer weight format among the candidates, every layer at that format and
+    /// activations in float: a refinement then corrects weight quantization alone, right for every
+    /// activation format a group may take with it (one pass with 8-bit activations over-corrects the
+    /// 16-bit ones by the 8-bit activation shift).
+    private mutating func applyTechniques(_ options: SearchOptions, progress: ProgressReporter) throws {
+        let selected = options.techniques
+        guard let first = profile.candidates.first else { return }
+        let config = QuantizationConfig(weights: first.weights, activations: first.activations, weightGranularity: .perChannel,
+                                        weightRange: options.weightRange, activationRange: options.activationRange)
+        let transformed = try selected.transformed(graph, config: config, data: data, options: options.session)
+        graph = transformed.graph
+        techniques = transformed.report
+        defer { for note in techniques.notes { progress.note(note) } }
+        guard !selected.layerTechniques.isEmpty else { return }
+        if selected.techniques.contains(.biasCorrection) {
+            graph = LayerReconstruction.addingBiases(to: graph, placement: QuantizerPlacement(graph: graph))
+        }
+        let placement = QuantizerPlacement(graph: graph)
+        var formats: [QuantizationFormat] = []
+        for candidate in profile.candidates where candidate.weights.isInteger && !formats.contains(candidate.weights) {
+            formats.append(candidate.weights)
+        }
+        for format in formats {
+            guard let refinement = try selected.refinement(of: graph, placement: placement, format: format, activations: .float32,
+                                                             config: config, data: data, options: options.session) else { continue }
+            refinements.append(refinement)
+            techniques.layers += refinement.report.layers
+            techniques.entries += refinement.report.entries.map { entry in
+                var entry = entry
+                entry.summary = "\(format.name) weights: " + entry.summary
+                return entry
+            }
+        }
+    }
+
+    /// Marks a model the search chose: compared in its report with `reference`, the techniques' notes in
+    /// report.json and their entries (technique, seconds, summary, details) in its search section.
+    func describe(_ model: QuantizedModel, in section: inout [String: Any]) {
+        guard !techniques.entries.isEmpty else { return }
+        model.reference = reference
+        model.techniqueNotes = techniques.notes
+        section["techniques"] = techniques.jsonObject
     }
 
     /// The data the chosen point's report is measured on.

@@ -32,6 +32,7 @@ extension TaylorSearchWorkflow {
                                       "predicted_loss_mse": choice.predictedLossMSE, "calibration_loss_mse": measuredLoss,
                                       "predicted_ms": choice.predictedMilliseconds, "measured_ms": measuredTime,
                                       "latency_noise": search.latency.noise.reportFields]
+        inputs.describe(model, in: &section)
         if let heldOut = inputs.heldOut {
             let calibration = try CandidateCalibration(graph: inputs.graph, placement: search.placement, data: heldOut,
                                                        batchSize: options.batchSize, options: options.session,

@@ -170,6 +170,7 @@ public struct TaylorSearchWorkflow: Sendable {
         settings.cacheRoot = options.cacheFolder.map { URL(fileURLWithPath: $0) }
         settings.activationRange = options.activationRange
         settings.weightRange = options.weightRange
+        settings.refinements = inputs.refinements
         let search = try TaylorIntegerProgramSearch(graph: inputs.graph, data: inputs.data, profile: inputs.profile, loss: loss,
                                                     options: settings, progress: progress.search)
         let budgets = TaylorIntegerProgramSearch.Budgets(maxLossMSE: options.maxLossMSE ?? 0, memoryBytes: options.memoryBudget,

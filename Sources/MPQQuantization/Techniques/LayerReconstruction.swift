@@ -80,6 +80,10 @@ public enum LayerReconstruction {
         public var weightParameters: [String: QuantizationParameters]
         /// One record per refined layer, in graph order.
         public var layers: [LayerRecord]
+        /// Weights whose float values AdaRound replaced.
+        public var roundedWeights: Set<String> = []
+        /// The bias initializer each layer's bias correction wrote, by the layer's weight.
+        public var correctedBiases: [String: String] = [:]
     }
 
     struct Layer {
@@ -169,6 +173,7 @@ public enum LayerReconstruction {
         var weightParameters: [String: QuantizationParameters] = [:]
         var newWeights: [String: Tensor] = [:], newBiases: [String: Tensor] = [:]
         var addedBias: [String: String] = [:]    // layer output -> new bias initializer
+        var correctedBiases: [String: String] = [:]
         let session = try InferenceSession(graph: quantizedGraph, options: sessionOptions)
         var seed: UInt64 = 1
         _ = try session.run(feeds) { name, value in
@@ -233,6 +238,7 @@ public enum LayerReconstruction {
                     let shape = layer.bias.flatMap { graph.initializers[$0]?.shape } ?? [delta.count]
                     newBiases[biasName] = Tensor(shape: shape, scalars: zip(current, delta).map { $0 - $1 })
                     if layer.bias == nil && layer.node.opType != "MatMul" { addedBias[name] = biasName }
+                    correctedBiases[layer.weight] = biasName
                     record.biasCorrection = delta.map(abs).max()
                 }
                 record.seconds = Date().timeIntervalSince(start)
@@ -254,7 +260,27 @@ public enum LayerReconstruction {
             while graph.nodes[index].inputs.count < 2 { graph.nodes[index].inputs.append("") }
             if graph.nodes[index].inputs.count == 2 { graph.nodes[index].inputs.append(bias) } else { graph.nodes[index].inputs[2] = bias }
         }
-        return Result(graph: graph, weightParameters: weightParameters, layers: records)
+        return Result(graph: graph, weightParameters: weightParameters, layers: records, roundedWeights: Set(newWeights.keys),
+                      correctedBiases: correctedBiases)
+    }
+
+    /// `graph` with a zero bias (named `OUTPUT/bias_correction`, as the pass names the biases it adds) on every
+    /// Conv / Gemm whose weight is a placed site and that has none: the same function, and the same structure
+    /// for every weight format a search refines, so that each format's corrected biases are values of one graph.
+    public static func addingBiases(to graph: Graph, placement: QuantizerPlacement) -> Graph {
+        var graph = graph
+        let weightSites = Set(placement.weights.map(\.value))
+        for index in graph.nodes.indices {
+            let node = graph.nodes[index]
+            guard ["Conv", "Gemm"].contains(node.opType), node.domain.isEmpty, node.input(2) == nil,
+                  let w = node.input(1), weightSites.contains(w), let weight = graph.initializers[w],
+                  let layout = LayerWeightLayout(node: node, weight: weight) else { continue }
+            let name = node.outputs[0] + "/bias_correction"
+            graph.initializers[name] = Tensor(shape: [layout.outputs], scalars: [Float](repeating: 0, count: layout.outputs))
+            while graph.nodes[index].inputs.count < 2 { graph.nodes[index].inputs.append("") }
+            if graph.nodes[index].inputs.count == 2 { graph.nodes[index].inputs.append(name) } else { graph.nodes[index].inputs[2] = name }
+        }
+        return graph
     }
 
     /// Per output row, the ratio of the calibrated range with the lowest output error (per-tensor: one ratio).

@@ -74,6 +74,9 @@ public struct QuantizationTechniques: Sendable {
         /// Per-layer results of the reconstruction pass (empty when it did not run).
         public var layers: [LayerReconstruction.LayerRecord] = []
 
+        /// An empty report: no technique ran.
+        public init() {}
+
         /// One line per technique: name, run time, what it did.
         public var notes: [String] {
             entries.map { String(format: "%@ (%.2f s): %@", $0.technique.rawValue, $0.seconds, $0.summary) }
@@ -120,19 +123,21 @@ public struct QuantizationTechniques: Sendable {
         }
     }
 
-    /// Applies the techniques to `graph` (quantized with `config`, sites of `placement`),
-    /// using `data` for the data-driven ones.
-    public func apply(to graph: Graph, placement: QuantizerPlacement, config: QuantizationConfig, data: CalibrationData,
-                      options: SessionOptions = SessionOptions(), progress: ((String) -> Void)? = nil) throws -> Result {
+    /// The graph transforms alone (cross-layer equalization, Nagel et al. 2019; SmoothQuant, Xiao et al. 2023):
+    /// `graph` with the same FP32 function, rescaled so that its weights and activations quantize better, and
+    /// what they did. SmoothQuant picks its migration strength for `config`'s formats. Searches apply these
+    /// before calibration so that every candidate is scored on the transformed model.
+    public func transformed(_ graph: Graph, config: QuantizationConfig, data: CalibrationData,
+                            options: SessionOptions = SessionOptions(), progress: ((String) -> Void)? = nil) throws
+        -> (graph: Graph, changed: Bool, report: Report) {
         var graph = graph
-        var placement = placement
         var report = Report()
-        var graphChanged = false
+        var changed = false
         if techniques.contains(.crossLayerEqualization) {
             let start = Date()
             let result = try CrossLayerEqualization.apply(to: graph, iterations: equalizationIterations)
             graph = result.graph
-            graphChanged = graphChanged || !result.pairs.isEmpty
+            changed = changed || !result.pairs.isEmpty
             report.entries.append(.init(technique: .crossLayerEqualization, seconds: Date().timeIntervalSince(start),
                                         summary: "\(result.pairs.count) convolution pairs equalized, \(result.rewrittenClips) Clip(0, c) activations rewritten as Relu + per-channel Min",
                                         details: result.pairs.map { "\($0.0) -> \($0.1)" }))
@@ -144,7 +149,7 @@ public struct QuantizationTechniques: Sendable {
                                                maximumSamples: samples, options: options)
             graph = result.graph
             let applied = result.smoothed.filter { $0.alpha != nil }
-            graphChanged = graphChanged || !applied.isEmpty
+            changed = changed || !applied.isEmpty
             report.entries.append(.init(technique: .smoothQuant, seconds: Date().timeIntervalSince(start),
                                         summary: "\(applied.count) of \(result.smoothed.count) LayerNormalization -> MatMul groups smoothed",
                                         details: result.smoothed.map {
@@ -153,60 +158,104 @@ public struct QuantizationTechniques: Sendable {
                                         }))
             progress?("smoothquant: \(applied.count) groups")
         }
-        if graphChanged { placement = QuantizerPlacement(graph: graph) }
+        return (graph, changed, report)
+    }
+
+    /// The per-layer techniques (range search, AdaRound, Nagel et al. 2020; GPTQ, Frantar et al. 2022; bias
+    /// correction, Nagel et al. 2019) selected, in the order they run.
+    public var layerTechniques: [QuantizationTechnique] {
+        [.rangeSearch, .adaRound, .gptq, .biasCorrection].filter(techniques.contains)
+    }
+
+    /// The per-layer pass over `graph` quantized with `parameters` (calibrated for `config`'s formats) and
+    /// its report entries; nil when no per-layer technique is selected.
+    public func reconstructed(_ graph: Graph, placement: QuantizerPlacement, parameters: [String: QuantizationParameters],
+                              data: CalibrationData, options: SessionOptions = SessionOptions(),
+                              progress: ((String) -> Void)? = nil) throws -> (result: LayerReconstruction.Result, report: Report)? {
+        let layerTechniques = self.layerTechniques
+        guard !layerTechniques.isEmpty else { return nil }
+        let start = Date()
+        var settings = reconstruction
+        settings.rangeSearch = techniques.contains(.rangeSearch)
+        settings.adaRound = techniques.contains(.adaRound)
+        settings.gptq = techniques.contains(.gptq)
+        settings.biasCorrection = techniques.contains(.biasCorrection)
+        let result = try LayerReconstruction.apply(to: graph, placement: placement, parameters: parameters, data: data,
+                                                   options: settings, sessionOptions: options, progress: progress)
+        var report = Report()
+        report.layers = result.layers
+        let seconds = Date().timeIntervalSince(start)
+        let nearest = result.layers.reduce(0) { $0 + $1.nearestError }
+        for technique in layerTechniques {
+            var summary: String
+            switch technique {
+            case .rangeSearch:
+                let after = result.layers.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
+                summary = String(format: "%d layers; summed layer output MSE %.4g -> %.4g", result.layers.count, nearest, after)
+            case .adaRound:
+                let before = result.layers.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
+                let after = result.layers.reduce(0) { $0 + ($1.adaRoundError ?? $1.nearestError) }
+                summary = String(format: "%d layers, %d iterations; summed layer output MSE %.4g -> %.4g",
+                                 result.layers.count, settings.iterations, before, after)
+            case .gptq:
+                let refined = result.layers.filter { $0.gptqError != nil }
+                let before = refined.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
+                let after = refined.reduce(0) { $0 + min($1.gptqError!, $1.rangeSearchError ?? $1.nearestError) }
+                summary = String(format: "%d MatMul / Gemm layers; their summed output MSE %.4g -> %.4g", refined.count, before, after)
+            default:
+                let corrected = result.layers.filter { $0.biasCorrection != nil }
+                summary = String(format: "%d layers corrected, largest |correction| %.4g", corrected.count,
+                                 corrected.compactMap(\.biasCorrection).max() ?? 0)
+            }
+            report.entries.append(.init(technique: technique, seconds: seconds, summary: summary,
+                                        details: technique == layerTechniques.last ? result.layers.map {
+                                            String(format: "%@: MSE %.4g", $0.layer, $0.nearestError)
+                                                + ($0.rangeSearchError.map { String(format: ", range search %.4g", $0) } ?? "")
+                                                + ($0.adaRoundError.map { String(format: ", adaround %.4g", $0) } ?? "")
+                                                + ($0.gptqError.map { String(format: ", gptq %.4g", $0) } ?? "")
+                                                + ($0.biasCorrection.map { String(format: ", bias correction max %.3g", $0) } ?? "")
+                                                + String(format: ", %.2f s", $0.seconds)
+                                        } : []))
+        }
+        return (result, report)
+    }
+
+    /// The per-layer pass with every weight site at `format` and every activation site at `activations`
+    /// (calibrated with `config`'s range estimators and granularity), as a search's refinement of that format.
+    /// `graph` should already hold a bias on every layer that bias correction may correct
+    /// (`LayerReconstruction.addingBiases`), so that every format's refinement is a set of values of one graph.
+    public func refinement(of graph: Graph, placement: QuantizerPlacement, format: QuantizationFormat,
+                           activations: QuantizationFormat, config: QuantizationConfig, data: CalibrationData,
+                           options: SessionOptions = SessionOptions(), progress: ((String) -> Void)? = nil) throws -> WeightRefinement? {
+        var config = config
+        (config.weights, config.activations, config.overrides) = (format, activations, [:])
+        let parameters = try QuantizationCalibrator.parameters(graph: graph, placement: placement, config: config, data: data,
+                                                               options: options)
+        guard let (result, report) = try reconstructed(graph, placement: placement, parameters: parameters, data: data,
+                                                       options: options, progress: progress) else { return nil }
+        guard result.graph.nodes.map(\.inputs) == graph.nodes.map(\.inputs) else {
+            throw MPQError.invalidModel("the per-layer techniques changed the graph's structure at \(format.name); add the biases first (LayerReconstruction.addingBiases)")
+        }
+        return WeightRefinement(format: format, techniques: layerTechniques, result: result, report: report)
+    }
+
+    /// Applies the techniques to `graph` (quantized with `config`, sites of `placement`),
+    /// using `data` for the data-driven ones.
+    public func apply(to graph: Graph, placement: QuantizerPlacement, config: QuantizationConfig, data: CalibrationData,
+                      options: SessionOptions = SessionOptions(), progress: ((String) -> Void)? = nil) throws -> Result {
+        var (graph, graphChanged, report) = try transformed(graph, config: config, data: data, options: options, progress: progress)
+        var placement = graphChanged ? QuantizerPlacement(graph: graph) : placement
         var weightParameters: [String: QuantizationParameters] = [:]
-        let layerTechniques: [QuantizationTechnique] = [.rangeSearch, .adaRound, .gptq, .biasCorrection].filter(techniques.contains)
         if !layerTechniques.isEmpty {
-            let start = Date()
             let calibrated = try QuantizationCalibrator.parameters(graph: graph, placement: placement, config: config,
                                                                    data: data, options: options)
-            var settings = reconstruction
-            settings.rangeSearch = techniques.contains(.rangeSearch)
-            settings.adaRound = techniques.contains(.adaRound)
-            settings.gptq = techniques.contains(.gptq)
-            settings.biasCorrection = techniques.contains(.biasCorrection)
-            let result = try LayerReconstruction.apply(to: graph, placement: placement, parameters: calibrated, data: data,
-                                                       options: settings, sessionOptions: options, progress: progress)
-            if result.graph.nodes.count != graph.nodes.count || result.graph.nodes.map(\.inputs) != graph.nodes.map(\.inputs) {
+            if let (result, layerReport) = try reconstructed(graph, placement: placement, parameters: calibrated, data: data,
+                                                             options: options, progress: progress) {
+                if result.graph.nodes.map(\.inputs) != graph.nodes.map(\.inputs) { placement = QuantizerPlacement(graph: result.graph) }
                 graph = result.graph
-                placement = QuantizerPlacement(graph: graph)
-            } else {
-                graph = result.graph
-            }
-            weightParameters = result.weightParameters
-            report.layers = result.layers
-            let seconds = Date().timeIntervalSince(start)
-            let nearest = result.layers.reduce(0) { $0 + $1.nearestError }
-            for technique in layerTechniques {
-                var summary: String
-                switch technique {
-                case .rangeSearch:
-                    let after = result.layers.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
-                    summary = String(format: "%d layers; summed layer output MSE %.4g -> %.4g", result.layers.count, nearest, after)
-                case .adaRound:
-                    let before = result.layers.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
-                    let after = result.layers.reduce(0) { $0 + ($1.adaRoundError ?? $1.nearestError) }
-                    summary = String(format: "%d layers, %d iterations; summed layer output MSE %.4g -> %.4g",
-                                     result.layers.count, settings.iterations, before, after)
-                case .gptq:
-                    let refined = result.layers.filter { $0.gptqError != nil }
-                    let before = refined.reduce(0) { $0 + ($1.rangeSearchError ?? $1.nearestError) }
-                    let after = refined.reduce(0) { $0 + min($1.gptqError!, $1.rangeSearchError ?? $1.nearestError) }
-                    summary = String(format: "%d MatMul / Gemm layers; their summed output MSE %.4g -> %.4g", refined.count, before, after)
-                default:
-                    let corrected = result.layers.filter { $0.biasCorrection != nil }
-                    summary = String(format: "%d layers corrected, largest |correction| %.4g", corrected.count,
-                                     corrected.compactMap(\.biasCorrection).max() ?? 0)
-                }
-                report.entries.append(.init(technique: technique, seconds: seconds, summary: summary,
-                                            details: technique == layerTechniques.last ? result.layers.map {
-                                                String(format: "%@: MSE %.4g", $0.layer, $0.nearestError)
-                                                    + ($0.rangeSearchError.map { String(format: ", range search %.4g", $0) } ?? "")
-                                                    + ($0.adaRoundError.map { String(format: ", adaround %.4g", $0) } ?? "")
-                                                    + ($0.gptqError.map { String(format: ", gptq %.4g", $0) } ?? "")
-                                                    + ($0.biasCorrection.map { String(format: ", bias correction max %.3g", $0) } ?? "")
-                                                    + String(format: ", %.2f s", $0.seconds)
-                                            } : []))
+                weightParameters = result.weightParameters
+                report.layers = layerReport.layers
+                report.entries += layerReport.entries
             }
         }
         return Result(graph: graph, placement: placement, weightParameters: weightParameters, report: report)

@@ -40,6 +40,9 @@ public final class ParetoGreedySearch: @unchecked Sendable {
         public var usesActivationCache = true
         /// Threads for the inference sessions (not part of the cache key).
         public var session = SessionOptions()
+        /// The per-layer techniques' results per candidate weight format (`QuantizationTechniques.refinement`);
+        /// a weight site takes the one of its candidate's format in every phase. Empty: none.
+        public var refinements: [WeightRefinement] = []
 
         /// Default settings: SQNR, batches of 16, MSE activation and min-max per-channel weight ranges.
         public init() {}
@@ -97,8 +100,12 @@ public final class ParetoGreedySearch: @unchecked Sendable {
             "pareto-greedy 1", "profile \(profile.source)", "metric \(options.metric.rawValue)", "batch \(options.batchSize)",
             "activation range \(options.activationRange.rawValue)", "weight range \(options.weightRange.rawValue)",
             "granularity \(options.weightGranularity)",
-        ] + zip(groups.groups, candidates).map { "\($0.name): \($1.map(\.name).joined(separator: ","))" }
-        let key = SensitivityCache.key(graph: graph, data: data, labels: options.labels, settings: settings)
+        ] + options.refinements.map { "refined \($0.format.name): \($0.techniques.map(\.rawValue).joined(separator: ","))" }
+          + zip(groups.groups, candidates).map { "\($0.name): \($1.map(\.name).joined(separator: ","))" }
+        // The refinements' values are part of the key, as if they were initializers of the graph.
+        var keyed = graph
+        for refinement in options.refinements { keyed.initializers.merge(refinement.keyTensors) { _, refined in refined } }
+        let key = SensitivityCache.key(graph: keyed, data: data, labels: options.labels, settings: settings)
         cache = try SensitivityCache(root: options.cacheRoot ?? SensitivityCache.defaultRoot, key: key)
     }
 
@@ -138,7 +145,7 @@ public final class ParetoGreedySearch: @unchecked Sendable {
         let result = try CandidateCalibration(
             graph: graph, placement: placement, data: data, batchSize: options.batchSize,
             activationRange: options.activationRange, weightRange: options.weightRange,
-            weightGranularity: options.weightGranularity, options: options.session,
+            weightGranularity: options.weightGranularity, options: options.session, refinements: options.refinements,
             progress: { progress?(Progress(phase: "calibrating", done: $0, total: $1)) })
         calibration = result
         return result
@@ -237,7 +244,9 @@ public final class ParetoGreedySearch: @unchecked Sendable {
         let group = groups.groups[g]
         var weights: [String: Tensor] = [:]
         for site in group.weights {
-            guard let weight = graph.initializers[site.value] else { continue }
+            let refined = calibration.refinedInitializers(of: site.value, format: candidate.weights)
+            for (name, tensor) in refined { weights[name] = tensor }
+            guard let weight = refined[site.value] ?? graph.initializers[site.value] else { continue }
             weights[site.value] = try weight.fakeQuantized(try calibration.parameters(for: site.value, format: candidate.weights))
         }
         var quantizers: [String: QuantizationParameters] = [:]
@@ -379,8 +388,7 @@ public final class ParetoGreedySearch: @unchecked Sendable {
 
     /// The quantized model of a configuration.
     public func quantizedModel(_ assignment: [Int]) throws -> QuantizedModel {
-        let (config, parameters) = try calibrated().configuration(formats(assignment))
-        return try QuantizedModel(graph: graph, placement: placement, config: config, parameters: parameters, options: options.session)
+        try calibrated().quantizedModel(formats(assignment), options: options.session)
     }
 
     /// Phase 3: the cheapest front point whose evaluated score meets `target`, by binary search

@@ -39,6 +39,9 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         public var cacheRoot: URL?
         /// Seconds CBC may spend on one program (nil: until proven optimal).
         public var solverTimeLimit: Double?
+        /// The per-layer techniques' results per candidate weight format (`QuantizationTechniques.refinement`);
+        /// a weight site takes the one of its candidate's format in the sensitivities and models. Empty: none.
+        public var refinements: [WeightRefinement] = []
         /// Default settings.
         public init() {}
     }
@@ -146,7 +149,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
         calibration = try CandidateCalibration(
             graph: graph, placement: placement, data: data, batchSize: options.batchSize,
             activationRange: options.activationRange, weightRange: options.weightRange,
-            weightGranularity: options.weightGranularity, options: options.session,
+            weightGranularity: options.weightGranularity, options: options.session, refinements: options.refinements,
             progress: { progress?(Progress(phase: "calibrating", done: $0, total: $1)) })
         sensitivity = try TaylorSensitivity(graph: graph, data: data, calibration: calibration, loss: loss,
                                             options: options.session)
@@ -350,9 +353,7 @@ public final class TaylorIntegerProgramSearch: @unchecked Sendable {
 
     /// The simulated quantized model of `assignment`.
     public func quantizedModel(_ assignment: [Int]) throws -> QuantizedModel {
-        let (config, parameters) = try calibration.configuration(formats(assignment))
-        return try QuantizedModel(graph: graph, placement: placement, config: config, parameters: parameters,
-                                  options: options.session)
+        try calibration.quantizedModel(formats(assignment), options: options.session)
     }
 
     /// The true loss MSE of `assignment` on the calibration data.

@@ -112,15 +112,24 @@ public final class TaylorSensitivity: @unchecked Sendable {
             throw MPQError.invalidInput("\(groups.count) groups but \(candidates.count) candidate lists")
         }
         let sites = groups.flatMap(\.sites)
-        let wrt = Set(sites.map(\.value))
-        // Weight errors do not depend on the sample.
-        var weightErrors: [String: [String: Tensor]] = [:]
+        var wrt = Set(sites.map(\.value))
+        // Weight errors do not depend on the sample; a refined format's (`CandidateCalibration.refinements`)
+        // are its quantized refined weight's and its corrected bias's differences from FP32.
+        var weightErrors: [String: [String: [String: Tensor]]] = [:]   // site, format, initializer
         for (group, allowed) in zip(groups, candidates) {
             for site in group.weights {
                 guard let weight = graph.initializers[site.value] else { continue }
                 for candidate in allowed where candidate.weights != .float32 && weightErrors[site.value]?[candidate.weights.name] == nil {
                     let p = try calibration.parameters(for: site.value, format: candidate.weights)
-                    weightErrors[site.value, default: [:]][candidate.weights.name] = try Self.difference(weight.fakeQuantized(p), weight)
+                    let refined = calibration.refinedInitializers(of: site.value, format: candidate.weights)
+                    var errors: [String: Tensor] = [:]
+                    for (name, value) in refined where name != site.value {
+                        guard let original = graph.initializers[name] else { continue }
+                        errors[name] = try Self.difference(value, original)
+                        wrt.insert(name)
+                    }
+                    errors[site.value] = try Self.difference((refined[site.value] ?? weight).fakeQuantized(p), weight)
+                    weightErrors[site.value, default: [:]][candidate.weights.name] = errors
                 }
             }
         }
@@ -149,12 +158,15 @@ public final class TaylorSensitivity: @unchecked Sendable {
                     for (c, candidate) in candidates[g].enumerated() {
                         var change = 0.0
                         for site in group.sites {
-                            guard let gradient = try gradients[site.value]?.rowMajor() else { continue }
                             if site.role == .weight {
-                                if let error = weightErrors[site.value]?[candidate.weights.name] {
+                                for (name, error) in weightErrors[site.value]?[candidate.weights.name] ?? [:] {
+                                    guard let gradient = try gradients[name]?.rowMajor() else { continue }
                                     change += Self.dot(gradient, error)
                                 }
-                            } else if candidate.activations != .float32 {
+                                continue
+                            }
+                            guard let gradient = try gradients[site.value]?.rowMajor() else { continue }
+                            if candidate.activations != .float32 {
                                 change += Self.dot(gradient, try activationError(site.value, candidate.activations))
                             }
                         }
