@@ -22,6 +22,7 @@ set -euo pipefail
 model=${1:?usage: bench/ggml_type_speed.sh MODEL.gguf OUT.json}
 out=${2:?usage: bench/ggml_type_speed.sh MODEL.gguf OUT.json}
 bin=${LLAMA_CPP_BIN:-/work/llama-cpp/build/bin}
+python="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"   # scripts/setup.sh installs gguf there
 types=${TYPES:-"Q2_K Q3_K_S Q4_K_S Q5_K_S Q6_K Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 F16"}
 threads=${THREADS:-1}
 rounds=${ROUNDS:-3}
@@ -44,45 +45,16 @@ done
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 THREADS=$threads ROUNDS=$rounds REPETITIONS=$repetitions DECODE=$decode PREFILL=$prefill \
     python3 "$(dirname "$0")/llama_bench_times.py" "$bin/llama-bench" "$work/times.json" "${models[@]}"
-python3 - "$model" "$out" "$work" "$decode" "$prefill" "$(cat "$(dirname "$bin")/../VERSION" 2>/dev/null || echo unknown)" <<'PY'
-import json, os, struct, sys
+"$python" - "$model" "$out" "$work" "$decode" "$prefill" "$(cat "$(dirname "$bin")/../VERSION" 2>/dev/null || echo unknown)" <<'PY'
+import json, os, sys
 model, out, work, decode, prefill, version = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 
 def tensor_types(path):
-    """(name, ggml type id, element count, dimensions) of every tensor of a GGUF file (v2/v3 header walk)."""
-    with open(path, "rb") as f:
-        data = f.read(64 << 20)
-    assert data[:4] == b"GGUF", path
-    pos = 8
-    n_tensors, n_kv = struct.unpack_from("<QQ", data, pos); pos += 16
-    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-    def skip(t):
-        nonlocal pos
-        if t == 8:
-            n, = struct.unpack_from("<Q", data, pos); pos += 8 + n
-        elif t == 9:
-            inner, count = struct.unpack_from("<IQ", data, pos); pos += 12
-            for _ in range(count): skip(inner)
-        else:
-            pos += sizes[t]
-    for _ in range(n_kv):
-        n, = struct.unpack_from("<Q", data, pos); pos += 8 + n
-        t, = struct.unpack_from("<I", data, pos); pos += 4
-        skip(t)
-    tensors = []
-    for _ in range(n_tensors):
-        n, = struct.unpack_from("<Q", data, pos); pos += 8
-        name = data[pos:pos + n].decode(); pos += n
-        dims, = struct.unpack_from("<I", data, pos); pos += 4
-        shape = struct.unpack_from(f"<{dims}Q", data, pos); pos += 8 * dims
-        t, = struct.unpack_from("<I", data, pos); pos += 4 + 8
-        count = 1
-        for d in shape: count *= d
-        tensors.append((name, t, count, dims))
-    return tensors
+    """(name, ggml type name, element count, dimensions) of every tensor, read by the gguf package."""
+    import gguf
+    return [(t.name, t.tensor_type.name.lower().replace("_k", "_K"), int(t.n_elements), len(t.shape))
+            for t in gguf.GGUFReader(path).tensors]
 
-names = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0", 10: "q2_K", 11: "q3_K",
-         12: "q4_K", 13: "q5_K", 14: "q6_K", 30: "bf16"}
 base = tensor_types(model)
 has_output = any(n == "output.weight" for n, _, _, _ in base)
 # Weights of the matrix products: every 2-D tensor but the token embedding (a row lookup), unless the
@@ -94,7 +66,7 @@ cpu, threads = times["cpu_info"], times["threads"]
 
 table = {}
 for path in sorted(times["models"]):
-    kinds = {names.get(t, str(t)) for n, t, c, d in tensor_types(path) if d == 2 and (n != "token_embd.weight" or not has_output)}
+    kinds = {t for n, t, c, d in tensor_types(path) if d == 2 and (n != "token_embd.weight" or not has_output)}
     if len(kinds) != 1:
         sys.exit(f"{os.path.basename(path)}: llama-quantize --pure wrote several matrix types {sorted(kinds)} (row lengths force a fallback); leave this type out")
     kind = kinds.pop()
