@@ -37,7 +37,7 @@ struct SearchArguments: ParsableArguments {
     @Option(parsing: .unconditional, help: "Samples per batch.")
     var batchSize = 16
 
-    @Option(help: ArgumentHelp("Quantization techniques applied before calibration and sensitivities, comma-separated: cle, smoothquant (to the model), seq-mse, adaround, bias-correction (once per candidate weight format).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("Quantization techniques applied before calibration and sensitivities, comma-separated: cle, smoothquant (to the model), seq-mse, adaround, gptq, bias-correction (once per candidate weight format).", valueName: "LIST"))
     var techniques: String?
 
     @Option(parsing: .unconditional, help: "AdaRound iterations per layer (with --techniques adaround; default 1000).")
