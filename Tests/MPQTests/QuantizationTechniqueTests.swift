@@ -133,11 +133,13 @@ import Testing
         let calibration = try crops(16, seed: 0, graph: graph), heldOut = try crops(16, seed: 1, graph: graph)
         var config = try QuantizationConfig(preset: "w8a8")
         config.weightGranularity = .perChannel
-        var techniques = try QuantizationTechniques(parsing: "cle,seq-mse,adaround,bias-correction")
+        // GPTQ rounds the classifier (the one Gemm), AdaRound the convolutions.
+        var techniques = try QuantizationTechniques(parsing: "cle,seq-mse,adaround,gptq,bias-correction")
         techniques.reconstruction.iterations = 30
         techniques.reconstruction.positions = 1024
         let (model, report) = try quantize(graph, config: config, techniques: techniques, data: calibration)
-        #expect(report.entries.count == 4)
+        #expect(report.entries.count == 5)
+        #expect(report.layers.filter { $0.gptqError != nil }.count == 1 && report.layers.filter { $0.adaRoundError != nil }.count >= 50)
         let qdq = folder.appendingPathComponent("techniques.qdq.onnx").path
         try QDQExport(model).write(to: qdq)
         let inputs = folder.appendingPathComponent("heldout.npz").path, outputs = folder.appendingPathComponent("ort.npz").path
