@@ -140,7 +140,7 @@ import Testing
         try JSONSerialization.data(withJSONObject: ["format": "mpq-ggml-type-speed-1", "threads": 1, "matmul_weights": 8_388_608,
                                                     "types": rows] as [String: Any]).write(to: table)
         options.speedTable = table.path
-        let speed = try #require(try GGUFTypeSearchWorkflow(options).prepare().2.first)
+        let speed = try #require(try GGUFTypeSearchWorkflow(options).prepare().speeds.first)
         let front = try #require(result.search?.front)
         let fitting = front.filter { $0.fileBytes <= budget }.map { speed.milliseconds($0.choice) }
         let limit = try #require(fitting.filter { $0 < speed.milliseconds(result.choice) }.max(), "no faster fitting front point")

@@ -194,7 +194,7 @@ import Testing
         // A decode-speed limit from the measured per-type table, halfway from the program's mix to the
         // fastest: the program meets both it and the size, from the same (cached) sensitivities.
         options.speedTable = repositoryRoot.appendingPathComponent("bench/reference/tiny-llama-speed.json").path
-        let (_, _, speeds) = try GGUFTypeSearchWorkflow(options).prepare()
+        let speeds = try GGUFTypeSearchWorkflow(options).prepare().speeds
         let speed = try #require(speeds.first)
         #expect(speed.phase == .decode && speeds.count == 2)
         let programMilliseconds = speed.milliseconds(taylor.solution.choice)

@@ -41,16 +41,13 @@ public struct GGUFSpeedModel: Sendable {
     /// Costs of every candidate of `space`, searched in `file`, for `phase`; throws naming the types
     /// the table lacks.
     public init(table: GGMLTypeSpeedTable, space: GGUFSearchSpace, file: GGUFFile, phase: Phase) throws {
-        func perWeight(_ type: GGMLType, _ tensor: String) throws -> Double {
-            try Self.millisecondsPerWeight(table, phase, type, tensor: tensor)
-        }
         var candidates: [[Double]] = []
         for group in space.groups {
             let infos = group.tensors.compactMap { file.tensor(named: $0) }.filter { Self.isMatrixProduct($0, in: file) }
             candidates.append(try group.candidates.map { candidate in
                 try infos.reduce(0.0) { total, info in
                     let type = GGUFSearchSpace.fallback(candidate.requested, rowLength: info.rowLength)
-                    return total + Double(info.elementCount) * (try perWeight(type, info.name))
+                    return total + Double(info.elementCount) * (try Self.millisecondsPerWeight(table, phase, type, tensor: info.name))
                 }
             })
         }
@@ -58,7 +55,7 @@ public struct GGUFSpeedModel: Sendable {
         var fixed = 0.0, weights = 0
         for info in file.tensors where Self.isMatrixProduct(info, in: file) {
             weights += info.elementCount
-            if !searched.contains(info.name) { fixed += Double(info.elementCount) * (try perWeight(info.type, info.name)) }
+            if !searched.contains(info.name) { fixed += Double(info.elementCount) * (try Self.millisecondsPerWeight(table, phase, info.type, tensor: info.name)) }
         }
         var notes: [String] = []
         if weights != table.matmulWeights {

@@ -155,8 +155,20 @@ public struct GGUFTypeSearchWorkflow {
     /// A search with `options`; nothing is loaded or run until `run(progress:)`.
     public init(_ options: Options) { self.options = options }
 
+    /// What `prepare()` opened and checked.
+    public struct Prepared {
+        /// The base model.
+        public var model: GGUFLanguageModel
+        /// The groups and candidates to search.
+        public var space: GGUFSearchSpace
+        /// Speed predictions from `speedTable`, the limited phase first (empty without a table).
+        public var speeds: [GGUFSpeedModel]
+        /// The speed constraint (nil without `maxMillisecondsPerToken`).
+        public var speedLimit: GGUFSpeedLimit?
+    }
+
     /// Opens the model and checks the target, the speed table and limit, and the output folder (no computation).
-    public func prepare() throws -> (GGUFLanguageModel, GGUFSearchSpace, [GGUFSpeedModel]) {
+    public func prepare() throws -> Prepared {
         if options.method == .taylorIP { try options.taylor.check() }
         if let output = options.output { try OutputFolder.check(output) }
         guard FileManager.default.fileExists(atPath: options.calibrationText) else { throw MPQError.fileNotFound(options.calibrationText) }
@@ -183,11 +195,12 @@ public struct GGUFTypeSearchWorkflow {
             let phases = [options.speedPhase] + GGUFSpeedModel.Phase.allCases.filter { $0 != options.speedPhase }
             speeds = try phases.map { try GGUFSpeedModel(table: table, space: space, file: model.file, phase: $0) }
         }
+        var speedLimit: GGUFSpeedLimit?
         if let limit = options.maxMillisecondsPerToken {
             guard let speed = speeds.first else { throw MPQError.invalidInput("a speed limit needs a speed table (--speed-table)") }
-            _ = try GGUFSpeedLimit(model: speed, maxMilliseconds: limit)
+            speedLimit = try GGUFSpeedLimit(model: speed, maxMilliseconds: limit)
         }
-        return (model, space, speeds)
+        return Prepared(model: model, space: space, speeds: speeds, speedLimit: speedLimit)
     }
 
     static func text(_ path: String) throws -> String {
@@ -211,8 +224,8 @@ public struct GGUFTypeSearchWorkflow {
     ///
     /// - Parameter progress: receives calibration, sensitivity and held-out progress and notes (default silent).
     public func run(progress: ProgressReporter = SilentProgress()) throws -> Result {
-        let (model, space, speeds) = try prepare()
-        let speedLimit = try options.maxMillisecondsPerToken.map { try GGUFSpeedLimit(model: speeds[0], maxMilliseconds: $0) }
+        let prepared = try prepare()
+        let (model, space, speeds, speedLimit) = (prepared.model, prepared.space, prepared.speeds, prepared.speedLimit)
         let start = Date()
         for note in space.notes + (speeds.first?.notes ?? []) { progress.note(note) }
         progress.note("\(space.groups.count) groups, \(space.groups.reduce(0) { $0 + $1.candidates.count }) candidates; "

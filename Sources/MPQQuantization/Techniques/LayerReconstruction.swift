@@ -201,27 +201,28 @@ public enum LayerReconstruction {
                         p = try searchRanges(p, original: original, layout: layer.layout, nearest: nearest, ratios: options.ratios, error: error)
                         record.rangeSearchError = try error(p).reduce(0, +)
                     }
-                    if gptq {
+                    if gptq || options.adaRound {
+                        // The grid of the (range-searched) parameters, in matrix order, for either rounding.
                         let grid = try TechniqueMath.elementGrid(p, shape: original.shape)!
-                        if let rounded = GPTQRounding.round(w, scale: layer.layout.matrix(grid.scale), low: layer.layout.matrix(grid.low),
-                                                            high: layer.layout.matrix(grid.high), stats: stats, layout: layer.layout) {
-                            let gptqError = stats.rowErrors(zip(rounded, w).map { $0 - $1 }, layout: layer.layout).reduce(0, +)
-                            record.gptqError = gptqError
-                            if gptqError < (record.rangeSearchError ?? record.nearestError) {
-                                weight = Tensor(shape: original.shape, scalars: layer.layout.stored(rounded))
-                                newWeights[layer.weight] = weight
+                        let scale = layer.layout.matrix(grid.scale), low = layer.layout.matrix(grid.low)
+                        let high = layer.layout.matrix(grid.high)
+                        if gptq {
+                            if let rounded = GPTQRounding.round(w, scale: scale, low: low, high: high, stats: stats, layout: layer.layout) {
+                                let gptqError = stats.rowErrors(zip(rounded, w).map { $0 - $1 }, layout: layer.layout).reduce(0, +)
+                                record.gptqError = gptqError
+                                if gptqError < (record.rangeSearchError ?? record.nearestError) {
+                                    weight = Tensor(shape: original.shape, scalars: layer.layout.stored(rounded))
+                                    newWeights[layer.weight] = weight
+                                }
                             }
+                        } else {
+                            let rounded = adaRound(w, scale: scale, low: low, high: high, stats: stats, layout: layer.layout, options: options)
+                            weight = Tensor(shape: original.shape, scalars: layer.layout.stored(rounded))
+                            newWeights[layer.weight] = weight
+                            record.adaRoundError = stats.rowErrors(zip(rounded, w).map { $0 - $1 }, layout: layer.layout).reduce(0, +)
                         }
-                    } else if options.adaRound {
-                        let grid = try TechniqueMath.elementGrid(p, shape: original.shape)!
-                        let rounded = adaRound(w, scale: layer.layout.matrix(grid.scale), low: layer.layout.matrix(grid.low),
-                                               high: layer.layout.matrix(grid.high), stats: stats, layout: layer.layout, options: options)
-                        weight = Tensor(shape: original.shape, scalars: layer.layout.stored(rounded))
-                        let delta = zip(rounded, w).map { $0 - $1 }
-                        record.adaRoundError = stats.rowErrors(delta, layout: layer.layout).reduce(0, +)
                     }
                     weightParameters[layer.weight] = p
-                    if options.adaRound && !gptq { newWeights[layer.weight] = weight }
                 }
                 var output = value
                 if weightParameters[layer.weight] != nil {
