@@ -47,8 +47,10 @@ search "$work/free"
 for preset in $presets; do
     [ -f "$work/llama-$preset.gguf" ] || "$bin/llama-quantize" --imatrix "$imatrix" "$base" "$work/llama-$preset.gguf" "$preset" >/dev/null 2>&1
 done
-predicted() { # MODEL PHASE
-    "$mpq" inspect "$1" --speed-table "$table" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['predicted_ms_per_token']['$2'])"
+predicted() { # MODEL PHASE...: the predicted ms/token of each phase, space-separated, from one mpq inspect
+    local model=$1; shift
+    "$mpq" inspect "$model" --speed-table "$table" --json \
+        | python3 -c "import json,sys; p = json.load(sys.stdin)['predicted_ms_per_token']; print(*(p[a] for a in sys.argv[1:]))" "$@"
 }
 limit=$(predicted "$q4km" decode)
 echo "Q4_K_M predicted decode: $limit ms/token"
@@ -67,7 +69,8 @@ kld() { "$bin/llama-perplexity" -m "$1" -c 512 --chunks 20 --kl-divergence-base 
 echo "model,file_bytes,predicted_decode_ms,measured_decode_ms,decode_error_pct,predicted_prefill_ms,measured_prefill_ms,prefill_error_pct,held_out_kld,kld_error" > "$csv"
 for model in "${models[@]}"; do
     case $model in */free/*) name="mpq taylor-ip";; */fast/*) name="mpq taylor-ip --max-ms-per-token $limit";; *) name=$(basename "$model" .gguf);; esac
-    row=$(python3 - "$work/times.json" "$model" "$(predicted "$model" decode)" "$(predicted "$model" prefill)" <<'PY'
+    read -r decode prefill <<< "$(predicted "$model" decode prefill)"
+    row=$(python3 - "$work/times.json" "$model" "$decode" "$prefill" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["models"][sys.argv[2]]
 d, p = float(sys.argv[3]), float(sys.argv[4])
