@@ -98,6 +98,25 @@ import Testing
         #expect(difference < 1e-5, "relative output difference \(difference)")
     }
 
+    /// W8A8 per-channel on MiniLM: SmoothQuant keeps the held-out sentence embeddings at cosine
+    /// similarity >= 0.99 to FP32 (issue 12's target) and closer than plain rounding.
+    @Test func smoothQuantKeepsMiniLMW8A8Embeddings() throws {
+        let graph = try Model(contentsOf: miniLMPath).graph
+        let sentences = try sentences(64, graph: graph)
+        let calibration = try CalibrationData(inputs: sentences.inputs.mapValues { $0.rows(0..<32) }, graph: graph)
+        let heldOut = try CalibrationData(inputs: sentences.inputs.mapValues { $0.rows(32..<64) }, graph: graph)
+        var config = try QuantizationConfig(preset: "w8a8")
+        config.weightGranularity = .perChannel
+        let (plain, _) = try quantize(graph, config: config, techniques: QuantizationTechniques(), data: calibration)
+        let (smoothed, _) = try quantize(graph, config: config, techniques: QuantizationTechniques([.smoothQuant]),
+                                         data: calibration)
+        let plainCosine = try evaluate(plain, reference: graph, data: heldOut).cosineSimilarity!
+        let smoothedCosine = try evaluate(smoothed, reference: graph, data: heldOut).cosineSimilarity!
+        print("MiniLM w8a8 held-out cosine: nearest \(plainCosine), smoothquant \(smoothedCosine)")
+        #expect(smoothedCosine >= 0.99)
+        #expect(smoothedCosine > plainCosine)
+    }
+
     @Test func techniqueNamesParse() throws {
         let t = try QuantizationTechniques(parsing: "cle, adaround,bias-correction")
         #expect(t.techniques == [.crossLayerEqualization, .adaRound, .biasCorrection])

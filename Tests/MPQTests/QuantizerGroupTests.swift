@@ -87,8 +87,12 @@ func residualTestGraph(seed: UInt64 = 7) -> Graph {
         let graph = try Model(contentsOf: fixturesFolder.appendingPathComponent("models/all-MiniLM-L6-v2.onnx").path).graph
         let groups = try QuantizerGroups(graph: graph, placement: QuantizerPlacement(graph: graph))
         // Per layer: QKV (one input, three weights), two attention MatMuls, output dense, intermediate, output;
-        // plus the embeddings' residual Add and the output.
-        #expect(groups.groups.count == 6 * 6 + 2)
+        // plus the output. The skip connections' sums go to LayerNormalization (float): their operands,
+        // the embeddings' sum and the projections' outputs, carry no quantizers.
+        #expect(groups.groups.count == 6 * 6 + 1)
+        let sites = Set(groups.groups.flatMap { $0.sites.map(\.value) })
+        #expect(!sites.contains { $0.hasSuffix("dense/Add_output_0") })
+        #expect(!sites.contains("/m/embeddings/Add_output_0"))
         let qkv = try group(groups, containing: "onnx::MatMul_886")
         #expect(qkv.weights.count == 3 && qkv.computeNodes.count == 3)
         #expect(qkv.name == "/m/encoder/layer.0/attention/self/query/MatMul")
