@@ -20,8 +20,16 @@ where ORT has them).
 Prints markdown rows `| model | config | techniques | output SQNR (dB) |
 top-1 agreement | cosine similarity | seconds |` (bench/uniform_baselines.sh's
 table): one per method in the exact session, then the default session's best
-method by held-out SQNR. Seconds per row: pre-processing, calibration and
-quantization with that method, plus scoring on EVAL (FP32 and quantized runs).
+method by held-out SQNR. A method whose quantize_static raises gets a row with
+the error instead of figures; a config whose types this ORT lacks gets one
+"unsupported" row. Seconds per row: pre-processing and the FP32 reference run,
+calibration and quantization with that method, and the quantized model's run
+on EVAL in that session.
+
+Note: ORT's Entropy calibration histograms all calibration outputs at once into
+128 bins and searches thresholds of 128 quantized bins, so it has one candidate
+(the whole range) and yields MinMax's ranges; quantize_static cannot change
+either number.
 
 Usage: bench/ort_quantize_static.py MODEL CALIB EVAL --config w8a8|w8a16|w4a8
            [--name NAME] [--methods MinMax,Entropy,Percentile] [--op-types MatMul,...]
@@ -83,6 +91,7 @@ class Reader(oq.CalibrationDataReader):
 
 
 def session(model_path, exact):
+    """A CPU session; `exact`: graph optimizations off, so Q/DQ nodes run as written."""
     options = ort.SessionOptions()
     if exact:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -114,11 +123,15 @@ def compare(reference, quantized, feeds):
             cosines += list(cosine_rows(r.astype(np.float64), q.astype(np.float64)))
         elif r.ndim == 3:
             mask = feeds.get("attention_mask")
-            weights = (mask != 0) if mask is not None and mask.shape == r.shape[:2] else np.ones(r.shape[:2], bool)
-            pool = lambda x: np.einsum("nsh,ns->nh", x.astype(np.float64), weights.astype(np.float64))  # noqa: E731
-            cosines += list(cosine_rows(pool(r), pool(q)))
-    sqnr = float("inf") if noise == 0 else 10 * np.log10(signal / noise)
+            tokens = mask != 0 if mask is not None and mask.shape == r.shape[:2] else np.ones(r.shape[:2], bool)
+            cosines += list(cosine_rows(pooled(r, tokens), pooled(q, tokens)))
+    sqnr = float("inf") if noise == 0 else float(10 * np.log10(signal / noise))
     return sqnr, (agreements / rows if rows else None), (float(np.mean(cosines)) if cosines else None)
+
+
+def pooled(x, tokens):
+    """[N, S, H] -> [N, H]: the sum over the tokens marked in the [N, S] bool `tokens` (float64)."""
+    return np.einsum("nsh,ns->nh", x.astype(np.float64), tokens.astype(np.float64))
 
 
 def cosine_rows(a, b):
@@ -129,6 +142,7 @@ def cosine_rows(a, b):
 
 
 def markdown_row(name, config, techniques, metrics, seconds):
+    """One table row, the figures formatted as `mpq eval` prints them."""
     sqnr, top1, cosine = metrics
     top1_text = "" if top1 is None else f"{top1 * 100:.2f}%"
     cosine_text = "" if cosine is None else f"{cosine:.5f}"
@@ -181,7 +195,8 @@ def quantize(prepared, out, calib, method, weight_type, activation_type, op_type
                                weight_type=getattr(oq.QuantType, weight_type),
                                calibrate_method=getattr(oq.CalibrationMethod, method))
     except Exception as error:  # noqa: BLE001 - reported in the table
-        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        first_line = (str(error).splitlines() or [""])[0]
+        return f"{type(error).__name__}: {first_line}".replace("|", "\\|")
     return None
 
 
