@@ -84,6 +84,42 @@ import Testing
         #expect(spread(result.graph.initializers[name]!) < spread(graph.initializers[name]!))
     }
 
+    /// High-bias absorption after CLE on MobileNetV2: biases move from the depthwise convolutions into the 1x1
+    /// projections, the FP32 outputs on the calibration samples stay within 1e-5, and between each absorbing
+    /// pair the channels' maxima come down while the per-tensor range never widens.
+    @Test func highBiasAbsorptionPreservesMobileNetAndLowersChannelMaxima() throws {
+        let graph = try Model(contentsOf: mobileNetPath).graph
+        let data = try crops(8, seed: 1, graph: graph)
+        let equalized = try CrossLayerEqualization.apply(to: graph)
+        let result = try HighBiasAbsorption.apply(to: equalized.graph, pairs: equalized.pairs, data: data)
+        #expect(result.pairs.count >= 4, "absorbing pairs: \(result.pairs.map(\.0))")
+        let outputsBefore = try InferenceSession(graph: equalized.graph).run(data.inputs)
+        let outputsAfter = try InferenceSession(graph: result.graph).run(data.inputs)
+        let difference = relativeDifference(outputsBefore, outputsAfter)
+        #expect(difference < 1e-5, "relative output difference \(difference)")
+        // Per input of an absorbing Conv2: the per-tensor range and the sum of per-channel maxima.
+        func ranges(_ graph: Graph) throws -> [String: (range: Float, channelMaxima: Float)] {
+            let inputs = Set(result.pairs.compactMap { pair in graph.nodes.first { $0.name == pair.1 }?.inputs[0] })
+            var ranges: [String: (range: Float, channelMaxima: Float)] = [:]
+            _ = try InferenceSession(graph: graph).run(data.inputs) { name, value in
+                guard inputs.contains(name) else { return nil }
+                let x = value.floats(), channels = value.shape[1], inner = value.shape.dropFirst(2).reduce(1, *)
+                var maxima = [Float](repeating: -.infinity, count: channels)
+                for (i, v) in x.enumerated() { maxima[(i / inner) % channels] = max(maxima[(i / inner) % channels], v) }
+                ranges[name] = (x.max()! - x.min()!, maxima.reduce(0, +))
+                return nil
+            }
+            return ranges
+        }
+        let (before, after) = (try ranges(equalized.graph), try ranges(result.graph))
+        #expect(!after.isEmpty && after.keys.sorted() == before.keys.sorted())
+        for (name, a) in after {
+            let b = before[name]!
+            #expect(a.range <= b.range * (1 + 1e-5), "\(name): range \(b.range) -> \(a.range)")
+            #expect(a.channelMaxima < b.channelMaxima, "\(name): summed channel maxima \(b.channelMaxima) -> \(a.channelMaxima)")
+        }
+    }
+
     @Test func smoothQuantPreservesMiniLM() throws {
         let graph = try Model(contentsOf: miniLMPath).graph
         let data = try sentences(16, graph: graph)

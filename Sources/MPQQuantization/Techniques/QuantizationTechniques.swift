@@ -6,7 +6,7 @@ import MPQRuntime
 /// transformation, or a refinement of weight parameters. The transformed model
 /// exports as ordinary QDQ ONNX (transformed float weights).
 public enum QuantizationTechnique: String, CaseIterable, Sendable, Codable {
-    /// Cross-layer equalization (graph transform, FP32-preserving).
+    /// Cross-layer equalization with high-bias absorption (graph transform, FP32-preserving on the calibration data).
     case crossLayerEqualization = "cle"
     /// SmoothQuant for LayerNormalization -> MatMul (graph transform, FP32-preserving).
     case smoothQuant = "smoothquant"
@@ -136,11 +136,15 @@ public struct QuantizationTechniques: Sendable {
         if techniques.contains(.crossLayerEqualization) {
             let start = Date()
             let result = try CrossLayerEqualization.apply(to: graph, iterations: equalizationIterations)
-            graph = result.graph
+            let absorption = try HighBiasAbsorption.apply(to: result.graph, pairs: result.pairs, data: data,
+                                                          maximumSamples: samples, options: options)
+            graph = absorption.graph
             changed = changed || !result.pairs.isEmpty
+            let channels = absorption.pairs.reduce(0) { $0 + $1.2 }
             report.entries.append(.init(technique: .crossLayerEqualization, seconds: Date().timeIntervalSince(start),
-                                        summary: "\(result.pairs.count) convolution pairs equalized, \(result.rewrittenClips) Clip(0, c) activations rewritten as Relu + per-channel Min",
-                                        details: result.pairs.map { "\($0.0) -> \($0.1)" }))
+                                        summary: "\(result.pairs.count) convolution pairs equalized, \(result.rewrittenClips) Clip(0, c) activations rewritten as Relu + per-channel Min, high biases of \(channels) channels in \(absorption.pairs.count) pairs absorbed",
+                                        details: result.pairs.map { "\($0.0) -> \($0.1)" }
+                                            + absorption.pairs.map { "\($0.0) -> \($0.1): \($0.2) channels' biases absorbed" }))
             progress?("cle: \(result.pairs.count) pairs")
         }
         if techniques.contains(.smoothQuant) {
