@@ -56,6 +56,8 @@ mkdir -p docs
   echo "symmetric weights (min-max), asymmetric per-tensor activations (MSE range). MobileNetV2: 64"
   echo "calibration crops (seed 0), 128 held-out crops (seed 1). MiniLM-L6: 64 Jargon File sentences,"
   echo "128 Hamlet sentences. Seconds: the whole \`mpq eval\` run (release build, 2 cores)."
+  echo "MiniLM's output SQNR counts every token position, padding included, which no embedding reads;"
+  echo "its figure of merit is the cosine similarity of the mask-mean-pooled sentence embeddings."
   echo
   echo "\"ORT quantize_static\" rows: ONNX Runtime $ort_version's own quantizer on the same calibration and"
   echo "held-out data (\`bench/ort_quantize_static.py\`): QDQ, per-channel symmetric weights (QInt8; QInt4 for"
