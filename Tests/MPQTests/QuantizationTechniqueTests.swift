@@ -92,14 +92,14 @@ import Testing
         let data = try crops(8, seed: 1, graph: graph)
         let equalized = try CrossLayerEqualization.apply(to: graph)
         let result = try HighBiasAbsorption.apply(to: equalized.graph, pairs: equalized.pairs, data: data)
-        #expect(result.pairs.count >= 4, "absorbing pairs: \(result.pairs.map(\.0))")
+        #expect(result.pairs.count >= 4, "absorbing pairs: \(result.pairs.map(\.conv1))")
         let outputsBefore = try InferenceSession(graph: equalized.graph).run(data.inputs)
         let outputsAfter = try InferenceSession(graph: result.graph).run(data.inputs)
         let difference = relativeDifference(outputsBefore, outputsAfter)
         #expect(difference < 1e-5, "relative output difference \(difference)")
         // Per input of an absorbing Conv2: the per-tensor range and the sum of per-channel maxima.
         func ranges(_ graph: Graph) throws -> [String: (range: Float, channelMaxima: Float)] {
-            let inputs = Set(result.pairs.compactMap { pair in graph.nodes.first { $0.name == pair.1 }?.inputs[0] })
+            let inputs = Set(result.pairs.compactMap { pair in graph.nodes.first { $0.name == pair.conv2 }?.inputs[0] })
             var ranges: [String: (range: Float, channelMaxima: Float)] = [:]
             _ = try InferenceSession(graph: graph).run(data.inputs) { name, value in
                 guard inputs.contains(name) else { return nil }

@@ -3,9 +3,9 @@ import MPQGraph
 import MPQRuntime
 
 /// High-bias absorption (Nagel et al. 2019, "Data-Free Quantization Through Weight
-/// Equalization and Bias Correction", §4.1): equalization divides some of Conv1's
-/// output channels by large factors' inverses, and their biases then widen the range
-/// of the activation between the convolutions. Where channel i's pre-activation x_i
+/// Equalization and Bias Correction", §4.1.3): equalization scales Conv1's output
+/// channel i and its bias by 1/s_i, and channels with s_i < 1 then carry large biases
+/// that widen the activation between the convolutions. Where channel i's pre-activation x_i
 /// is at least c_i > 0, Relu(x_i) = Relu(x_i - c_i) + c_i (and Min(x_i, u_i) =
 /// Min(x_i - c_i, u_i - c_i) + c_i for the per-channel bound CLE gives ReLU6), so c_i
 /// moves from Conv1's bias into Conv2's: b1_i -= c_i, u_i -= c_i, b2 += Σ_i W2[:, i] c_i.
@@ -22,7 +22,7 @@ public enum HighBiasAbsorption {
         /// The graph; the same FP32 function on the calibration samples.
         public var graph: Graph
         /// Pairs that absorbed at least one channel (Conv1 name, Conv2 name, channels).
-        public var pairs: [(String, String, Int)]
+        public var pairs: [(conv1: String, conv2: String, channels: Int)]
     }
 
     /// Absorbs high biases across the pairs `Conv1 -> Relu [-> Min(per-channel bound)] -> Conv2`
@@ -81,7 +81,7 @@ public enum HighBiasAbsorption {
             }
         }
 
-        var absorbed: [(String, String, Int)] = []
+        var absorbed: [(conv1: String, conv2: String, channels: Int)] = []
         for chain in chains {
             guard let low = minima[chain.conv1.outputs[0]] else { continue }
             let b1Name = chain.conv1.inputs[2], w2Name = chain.conv2.inputs[1]

@@ -140,11 +140,11 @@ public struct QuantizationTechniques: Sendable {
                                                           maximumSamples: samples, options: options)
             graph = absorption.graph
             changed = changed || !result.pairs.isEmpty
-            let channels = absorption.pairs.reduce(0) { $0 + $1.2 }
+            let channels = absorption.pairs.reduce(0) { $0 + $1.channels }
             report.entries.append(.init(technique: .crossLayerEqualization, seconds: Date().timeIntervalSince(start),
                                         summary: "\(result.pairs.count) convolution pairs equalized, \(result.rewrittenClips) Clip(0, c) activations rewritten as Relu + per-channel Min, high biases of \(channels) channels in \(absorption.pairs.count) pairs absorbed",
                                         details: result.pairs.map { "\($0.0) -> \($0.1)" }
-                                            + absorption.pairs.map { "\($0.0) -> \($0.1): \($0.2) channels' biases absorbed" }))
+                                            + absorption.pairs.map { "\($0.conv1) -> \($0.conv2): \($0.channels) channels' biases absorbed" }))
             progress?("cle: \(result.pairs.count) pairs")
         }
         if techniques.contains(.smoothQuant) {
