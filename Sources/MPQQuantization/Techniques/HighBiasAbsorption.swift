@@ -118,10 +118,7 @@ public enum HighBiasAbsorption {
             if let name = chain.bound, let b = bound { graph.initializers[name] = Tensor(shape: graph.initializers[name]!.shape, scalars: b) }
             let b2Name = chain.conv2.input(2) ?? (chain.conv2.outputs[0] + "/absorbed_bias")
             graph.initializers[b2Name] = Tensor(shape: [outputs], scalars: b2)
-            if chain.conv2.input(2) == nil, let j = index[chain.conv2.name] {
-                while graph.nodes[j].inputs.count < 2 { graph.nodes[j].inputs.append("") }
-                if graph.nodes[j].inputs.count == 2 { graph.nodes[j].inputs.append(b2Name) } else { graph.nodes[j].inputs[2] = b2Name }
-            }
+            if chain.conv2.input(2) == nil, let j = index[chain.conv2.name] { graph.nodes[j].setBias(b2Name) }
             absorbed.append((chain.conv1.name, chain.conv2.name, moved))
         }
         return Result(graph: graph, pairs: absorbed)

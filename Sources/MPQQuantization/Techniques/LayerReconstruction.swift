@@ -258,8 +258,7 @@ public enum LayerReconstruction {
         for (name, b) in newBiases { graph.initializers[name] = b }
         for index in graph.nodes.indices {
             guard let bias = addedBias[graph.nodes[index].outputs[0]] else { continue }
-            while graph.nodes[index].inputs.count < 2 { graph.nodes[index].inputs.append("") }
-            if graph.nodes[index].inputs.count == 2 { graph.nodes[index].inputs.append(bias) } else { graph.nodes[index].inputs[2] = bias }
+            graph.nodes[index].setBias(bias)
         }
         return Result(graph: graph, weightParameters: weightParameters, layers: records, roundedWeights: Set(newWeights.keys),
                       correctedBiases: correctedBiases)
@@ -278,8 +277,7 @@ public enum LayerReconstruction {
                   let layout = LayerWeightLayout(node: node, weight: weight) else { continue }
             let name = node.outputs[0] + "/bias_correction"
             graph.initializers[name] = Tensor(shape: [layout.outputs], scalars: [Float](repeating: 0, count: layout.outputs))
-            while graph.nodes[index].inputs.count < 2 { graph.nodes[index].inputs.append("") }
-            if graph.nodes[index].inputs.count == 2 { graph.nodes[index].inputs.append(name) } else { graph.nodes[index].inputs[2] = name }
+            graph.nodes[index].setBias(name)
         }
         return graph
     }

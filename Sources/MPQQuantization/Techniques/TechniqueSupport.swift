@@ -265,3 +265,11 @@ struct LayerInputStatistics {
         }
     }
 }
+
+extension Node {
+    /// Makes `name` the bias (input 2) of a Conv / Gemm; missing earlier inputs become "" (absent).
+    mutating func setBias(_ name: String) {
+        while inputs.count < 2 { inputs.append("") }
+        if inputs.count == 2 { inputs.append(name) } else { inputs[2] = name }
+    }
+}
