@@ -8,7 +8,10 @@ import MPQRuntime
 /// computes it: earlier layers already refined, activations fake-quantized) is
 /// captured, the layer's weights are refined, and the layer's output is replaced by
 /// the refined layer's output, so later layers see the errors that remain and
-/// errors do not compound.
+/// errors do not compound. With `asymmetricReconstruction` (the default) every error below is
+/// E‖(W + ΔW) x̂ − W x‖² against the FP32 model's output on its own input x (AdaRound §5), not
+/// tr(ΔW H ΔWᵀ) on the quantized input x̂ alone (`LayerInputStatistics`): the refined weights
+/// also make up for the error the layers before them leave.
 ///
 /// - SeqMSE-style range search: per output channel, the clipping ratio of the weight
 ///   range (0.40, 0.44, ..., 1.00 of min-max) minimising the layer's output MSE
@@ -20,8 +23,9 @@ import MPQRuntime
 ///   iteration exact over all sampled positions at O K² flops.
 /// - GPTQ (Frantar et al. 2022, `GPTQRounding`) for MatMul / Gemm weights: columns rounded in
 ///   turn, each one's error spread over the rest through H⁻¹; one pass instead of AdaRound's
-///   iterations, so it takes AdaRound's place on those layers when both are asked for. A result
-///   worse than nearest rounding (possible with the damping) is not kept.
+///   iterations, so it takes AdaRound's place on those layers when both are asked for. It rounds
+///   against tr(ΔW H ΔWᵀ) (its column updates assume that target); a result worse than nearest
+///   rounding by the pass's error (possible with the damping) is not kept.
 /// - Empirical bias correction (Nagel et al. 2019): E[y_q] - E[y] per output channel,
 ///   y_q the quantized-so-far model's layer output, y the FP32 model's, subtracted from
 ///   the bias (Conv/Gemm bias, or the bias Add after a MatMul; a Conv/Gemm without
@@ -37,6 +41,9 @@ public enum LayerReconstruction {
         public var rangeSearch = false
         /// Run GPTQ on MatMul / Gemm weights (in place of AdaRound there); default off.
         public var gptq = false
+        /// Refine against the FP32 model's layer output on the FP32 input (AdaRound's asymmetric
+        /// reconstruction) rather than on the quantized input; default on.
+        public var asymmetricReconstruction = true
         /// Samples (the first ones of the calibration data) run as one batch.
         public var samples = 64
         /// Input positions sampled per layer for H.
@@ -57,8 +64,8 @@ public enum LayerReconstruction {
     public struct LayerRecord: Sendable {
         /// Node name of the Conv / Gemm / MatMul.
         public var layer: String
-        /// Output MSE tr(ΔW H ΔWᵀ) with nearest rounding at the calibrated range, after the
-        /// range search, and after AdaRound (nil when not run).
+        /// Output MSE (asymmetric or tr(ΔW H ΔWᵀ), as the pass ran) with nearest rounding at the
+        /// calibrated range.
         public var nearestError: Double
         /// Output MSE after the range search (nil when not run).
         public var rangeSearchError: Double?
@@ -133,13 +140,21 @@ public enum LayerReconstruction {
         }
         let sample = TechniqueData.first(data, options.samples)
 
-        // FP32 per-channel means of every layer output.
+        let layerInputs = Set(layers.values.map { $0.node.inputs[0] })
+        let inputNames = Set(graph.inputs.map(\.name))
+
+        // The FP32 model's per-channel means of every layer output (bias correction) and every
+        // layer's input (the asymmetric target of the weight refinements).
         var referenceMeans: [String: [Double]] = [:], referenceCounts: [String: Int] = [:]
-        if options.biasCorrection {
+        let asymmetric = options.asymmetricReconstruction && (options.adaRound || options.rangeSearch || options.gptq)
+        var referenceParts: [String: [Tensor]] = [:]
+        if options.biasCorrection || asymmetric {
             let session = try InferenceSession(graph: graph, options: sessionOptions)
             for batch in TechniqueData.batches(sample, size: 16) {
+                if asymmetric { for (name, x) in batch where layerInputs.contains(name) { referenceParts[name, default: []].append(x) } }
                 _ = try session.run(batch) { name, value in
-                    guard let layer = layers[name] else { return nil }
+                    if asymmetric && layerInputs.contains(name) { referenceParts[name, default: []].append(value) }
+                    guard options.biasCorrection, let layer = layers[name] else { return nil }
                     let m = channelSums(value, axis: layer.channelAxis)
                     referenceMeans[name] = zip(referenceMeans[name] ?? Array(repeating: 0, count: m.count), m).map { $0 + $1 }
                     referenceCounts[name, default: 0] += value.count / max(1, m.count)
@@ -158,10 +173,8 @@ public enum LayerReconstruction {
             guard let p = parameters[site.value], let w = graph.initializers[site.value] else { continue }
             quantizedGraph.initializers[site.value] = try w.fakeQuantized(p)
         }
-        let inputNames = Set(graph.inputs.map(\.name))
         var activationParameters: [String: QuantizationParameters] = [:]
         for site in placement.activations { if let p = parameters[site.value] { activationParameters[site.value] = p } }
-        let layerInputs = Set(layers.values.map { $0.node.inputs[0] })
         var captured: [String: Tensor] = [:]
         var feeds = sample
         for (name, x) in sample where inputNames.contains(name) {
@@ -188,7 +201,9 @@ public enum LayerReconstruction {
                 let gptq = options.gptq && layer.node.opType != "Conv"
                 if options.adaRound || options.rangeSearch || gptq,
                    let stats = try LayerInputStatistics(node: layer.node, layout: layer.layout, input: x,
-                                                        maximumSamples: options.positions, seed: seed),
+                                                        maximumSamples: options.positions, seed: seed,
+                                                        reference: try referenceParts[layer.node.inputs[0]].map { try Tensor.concatenate($0, axis: 0) },
+                                                        weights: layer.layout.matrix(graph.initializers[layer.weight]!.floats())),
                    try TechniqueMath.elementGrid(p, shape: original.shape) != nil {
                     let w = layer.layout.matrix(original.floats())
                     func error(_ q: QuantizationParameters) throws -> [Double] {
@@ -341,6 +356,7 @@ public enum LayerReconstruction {
                     stats.multiply(d.baseAddress!, alpha: 2, into: p.baseAddress!, layout: layout)
                 }
             }
+            if let target = stats.target { for i in 0..<count { product[i] -= 2 * target[i] } }
             let regularized = t >= warm
             var beta: Float = 20
             if regularized {

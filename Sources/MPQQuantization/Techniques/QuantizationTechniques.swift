@@ -8,7 +8,7 @@ import MPQRuntime
 public enum QuantizationTechnique: String, CaseIterable, Sendable, Codable {
     /// Cross-layer equalization with high-bias absorption (graph transform, FP32-preserving on the calibration data).
     case crossLayerEqualization = "cle"
-    /// SmoothQuant for LayerNormalization -> MatMul (graph transform, FP32-preserving).
+    /// SmoothQuant for LayerNormalization -> MatMul and for convolution streams (graph transforms, FP32-preserving).
     case smoothQuant = "smoothquant"
     /// Per-channel weight clipping ratio minimising each layer's output MSE.
     case rangeSearch = "seq-mse"
@@ -151,16 +151,22 @@ public struct QuantizationTechniques: Sendable {
             let start = Date()
             let result = try SmoothQuant.apply(to: graph, config: config, data: data, alphas: smoothQuantAlphas,
                                                maximumSamples: samples, options: options)
-            graph = result.graph
-            let applied = result.smoothed.filter { $0.alpha != nil }
-            changed = changed || !applied.isEmpty
+            let streams = try StreamSmoothing.apply(to: result.graph, config: config, data: data, alphas: smoothQuantAlphas,
+                                                    maximumSamples: samples, options: options)
+            graph = streams.graph
+            let applied = result.smoothed.filter { $0.alpha != nil }, appliedStreams = streams.smoothed.filter { $0.alpha != nil }
+            changed = changed || !applied.isEmpty || !appliedStreams.isEmpty
+            func alpha(_ a: Float?) -> String { a.map { String(format: "%.1f", $0) } ?? "none" }
             report.entries.append(.init(technique: .smoothQuant, seconds: Date().timeIntervalSince(start),
-                                        summary: "\(applied.count) of \(result.smoothed.count) LayerNormalization -> MatMul groups smoothed",
+                                        summary: "\(applied.count) of \(result.smoothed.count) LayerNormalization -> MatMul groups and \(appliedStreams.count) of \(streams.smoothed.count) convolution streams smoothed",
                                         details: result.smoothed.map {
                                             String(format: "%@: alpha %@, %d MatMuls, relative output error %.3g -> %.3g", $0.layerNorm,
-                                                   $0.alpha.map { String(format: "%.1f", $0) } ?? "none", $0.matMuls, $0.errorBefore, $0.errorAfter)
+                                                   alpha($0.alpha), $0.matMuls, $0.errorBefore, $0.errorAfter)
+                                        } + streams.smoothed.map {
+                                            String(format: "stream from %@: alpha %@, %d values, %d 1x1 Convs reading, relative output error %.3g -> %.3g",
+                                                   $0.stream, alpha($0.alpha), $0.values, $0.readers, $0.errorBefore, $0.errorAfter)
                                         }))
-            progress?("smoothquant: \(applied.count) groups")
+            progress?("smoothquant: \(applied.count) groups, \(appliedStreams.count) streams")
         }
         return (graph, changed, report)
     }

@@ -127,9 +127,16 @@ struct LayerWeightLayout {
     }
 }
 
-/// Input second moments H = E[x xᵀ] of one layer, per group, from sampled
-/// positions of its input (im2col patches for Conv, rows for Gemm/MatMul):
+/// Input second moments H = E[x̂ x̂ᵀ] of one layer, per group, from sampled
+/// positions of its input x̂ (im2col patches for Conv, rows for Gemm/MatMul):
 /// the output error of a weight perturbation ΔW is then tr(ΔW H ΔWᵀ).
+///
+/// With the FP32 model's input x of the same layer (`reference`), the error is the
+/// asymmetric reconstruction error of AdaRound (Nagel et al. 2020, §5, eq. 25)
+/// E‖(W + ΔW) x̂ − W x‖² = tr(ΔW H ΔWᵀ) − 2 tr(ΔW Tᵀ) + c, with r = x − x̂ the error the
+/// quantized layers before this one leave, T = W E[r x̂ᵀ] and c_o = E[(w_o r)²]: the rounding
+/// then also makes up for what earlier layers got wrong, instead of only matching this
+/// layer's float output on its already-perturbed input.
 struct LayerInputStatistics {
     /// Per group, [K, K] row-major.
     var second: [[Float]]
@@ -139,13 +146,54 @@ struct LayerInputStatistics {
     let samples: Int
     /// The sampled rows [samples, K] when fewer than K / 2 (one group): products go through them.
     var lowRankRows: [Float]? = nil
+    /// T = W E[r x̂ᵀ], [outputs, K] in matrix order, when a reference input was given.
+    var target: [Float]? = nil
+    /// c_o = E[(w_o r)²] per output row, when a reference input was given.
+    var targetConstant: [Double]? = nil
 
     /// `x` is the layer's (quantized) input; at most `maximumSamples` positions, drawn with `seed`.
-    init?(node: Node, layout: LayerWeightLayout, input x: Tensor, maximumSamples: Int, seed: UInt64) throws {
+    /// `reference` (the FP32 model's input of the layer, shaped like `x`) with `weights` (the float
+    /// [outputs, K] matrix) makes the errors asymmetric (see above).
+    init?(node: Node, layout: LayerWeightLayout, input x: Tensor, maximumSamples: Int, seed: UInt64,
+          reference: Tensor? = nil, weights: [Float]? = nil) throws {
         guard x.dtype == .float32 else { return nil }
         let K = layout.reduction
         reduction = K
         let values = x.pointer(as: Float.self)
+        let asymmetric = reference != nil && weights != nil
+        if let reference {
+            guard reference.dtype == .float32, reference.shape == x.shape, weights?.count == layout.outputs * K else { return nil }
+        }
+        let referenceValues = reference?.pointer(as: Float.self)
+        var targets = [Float](repeating: 0, count: asymmetric ? layout.outputs * K : 0)
+        var constants = [Double](repeating: 0, count: asymmetric ? layout.outputs : 0)
+        /// Adds group g's T rows and c entries from sampled rows X̂ and R = X - X̂ (both [rows, K]).
+        func accumulateTarget(group g: Int, quantized: [Float], error: [Float], rows: Int) {
+            guard let weights else { return }
+            let og = layout.outputsPerGroup
+            var a = [Float](repeating: 0, count: og * rows)
+            weights.withUnsafeBufferPointer { w in
+                error.withUnsafeBufferPointer { r in
+                    a.withUnsafeMutableBufferPointer { ap in
+                        TechniqueMath.gemm(transB: true, m: og, n: rows, k: K, w.baseAddress! + g * og * K, lda: K,
+                                           r.baseAddress!, ldb: K, ap.baseAddress!, ldc: rows)
+                    }
+                }
+            }
+            a.withUnsafeBufferPointer { ap in
+                quantized.withUnsafeBufferPointer { xq in
+                    targets.withUnsafeMutableBufferPointer { t in
+                        TechniqueMath.gemm(m: og, n: K, k: rows, alpha: 1 / Float(rows), ap.baseAddress!, lda: rows,
+                                           xq.baseAddress!, ldb: K, t.baseAddress! + g * og * K, ldc: K)
+                    }
+                }
+                for o in 0..<og {
+                    var s = 0.0
+                    for p in 0..<rows { s += Double(ap[o * rows + p]) * Double(ap[o * rows + p]) }
+                    constants[g * og + o] = s / Double(rows)
+                }
+            }
+        }
         var rng = SplitMix64(seed: seed)
         if node.opType == "Conv" {
             guard x.rank == 4, layout.shape.count == 4 else { return nil }
@@ -166,9 +214,9 @@ struct LayerInputStatistics {
             samples = count
             var result: [[Float]] = []
             var means: [Float] = []
-            var patches = [Float](repeating: 0, count: count * K)
-            for g in 0..<layout.groups {
-                // Patches [count, K] of group g.
+            /// Patches [count, K] of group g of `values`.
+            func patches(_ values: UnsafePointer<Float>, group g: Int) -> [Float] {
+                var patches = [Float](repeating: 0, count: count * K)
                 patches.withUnsafeMutableBufferPointer { buffer in
                     let p = buffer.baseAddress!
                     for (row, position) in positions.enumerated() {
@@ -187,9 +235,17 @@ struct LayerInputStatistics {
                         }
                     }
                 }
-                let (h, m) = Self.moments(patches, rows: count, columns: K)
+                return patches
+            }
+            for g in 0..<layout.groups {
+                let quantized = patches(values, group: g)
+                let (h, m) = Self.moments(quantized, rows: count, columns: K)
                 result.append(h)
                 means += m
+                if asymmetric, let referenceValues {
+                    let error = zip(patches(referenceValues, group: g), quantized).map { $0 - $1 }
+                    accumulateTarget(group: g, quantized: quantized, error: error, rows: count)
+                }
             }
             second = result
             mean = means
@@ -200,14 +256,23 @@ struct LayerInputStatistics {
             let count = min(total, maximumSamples)
             samples = count
             var rows = [Float](repeating: 0, count: count * K)
+            var error = [Float](repeating: 0, count: asymmetric ? count * K : 0)
             for r in 0..<count {
                 let source = count == total ? r : Int(rng.next() % UInt64(total))
                 for k in 0..<K { rows[r * K + k] = values[source * K + k] }
+                if asymmetric, let referenceValues {
+                    for k in 0..<K { error[r * K + k] = referenceValues[source * K + k] - values[source * K + k] }
+                }
             }
             let (h, m) = Self.moments(rows, rows: count, columns: K)
             second = [h]
             mean = m
             if 2 * count < K { lowRankRows = rows }
+            if asymmetric { accumulateTarget(group: 0, quantized: rows, error: error, rows: count) }
+        }
+        if asymmetric {
+            target = targets
+            targetConstant = constants
         }
     }
 
@@ -261,6 +326,11 @@ struct LayerInputStatistics {
         return (0..<layout.outputs).map { o in
             var s = 0.0
             for k in 0..<K { s += Double(product[o * K + k]) * Double(delta[o * K + k]) }
+            if let target, let targetConstant {
+                var cross = 0.0
+                for k in 0..<K { cross += Double(target[o * K + k]) * Double(delta[o * K + k]) }
+                s += targetConstant[o] - 2 * cross
+            }
             return s
         }
     }
