@@ -24,8 +24,9 @@ import MPQRuntime
 /// - GPTQ (Frantar et al. 2022, `GPTQRounding`) for MatMul / Gemm weights: columns rounded in
 ///   turn, each one's error spread over the rest through H⁻¹; one pass instead of AdaRound's
 ///   iterations, so it takes AdaRound's place on those layers when both are asked for. It rounds
-///   against tr(ΔW H ΔWᵀ) (its column updates assume that target); a result worse than nearest
-///   rounding by the pass's error (possible with the damping) is not kept.
+///   against tr(ΔW H ΔWᵀ): rounding W + T H⁻¹ instead (the least-squares fit to the asymmetric
+///   target) overfits the calibration rows (MiniLM W4A8 held-out cosine 0.94 -> 0.84 on 16
+///   sentences). A result worse than nearest rounding by the pass's error is not kept.
 /// - Empirical bias correction (Nagel et al. 2019): E[y_q] - E[y] per output channel,
 ///   y_q the quantized-so-far model's layer output, y the FP32 model's, subtracted from
 ///   the bias (Conv/Gemm bias, or the bias Add after a MatMul; a Conv/Gemm without
