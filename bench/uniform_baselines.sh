@@ -22,7 +22,7 @@ tokenizer="$shared/models/all-MiniLM-L6-v2-tokenizer/tokenizer.json"
 "$python" Tests/Scripts/make_text_inputs.py "$tokenizer" "$shared/data/text/hamlet_gut.txt" "$work/eval.npz" 128
 
 # config|techniques rows ("-": plain round-to-nearest).
-mobilenet_rows=${MOBILENET_ROWS:-"w8a8|- w8a8|cle,bias-correction w8a8|cle,seq-mse,adaround,bias-correction w8a16|- w8a16|cle,seq-mse,adaround w4a8|- w4a8|cle,seq-mse,adaround,bias-correction"}
+mobilenet_rows=${MOBILENET_ROWS:-"w8a8|- w8a8|cle,bias-correction w8a8|smoothquant w8a8|smoothquant,seq-mse,adaround,bias-correction w8a16|- w8a16|seq-mse,adaround w4a8|- w4a8|smoothquant,seq-mse,adaround,bias-correction w4a8|cle,smoothquant,seq-mse,adaround,bias-correction"}
 minilm_rows=${MINILM_ROWS:-"w8a8|- w8a8|smoothquant w8a8|smoothquant,gptq,bias-correction w4a8|- w4a8|gptq w4a8|seq-mse,adaround"}
 # config|op types ORT quantizes ("-": its default, every op type it can).
 mobilenet_ort_rows=${MOBILENET_ORT_ROWS:-"w8a8|- w8a16|- w4a8|-"}

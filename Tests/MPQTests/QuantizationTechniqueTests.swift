@@ -228,9 +228,7 @@ import Testing
     }
 
     /// GPTQ on MiniLM's MatMuls at 4-bit weights: every layer's output error at most nearest
-    /// rounding's, the sum well below it, and the held-out embedding closer to FP32's. The layer
-    /// errors are the symmetric ones GPTQ minimises (the asymmetric ones also hold the error the
-    /// quantized layers before leave, which no rounding of this layer removes).
+    /// rounding's, the sum well below it, and the held-out embedding closer to FP32's.
     @Test func gptqLowersMiniLMLayerAndOutputErrors() throws {
         let graph = try Model(contentsOf: miniLMPath).graph
         let calibration = try sentences(16, graph: graph)
@@ -238,9 +236,7 @@ import Testing
         var config = try QuantizationConfig(preset: "w4a8")
         config.weightGranularity = .perChannel
         let (plain, _) = try quantize(graph, config: config, techniques: QuantizationTechniques(), data: calibration)
-        var techniques = try QuantizationTechniques(parsing: "gptq")
-        techniques.reconstruction.asymmetricReconstruction = false
-        let (refined, report) = try quantize(graph, config: config, techniques: techniques, data: calibration)
+        let (refined, report) = try quantize(graph, config: config, techniques: try QuantizationTechniques(parsing: "gptq"), data: calibration)
         let layers = report.layers.filter { $0.gptqError != nil }
         #expect(layers.count >= 36, "GPTQ layers: \(layers.count)")
         for layer in layers { #expect(layer.gptqError!.isFinite) }
@@ -259,11 +255,11 @@ import Testing
         var config = try QuantizationConfig(preset: "w8a8")
         config.weightGranularity = .perChannel
         // GPTQ rounds the classifier (the one Gemm), AdaRound the convolutions.
-        var techniques = try QuantizationTechniques(parsing: "cle,seq-mse,adaround,gptq,bias-correction")
+        var techniques = try QuantizationTechniques(parsing: "cle,smoothquant,seq-mse,adaround,gptq,bias-correction")
         techniques.reconstruction.iterations = 30
         techniques.reconstruction.positions = 1024
         let (model, report) = try quantize(graph, config: config, techniques: techniques, data: calibration)
-        #expect(report.entries.count == 5)
+        #expect(report.entries.count == 6)
         #expect(report.layers.filter { $0.gptqError != nil }.count == 1 && report.layers.filter { $0.adaRoundError != nil }.count >= 50)
         let qdq = folder.appendingPathComponent("techniques.qdq.onnx").path
         try QDQExport(model).write(to: qdq)

@@ -8,10 +8,10 @@ import MPQRuntime
 /// computes it: earlier layers already refined, activations fake-quantized) is
 /// captured, the layer's weights are refined, and the layer's output is replaced by
 /// the refined layer's output, so later layers see the errors that remain and
-/// errors do not compound. With `asymmetricReconstruction` (the default) every error below is
-/// E‖(W + ΔW) x̂ − W x‖² against the FP32 model's output on its own input x (AdaRound §5), not
-/// tr(ΔW H ΔWᵀ) on the quantized input x̂ alone (`LayerInputStatistics`): the refined weights
-/// also make up for the error the layers before them leave.
+/// errors do not compound. With `asymmetricReconstruction` (the default) every error below is,
+/// for Conv layers, E‖(W + ΔW) x̂ − W x‖² against the FP32 model's output on its own input x
+/// (AdaRound §5), not tr(ΔW H ΔWᵀ) on the quantized input x̂ alone (`LayerInputStatistics`): the
+/// refined weights also make up for the error the layers before them leave.
 ///
 /// - SeqMSE-style range search: per output channel, the clipping ratio of the weight
 ///   range (0.40, 0.44, ..., 1.00 of min-max) minimising the layer's output MSE
@@ -23,10 +23,8 @@ import MPQRuntime
 ///   iteration exact over all sampled positions at O K² flops.
 /// - GPTQ (Frantar et al. 2022, `GPTQRounding`) for MatMul / Gemm weights: columns rounded in
 ///   turn, each one's error spread over the rest through H⁻¹; one pass instead of AdaRound's
-///   iterations, so it takes AdaRound's place on those layers when both are asked for. It rounds
-///   against tr(ΔW H ΔWᵀ): rounding W + T H⁻¹ instead (the least-squares fit to the asymmetric
-///   target) overfits the calibration rows (MiniLM W4A8 held-out cosine 0.94 -> 0.84 on 16
-///   sentences). A result worse than nearest rounding by the pass's error is not kept.
+///   iterations, so it takes AdaRound's place on those layers when both are asked for. A result
+///   worse than nearest rounding (possible with the damping) is not kept.
 /// - Empirical bias correction (Nagel et al. 2019): E[y_q] - E[y] per output channel,
 ///   y_q the quantized-so-far model's layer output, y the FP32 model's, subtracted from
 ///   the bias (Conv/Gemm bias, or the bias Add after a MatMul; a Conv/Gemm without
@@ -42,8 +40,11 @@ public enum LayerReconstruction {
         public var rangeSearch = false
         /// Run GPTQ on MatMul / Gemm weights (in place of AdaRound there); default off.
         public var gptq = false
-        /// Refine against the FP32 model's layer output on the FP32 input (AdaRound's asymmetric
-        /// reconstruction) rather than on the quantized input; default on.
+        /// Refine Conv layers against the FP32 model's layer output on the FP32 input (AdaRound's
+        /// asymmetric reconstruction) rather than on the quantized input; default on. MatMul / Gemm
+        /// layers keep the symmetric target: a transformer's rows include padded positions, whose
+        /// upstream errors no output reads (MiniLM W4A8 seq-mse,adaround held-out cosine 0.935
+        /// symmetric, 0.708 asymmetric), and GPTQ's column updates assume it.
         public var asymmetricReconstruction = true
         /// Samples (the first ones of the calibration data) run as one batch.
         public var samples = 64
@@ -149,12 +150,13 @@ public enum LayerReconstruction {
         var referenceMeans: [String: [Double]] = [:], referenceCounts: [String: Int] = [:]
         let asymmetric = options.asymmetricReconstruction && (options.adaRound || options.rangeSearch || options.gptq)
         var referenceParts: [String: [Tensor]] = [:]
+        let convolutionInputs = asymmetric ? Set(layers.values.filter { $0.node.opType == "Conv" }.map { $0.node.inputs[0] }) : []
         if options.biasCorrection || asymmetric {
             let session = try InferenceSession(graph: graph, options: sessionOptions)
             for batch in TechniqueData.batches(sample, size: 16) {
-                if asymmetric { for (name, x) in batch where layerInputs.contains(name) { referenceParts[name, default: []].append(x) } }
+                for (name, x) in batch where convolutionInputs.contains(name) { referenceParts[name, default: []].append(x) }
                 _ = try session.run(batch) { name, value in
-                    if asymmetric && layerInputs.contains(name) { referenceParts[name, default: []].append(value) }
+                    if convolutionInputs.contains(name) { referenceParts[name, default: []].append(value) }
                     guard options.biasCorrection, let layer = layers[name] else { return nil }
                     let m = channelSums(value, axis: layer.channelAxis)
                     referenceMeans[name] = zip(referenceMeans[name] ?? Array(repeating: 0, count: m.count), m).map { $0 + $1 }

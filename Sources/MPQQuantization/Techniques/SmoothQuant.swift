@@ -123,30 +123,13 @@ public enum SmoothQuant {
                 }
             }
             func error(_ s: [Float]) throws -> Double {
-                var xs = x
-                for r in 0..<n { for j in 0..<k { xs[r * k + j] /= s[j] } }
-                let xq = try fakeQuantizedActivation(xs, shape: [n, k], config: config)
                 var total = 0.0, signal = 0.0
                 for (index, w) in weights.enumerated() {
-                    let cols = w.shape[1]
-                    var ws = w.floats()
-                    for j in 0..<k { for c in 0..<cols { ws[j * cols + c] *= s[j] } }
                     let site = QuantizerPlacement.Site(value: graph.nodes[candidate.matMuls[index]].inputs[1], role: .weight,
                                                        channelAxis: 1, reductionAxis: 0, consumers: [])
-                    let wq = try fakeQuantizedWeight(Tensor(shape: w.shape, scalars: ws), site: site, config: config)
-                    var reference = [Float](repeating: 0, count: n * cols), quantized = reference
-                    let wOriginal = w.floats()
-                    x.withUnsafeBufferPointer { a in wOriginal.withUnsafeBufferPointer { b in reference.withUnsafeMutableBufferPointer { c in
-                        TechniqueMath.gemm(m: n, n: cols, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: cols, c.baseAddress!, ldc: cols)
-                    } } }
-                    xq.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in quantized.withUnsafeMutableBufferPointer { c in
-                        TechniqueMath.gemm(m: n, n: cols, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: cols, c.baseAddress!, ldc: cols)
-                    } } }
-                    for i in 0..<(n * cols) {
-                        let d = Double(reference[i] - quantized[i])
-                        total += d * d
-                        signal += Double(reference[i]) * Double(reference[i])
-                    }
+                    let e = try smoothedProductError(rows: x, scales: s, weight: w, site: site, config: config)
+                    total += e.noise
+                    signal += e.signal
                 }
                 return signal > 0 ? total / signal : total
             }
@@ -203,6 +186,39 @@ public enum SmoothQuant {
             try graph.sortTopologically()
         }
         return (graph, results)
+    }
+
+    /// Squared error and energy of X W against Q(X / s) Q(s W) for activation rows X [n, K] (K = s.count)
+    /// and a weight read as [K, N] (`site.reductionAxis` 0, a MatMul's) or [N, K] (1, a 1x1 Conv's), both
+    /// quantized with `config`'s formats (activations per tensor over the rows' min-max).
+    static func smoothedProductError(rows x: [Float], scales s: [Float], weight w: Tensor, site: QuantizerPlacement.Site,
+                                     config: QuantizationConfig) throws -> (noise: Double, signal: Double) {
+        let k = s.count, n = x.count / k, columns = w.count / k
+        let transposed = site.reductionAxis != 0
+        var xs = x
+        for r in 0..<n { for j in 0..<k { xs[r * k + j] /= s[j] } }
+        let xq = try fakeQuantizedActivation(xs, shape: [n, k], config: config)
+        let original = w.floats()
+        var ws = original
+        for j in 0..<k { for c in 0..<columns { ws[transposed ? c * k + j : j * columns + c] *= s[j] } }
+        let wq = try fakeQuantizedWeight(Tensor(shape: w.shape, scalars: ws), site: site, config: config)
+        var reference = [Float](repeating: 0, count: n * columns), quantized = reference
+        let ldb = transposed ? k : columns
+        x.withUnsafeBufferPointer { a in original.withUnsafeBufferPointer { b in reference.withUnsafeMutableBufferPointer { c in
+            TechniqueMath.gemm(transB: transposed, m: n, n: columns, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: ldb,
+                               c.baseAddress!, ldc: columns)
+        } } }
+        xq.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in quantized.withUnsafeMutableBufferPointer { c in
+            TechniqueMath.gemm(transB: transposed, m: n, n: columns, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: ldb,
+                               c.baseAddress!, ldc: columns)
+        } } }
+        var noise = 0.0, signal = 0.0
+        for i in 0..<(n * columns) {
+            let d = Double(reference[i] - quantized[i])
+            noise += d * d
+            signal += Double(reference[i]) * Double(reference[i])
+        }
+        return (noise, signal)
     }
 
     /// The index (0 or 1) of a Mul's constant float operand.

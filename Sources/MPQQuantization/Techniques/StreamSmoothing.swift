@@ -103,31 +103,12 @@ public enum StreamSmoothing {
             func error(_ s: [Float]) throws -> Double {
                 var total = 0.0, signal = 0.0
                 for (index, reader) in stream.readers.enumerated() {
-                    let x = rows[reader.value]!, n = x.count / k
-                    var xs = x
-                    for r in 0..<n { for j in 0..<k { xs[r * k + j] /= s[j] } }
-                    let xq = try SmoothQuant.fakeQuantizedActivation(xs, shape: [n, k], config: config)
-                    let w = weights[index], outputs = w.shape[0]
-                    var ws = w.floats()
-                    for o in 0..<outputs { for j in 0..<k { ws[o * k + j] *= s[j] } }
                     let site = QuantizerPlacement.Site(value: graph.nodes[reader.node].inputs[1], role: .weight,
                                                        channelAxis: 0, reductionAxis: 1, consumers: [])
-                    let wq = try SmoothQuant.fakeQuantizedWeight(Tensor(shape: w.shape, scalars: ws), site: site, config: config)
-                    var reference = [Float](repeating: 0, count: n * outputs), quantized = reference
-                    let wOriginal = w.floats()
-                    x.withUnsafeBufferPointer { a in wOriginal.withUnsafeBufferPointer { b in reference.withUnsafeMutableBufferPointer { c in
-                        TechniqueMath.gemm(transB: true, m: n, n: outputs, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: k,
-                                           c.baseAddress!, ldc: outputs)
-                    } } }
-                    xq.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in quantized.withUnsafeMutableBufferPointer { c in
-                        TechniqueMath.gemm(transB: true, m: n, n: outputs, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: k,
-                                           c.baseAddress!, ldc: outputs)
-                    } } }
-                    for i in 0..<(n * outputs) {
-                        let d = Double(reference[i] - quantized[i])
-                        total += d * d
-                        signal += Double(reference[i]) * Double(reference[i])
-                    }
+                    let e = try SmoothQuant.smoothedProductError(rows: rows[reader.value]!, scales: s, weight: weights[index],
+                                                                 site: site, config: config)
+                    total += e.noise
+                    signal += e.signal
                 }
                 return signal > 0 ? total / signal : total
             }
