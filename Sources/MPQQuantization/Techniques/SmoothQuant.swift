@@ -108,42 +108,17 @@ public enum SmoothQuant {
             let norm = graph.nodes[candidate.norm]
             let name = norm.outputs[0]
             guard let x = rows[name], let m = absMax[name] else { continue }
-            let k = m.count, n = x.count / k
+            let k = m.count
             let weights = candidate.matMuls.map { graph.initializers[graph.nodes[$0].inputs[1]]! }
-            var wMax = [Float](repeating: 0, count: k)
-            for w in weights {
-                let v = w.floats(), cols = w.shape[1]
-                for j in 0..<k { for c in 0..<cols { wMax[j] = max(wMax[j], abs(v[j * cols + c])) } }
+            let readers = zip(candidate.matMuls, weights).map { node, w in
+                Reader(rows: x, weight: w, site: QuantizerPlacement.Site(value: graph.nodes[node].inputs[1], role: .weight,
+                                                                         channelAxis: 1, reductionAxis: 0, consumers: []))
             }
-            func scales(_ alpha: Float) -> [Float] {
-                (0..<k).map { j in
-                    guard m[j] > 0, wMax[j] > 0 else { return 1 }
-                    let s = pow(m[j], alpha) / pow(wMax[j], 1 - alpha)
-                    return s.isFinite && s > 0 ? min(max(s, 1e-5), 1e5) : 1
-                }
-            }
-            func error(_ s: [Float]) throws -> Double {
-                var total = 0.0, signal = 0.0
-                for (index, w) in weights.enumerated() {
-                    let site = QuantizerPlacement.Site(value: graph.nodes[candidate.matMuls[index]].inputs[1], role: .weight,
-                                                       channelAxis: 1, reductionAxis: 0, consumers: [])
-                    let e = try smoothedProductError(rows: x, scales: s, weight: w, site: site, config: config)
-                    total += e.noise
-                    signal += e.signal
-                }
-                return signal > 0 ? total / signal : total
-            }
-            let before = try error([Float](repeating: 1, count: k))
-            var best: (alpha: Float?, error: Double, s: [Float]) = (nil, before, [])
-            for alpha in alphas {
-                let s = scales(alpha)
-                let e = try error(s)
-                if e < best.error { best = (alpha, e, s) }
-            }
+            let best = try bestScales(activationMaxima: m, readers: readers, alphas: alphas, config: config)
             results.append(Smoothed(layerNorm: norm.name, alpha: best.alpha, matMuls: candidate.matMuls.count,
-                                    errorBefore: before, errorAfter: best.error))
+                                    errorBefore: best.before, errorAfter: best.after))
             guard best.alpha != nil else { continue }
-            let s = best.s
+            let s = best.scales
             // Fold 1 / s into the LayerNorm (or the Mul's constant), s into the MatMul rows.
             if norm.opType == "LayerNormalization" {
                 var gamma = graph.initializers[norm.inputs[1]]!.floats()
@@ -186,6 +161,51 @@ public enum SmoothQuant {
             try graph.sortTopologically()
         }
         return (graph, results)
+    }
+
+    /// One weight reading the smoothed activation rows.
+    struct Reader {
+        /// Activation rows [n, K] it reads (FP32).
+        var rows: [Float]
+        var weight: Tensor
+        /// The weight's quantizer site: `reductionAxis` 0 for a [K, N] MatMul weight, 1 for an [N, K] (1x1 Conv) one.
+        var site: QuantizerPlacement.Site
+    }
+
+    /// The migration strength from `alphas` (nil: none beats no smoothing) with the lowest relative quantized
+    /// output error over `readers`, s_j = max|X_j|^α / max|W_j|^(1-α), and the errors before and after.
+    static func bestScales(activationMaxima m: [Float], readers: [Reader], alphas: [Float], config: QuantizationConfig) throws
+        -> (alpha: Float?, scales: [Float], before: Double, after: Double) {
+        let k = m.count
+        var wMax = [Float](repeating: 0, count: k)
+        for reader in readers {
+            let v = reader.weight.floats(), columns = v.count / k, transposed = reader.site.reductionAxis != 0
+            for j in 0..<k { for c in 0..<columns { wMax[j] = max(wMax[j], abs(v[transposed ? c * k + j : j * columns + c])) } }
+        }
+        func scales(_ alpha: Float) -> [Float] {
+            (0..<k).map { j in
+                guard m[j] > 0, wMax[j] > 0 else { return 1 }
+                let s = pow(m[j], alpha) / pow(wMax[j], 1 - alpha)
+                return s.isFinite && s > 0 ? min(max(s, 1e-5), 1e5) : 1
+            }
+        }
+        func error(_ s: [Float]) throws -> Double {
+            var total = 0.0, signal = 0.0
+            for reader in readers {
+                let e = try smoothedProductError(rows: reader.rows, scales: s, weight: reader.weight, site: reader.site, config: config)
+                total += e.noise
+                signal += e.signal
+            }
+            return signal > 0 ? total / signal : total
+        }
+        let before = try error([Float](repeating: 1, count: k))
+        var best: (alpha: Float?, scales: [Float], before: Double, after: Double) = (nil, [], before, before)
+        for alpha in alphas {
+            let s = scales(alpha)
+            let e = try error(s)
+            if e < best.after { best = (alpha, s, before, e) }
+        }
+        return best
     }
 
     /// Squared error and energy of X W against Q(X / s) Q(s W) for activation rows X [n, K] (K = s.count)

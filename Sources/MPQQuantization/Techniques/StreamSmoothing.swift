@@ -88,41 +88,16 @@ public enum StreamSmoothing {
             let m = (0..<k).map { j in stream.values.map { absMax[$0]![j] }.max()! }
             // Readers' weights as [O, C] matrices.
             let weights = stream.readers.map { graph.initializers[graph.nodes[$0.node].inputs[1]]! }
-            var wMax = [Float](repeating: 0, count: k)
-            for w in weights {
-                let v = w.floats(), outputs = w.shape[0]
-                for o in 0..<outputs { for j in 0..<k { wMax[j] = max(wMax[j], abs(v[o * k + j])) } }
+            let readers = zip(stream.readers, weights).map { reader, w in
+                SmoothQuant.Reader(rows: rows[reader.value]!, weight: w,
+                                   site: QuantizerPlacement.Site(value: graph.nodes[reader.node].inputs[1], role: .weight,
+                                                                 channelAxis: 0, reductionAxis: 1, consumers: []))
             }
-            func scales(_ alpha: Float) -> [Float] {
-                (0..<k).map { j in
-                    guard m[j] > 0, wMax[j] > 0 else { return 1 }
-                    let s = pow(m[j], alpha) / pow(wMax[j], 1 - alpha)
-                    return s.isFinite && s > 0 ? min(max(s, 1e-5), 1e5) : 1
-                }
-            }
-            func error(_ s: [Float]) throws -> Double {
-                var total = 0.0, signal = 0.0
-                for (index, reader) in stream.readers.enumerated() {
-                    let site = QuantizerPlacement.Site(value: graph.nodes[reader.node].inputs[1], role: .weight,
-                                                       channelAxis: 0, reductionAxis: 1, consumers: [])
-                    let e = try SmoothQuant.smoothedProductError(rows: rows[reader.value]!, scales: s, weight: weights[index],
-                                                                 site: site, config: config)
-                    total += e.noise
-                    signal += e.signal
-                }
-                return signal > 0 ? total / signal : total
-            }
-            let before = try error([Float](repeating: 1, count: k))
-            var best: (alpha: Float?, error: Double, s: [Float]) = (nil, before, [])
-            for alpha in alphas {
-                let s = scales(alpha)
-                let e = try error(s)
-                if e < best.error { best = (alpha, e, s) }
-            }
+            let best = try SmoothQuant.bestScales(activationMaxima: m, readers: readers, alphas: alphas, config: config)
             results.append(Smoothed(stream: first, values: stream.values.count, readers: stream.readers.count,
-                                    alpha: best.alpha, errorBefore: before, errorAfter: best.error))
+                                    alpha: best.alpha, errorBefore: best.before, errorAfter: best.after))
             guard best.alpha != nil else { continue }
-            let s = best.s
+            let s = best.scales
             for producer in stream.producers {
                 let node = graph.nodes[producer]
                 let w = graph.initializers[node.inputs[1]]!
