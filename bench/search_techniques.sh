@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Techniques inside the Pareto search: mobilenetv2, 64 calibration crops, 128 held-out crops (another
-# seed), candidates w8a8, w4a8, w8a16, w16a16, without and with --techniques (default cle,bias-correction).
+# seed), candidates w8a8, w4a8, w8a16, w16a16, without and with --techniques (default smoothquant,seq-mse,adaround,bias-correction).
 # Prints, per run, the relative BOPs of the point chosen for 30 dB (calibration SQNR) with its held-out
 # SQNR, and the held-out SQNR of the point chosen at relative BOPs 0.25.
 # Usage: bench/search_techniques.sh [TECHNIQUES] [BUILD]  (BUILD: a release build folder, default .build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-techniques=${1:-cle,bias-correction}
+techniques=${1:-smoothquant,seq-mse,adaround,bias-correction}
 build=${2:-.build}
 python=.venv/bin/python
 swift build -c release --product mpq --scratch-path "$build" >/dev/null
