@@ -148,8 +148,8 @@ public enum LayerReconstruction {
         // The FP32 model's per-channel means of every layer output (bias correction) and every
         // layer's input (the asymmetric target of the weight refinements).
         var referenceMeans: [String: [Double]] = [:], referenceCounts: [String: Int] = [:]
-        let asymmetric = options.asymmetricReconstruction && (options.adaRound || options.rangeSearch || options.gptq)
-        var referenceParts: [String: [Tensor]] = [:]
+        let asymmetric = options.asymmetricReconstruction && (options.adaRound || options.rangeSearch)
+        var referenceParts: [String: [Tensor]] = [:], referenceInputs: [String: Tensor] = [:]
         let convolutionInputs = asymmetric ? Set(layers.values.filter { $0.node.opType == "Conv" }.map { $0.node.inputs[0] }) : []
         if options.biasCorrection || asymmetric {
             let session = try InferenceSession(graph: graph, options: sessionOptions)
@@ -164,6 +164,7 @@ public enum LayerReconstruction {
                     return nil
                 }
             }
+            referenceInputs = try referenceParts.mapValues { try Tensor.concatenate($0, axis: 0) }
             for (name, value) in referenceMeans {
                 let perChannel = Double(max(referenceCounts[name] ?? 1, 1))
                 referenceMeans[name] = value.map { $0 / perChannel }
@@ -202,13 +203,13 @@ public enum LayerReconstruction {
                 let original = graph.initializers[layer.weight]!
                 var weight = original
                 let gptq = options.gptq && layer.node.opType != "Conv"
+                let w = layer.layout.matrix(original.floats())
+                let reference = referenceInputs[layer.node.inputs[0]]
                 if options.adaRound || options.rangeSearch || gptq,
                    let stats = try LayerInputStatistics(node: layer.node, layout: layer.layout, input: x,
                                                         maximumSamples: options.positions, seed: seed,
-                                                        reference: try referenceParts[layer.node.inputs[0]].map { try Tensor.concatenate($0, axis: 0) },
-                                                        weights: layer.layout.matrix(graph.initializers[layer.weight]!.floats())),
+                                                        reference: reference, weights: reference == nil ? nil : w),
                    try TechniqueMath.elementGrid(p, shape: original.shape) != nil {
-                    let w = layer.layout.matrix(original.floats())
                     func error(_ q: QuantizationParameters) throws -> [Double] {
                         let wq = layer.layout.matrix(try original.fakeQuantized(q).floats())
                         return stats.rowErrors(zip(wq, w).map { $0 - $1 }, layout: layer.layout)
