@@ -107,7 +107,8 @@ def run(model_path, feeds, exact):
 
 
 def compare(reference, quantized, feeds):
-    """mpq's OutputComparison over whole outputs: (SQNR dB, top-1 agreement or None, cosine or None)."""
+    """mpq's OutputComparison: (SQNR dB, top-1 agreement or None, cosine or None); [N, S, H] outputs
+    count only the tokens the attention mask keeps."""
     signal = noise = 0.0
     agreements = rows = 0
     cosines = []
@@ -115,15 +116,17 @@ def compare(reference, quantized, feeds):
         r, q = reference[name], quantized.get(name)
         if r.dtype != np.float32 or q is None or q.shape != r.shape:
             continue
-        signal += float(np.sum(np.square(r, dtype=np.float64)))
-        noise += float(np.sum(np.square((r - q).astype(np.float64))))
+        mask = feeds.get("attention_mask")
+        tokens = mask != 0 if r.ndim == 3 and mask is not None and mask.shape == r.shape[:2] else None
+        kept = (slice(None),) if tokens is None else (tokens,)
+        signal += float(np.sum(np.square(r[kept], dtype=np.float64)))
+        noise += float(np.sum(np.square((r[kept] - q[kept]).astype(np.float64))))
         if r.ndim == 2 and r.shape[1] > 1:
             agreements += int(np.sum(r.argmax(1) == q.argmax(1)))
             rows += r.shape[0]
             cosines += list(cosine_rows(r.astype(np.float64), q.astype(np.float64)))
         elif r.ndim == 3:
-            mask = feeds.get("attention_mask")
-            tokens = mask != 0 if mask is not None and mask.shape == r.shape[:2] else np.ones(r.shape[:2], bool)
+            tokens = np.ones(r.shape[:2], bool) if tokens is None else tokens
             cosines += list(cosine_rows(pooled(r, tokens), pooled(q, tokens)))
     sqnr = float("inf") if noise == 0 else float(10 * np.log10(signal / noise))
     return sqnr, (agreements / rows if rows else None), (float(np.mean(cosines)) if cosines else None)

@@ -7,6 +7,10 @@ import MPQRuntime
 /// cosine similarity of embeddings (rows of [N, D] outputs, or [N, S, H]
 /// outputs mean-pooled over tokens with the `attention_mask` input when there
 /// is one), and labelled accuracy.
+///
+/// For [N, S, H] outputs with an `attention_mask` [N, S] feed, SQNR counts only
+/// the tokens the mask keeps: padded positions carry no meaning (every reader
+/// of the embedding masks them), and their errors would otherwise dominate.
 public struct OutputComparison: Sendable {
     /// Σ ref² over all outputs compared so far (SQNR's numerator).
     public private(set) var signalEnergy = 0.0
@@ -36,9 +40,13 @@ public struct OutputComparison: Sendable {
         for name in reference.keys.sorted() {
             guard let r = reference[name], let q = quantized[name], r.dtype == .float32, q.shape == r.shape else { continue }
             let a = r.floats(), b = q.floats()
-            for i in a.indices {
-                signalEnergy += Double(a[i]) * Double(a[i])
-                noiseEnergy += Double(a[i] - b[i]) * Double(a[i] - b[i])
+            let mask = r.rank == 3 ? feeds["attention_mask"].flatMap { $0.shape == [r.shape[0], r.shape[1]] ? $0.integers() : nil } : nil
+            let rowLength = r.rank == 3 ? r.shape[2] : a.count
+            for row in 0..<(a.count / max(rowLength, 1)) where mask?[row] ?? 1 != 0 {
+                for i in (row * rowLength)..<((row + 1) * rowLength) {
+                    signalEnergy += Double(a[i]) * Double(a[i])
+                    noiseEnergy += Double(a[i] - b[i]) * Double(a[i] - b[i])
+                }
             }
             if r.rank == 2 && r.shape[1] > 1 {
                 let classes = r.shape[1]
@@ -56,7 +64,6 @@ public struct OutputComparison: Sendable {
                 }
             } else if r.rank == 3 {
                 let (n, s, h) = (r.shape[0], r.shape[1], r.shape[2])
-                let mask = feeds["attention_mask"].flatMap { $0.shape == [n, s] ? $0.integers() : nil }
                 for sample in 0..<n {
                     var pooledA = [Double](repeating: 0, count: h), pooledB = pooledA
                     for token in 0..<s where mask?[sample * s + token] ?? 1 != 0 {

@@ -235,7 +235,8 @@ import Testing
     }
 
     /// GPTQ on MiniLM's MatMuls at 4-bit weights: every layer's output error at most nearest
-    /// rounding's, the sum well below it, and the held-out embedding closer to FP32's.
+    /// rounding's, the sum well below it, and the held-out embedding closer to FP32's. Bias
+    /// correction, asked for too, leaves these token-sequence layers alone and says so.
     @Test func gptqLowersMiniLMLayerAndOutputErrors() throws {
         let graph = try Model(contentsOf: miniLMPath).graph
         let calibration = try sentences(16, graph: graph)
@@ -243,9 +244,14 @@ import Testing
         var config = try QuantizationConfig(preset: "w4a8")
         config.weightGranularity = .perChannel
         let (plain, _) = try quantize(graph, config: config, techniques: QuantizationTechniques(), data: calibration)
-        let (refined, report) = try quantize(graph, config: config, techniques: try QuantizationTechniques(parsing: "gptq"), data: calibration)
+        let (refined, report) = try quantize(graph, config: config, techniques: try QuantizationTechniques(parsing: "gptq,bias-correction"),
+                                             data: calibration)
         let layers = report.layers.filter { $0.gptqError != nil }
         #expect(layers.count >= 36, "GPTQ layers: \(layers.count)")
+        let uncorrected = report.layers.filter(\.skippedBiasCorrection)
+        #expect(uncorrected.count >= 36 && uncorrected.allSatisfy { $0.biasCorrection == nil })
+        #expect(report.notes.contains { $0.contains("\(uncorrected.count) MatMul / Gemm layers over token sequences left uncorrected") },
+                "\(report.notes)")
         for layer in layers { #expect(layer.gptqError!.isFinite) }
         let before = layers.reduce(0) { $0 + $1.nearestError }, after = layers.reduce(0) { $0 + min($1.gptqError!, $1.nearestError) }
         #expect(after < 0.7 * before, "summed layer output MSE \(before) -> \(after)")

@@ -214,8 +214,10 @@ public struct QuantizationTechniques: Sendable {
                 summary = String(format: "%d MatMul / Gemm layers; their summed output MSE %.4g -> %.4g", refined.count, before, after)
             default:
                 let corrected = result.layers.filter { $0.biasCorrection != nil }
+                let skipped = result.layers.count { $0.skippedBiasCorrection }
                 summary = String(format: "%d layers corrected, largest |correction| %.4g", corrected.count,
                                  corrected.compactMap(\.biasCorrection).max() ?? 0)
+                    + (skipped == 0 ? "" : "; \(skipped) MatMul / Gemm layers over token sequences left uncorrected")
             }
             report.entries.append(.init(technique: technique, seconds: seconds, summary: summary,
                                         details: technique == layerTechniques.last ? result.layers.map {

@@ -153,9 +153,11 @@ struct LayerInputStatistics {
 
     /// `x` is the layer's (quantized) input; at most `maximumSamples` positions, drawn with `seed`.
     /// `reference` (the FP32 model's input of the layer, shaped like `x`) with `weights` (the float
-    /// [outputs, K] matrix) makes the errors asymmetric (see above).
+    /// [outputs, K] matrix) makes the errors asymmetric (see above). `tokenMask` (one flag per row
+    /// of a Gemm / MatMul input, e.g. a transformer's attention mask over [N, S, K]) limits the rows
+    /// drawn to those it keeps: padded positions are read by no output.
     init?(node: Node, layout: LayerWeightLayout, input x: Tensor, maximumSamples: Int, seed: UInt64,
-          reference: Tensor? = nil, weights: [Float]? = nil) throws {
+          reference: Tensor? = nil, weights: [Float]? = nil, tokenMask: [Bool]? = nil) throws {
         guard x.dtype == .float32 else { return nil }
         let K = layout.reduction
         reduction = K
@@ -251,14 +253,17 @@ struct LayerInputStatistics {
             mean = means
         } else {
             guard x.rank >= 1, x.shape.last == K else { return nil }
-            let total = x.count / K
+            let rowCount = x.count / K
+            guard tokenMask == nil || tokenMask?.count == rowCount else { return nil }
+            let kept = tokenMask.map { mask in mask.indices.filter { mask[$0] } } ?? Array(0..<rowCount)
+            let total = kept.count
             guard total > 0 else { return nil }
             let count = min(total, maximumSamples)
             samples = count
             var rows = [Float](repeating: 0, count: count * K)
             var error = [Float](repeating: 0, count: asymmetric ? count * K : 0)
             for r in 0..<count {
-                let source = count == total ? r : Int(rng.next() % UInt64(total))
+                let source = kept[count == total ? r : Int(rng.next() % UInt64(total))]
                 for k in 0..<K { rows[r * K + k] = values[source * K + k] }
                 if asymmetric, let referenceValues {
                     for k in 0..<K { error[r * K + k] = referenceValues[source * K + k] - values[source * K + k] }
