@@ -29,6 +29,13 @@ import onnxruntime  # noqa: E402
 from ort_run_model import with_dynamic_batch  # noqa: E402
 
 
+def dynamic_batch_copy(path, copy):
+    """Writes to `copy` the model at `path` with a symbolic batch dimension; returns `copy`."""
+    with open(copy, "wb") as f:
+        f.write(with_dynamic_batch(path))
+    return copy
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mpq", default=os.path.join(ROOT, ".build/release/mpq"))
@@ -41,31 +48,27 @@ def main():
         images = os.path.join(args.fixtures, "data/images")
         tokenizer = os.path.join(args.fixtures, "models/all-MiniLM-L6-v2-tokenizer/tokenizer.json")
         text = os.path.join(args.fixtures, "data/text")
-        files = {
+        image_script, text_script = "scripts/make_image_calib.py", "Tests/Scripts/make_text_inputs.py"
+        # Per model: the commands that write its calibration and held-out data ({} is the file).
+        data = {
             "mobilenetv2": [
-                ("scripts/make_image_calib.py", "calib.npy", ["--count", "64", "--seed", "0", "--images", images]),
-                ("scripts/make_image_calib.py", "eval.npy", ["--count", "128", "--seed", "1", "--images", images]),
+                [image_script, "{}", "--count", "64", "--seed", "0", "--images", images],
+                [image_script, "{}", "--count", "128", "--seed", "1", "--images", images],
             ],
             "all-MiniLM-L6-v2": [
-                ("Tests/Scripts/make_text_inputs.py", "calib.npz", [tokenizer, os.path.join(text, "jargon.txt")], "64"),
-                ("Tests/Scripts/make_text_inputs.py", "eval.npz", [tokenizer, os.path.join(text, "hamlet_gut.txt")], "128"),
+                [text_script, tokenizer, os.path.join(text, "jargon.txt"), "{}", "64"],
+                [text_script, tokenizer, os.path.join(text, "hamlet_gut.txt"), "{}", "128"],
             ],
         }
         print("| model | config | deploy target | mpq simulated SQNR (dB) | ORT default session | ORT exact session |"
               " ORT default vs mpq (dB) |")
         print("|---|---|---|---|---|---|---|")
-        for model, recipes in files.items():
-            paths = []
-            for recipe in recipes:
-                script, name = recipe[0], recipe[1]
-                path = os.path.join(work, f"{model}-{name}")
-                if script.endswith("make_image_calib.py"):
-                    command = [python, script, path, *recipe[2]]
-                else:
-                    command = [python, script, *recipe[2], path, recipe[3]]
-                subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-                paths.append(path)
-            calib, held_out = paths
+        for model, commands in data.items():
+            calib, held_out = (os.path.join(work, f"{model}-{role}{'.npz' if 'MiniLM' in model else '.npy'}")
+                               for role in ("calib", "eval"))
+            for command, path in zip(commands, (calib, held_out)):
+                subprocess.run([python] + [path if a == "{}" else a for a in command], check=True, cwd=ROOT,
+                               stdout=subprocess.DEVNULL)
             onnx_path = os.path.join(args.fixtures, "models", f"{model}.onnx")
             out = os.path.join(work, f"{model}-out")
             subprocess.run([args.mpq, "quantize", onnx_path, "--calib", calib, "--eval", held_out, "--config", args.config,
@@ -75,14 +78,8 @@ def main():
                 report = json.load(f)
             simulated = report["output"]["sqnr_db"]
             target = "host (default)" + "".join(f"; {note}" for note in report.get("deployment_notes", []))
-            def dynamic(path, name):
-                """A copy of the model at `path` (in the work folder) that takes any batch size."""
-                copy = os.path.join(work, f"{model}-{name}.onnx")
-                with open(copy, "wb") as f:
-                    f.write(with_dynamic_batch(path))
-                return copy
-
-            fp32, qdq = dynamic(onnx_path, "fp32"), dynamic(os.path.join(out, "model.qdq.onnx"), "qdq")
+            fp32 = dynamic_batch_copy(onnx_path, os.path.join(work, f"{model}-fp32.onnx"))
+            qdq = dynamic_batch_copy(os.path.join(out, "model.qdq.onnx"), os.path.join(work, f"{model}-qdq.onnx"))
             feeds = oqs.load_feeds(held_out, [i.name for i in oqs.session(fp32, exact=True).get_inputs()])
             reference = oqs.run(fp32, feeds, exact=True)
             default = oqs.compare(reference, oqs.run(qdq, feeds, exact=False), feeds)[0]

@@ -8,10 +8,11 @@ import MPQRuntime
 /// computes it: earlier layers already refined, activations fake-quantized) is
 /// captured, the layer's weights are refined, and the layer's output is replaced by
 /// the refined layer's output, so later layers see the errors that remain and
-/// errors do not compound. With `asymmetricReconstruction` (the default) every error below is
-/// (but AdaRound's on Gemm / MatMul, see `Options`) E‖(W + ΔW) x̂ − W x‖² against the FP32 model's output on its own input x
-/// (AdaRound §5), not tr(ΔW H ΔWᵀ) on the quantized input x̂ alone (`LayerInputStatistics`): the
-/// refined weights also make up for the error the layers before them leave.
+/// errors do not compound. With `asymmetricReconstruction` (the default) every error below
+/// (but AdaRound's on Gemm / MatMul, see `Options`) is E‖(W + ΔW) x̂ − W x‖² against the FP32
+/// model's output on its own input x (AdaRound §5), not tr(ΔW H ΔWᵀ) on the quantized input x̂
+/// alone (`LayerInputStatistics`): the refined weights also make up for the error the layers
+/// before them leave.
 ///
 /// - SeqMSE-style range search: per output channel, the clipping ratio of the weight
 ///   range (0.40, 0.44, ..., 1.00 of min-max) minimising the layer's output MSE
@@ -351,7 +352,6 @@ public enum LayerReconstruction {
                                       maximums: zip(p.maximums, ratioOfEntry).map { $0 * $1 })
     }
 
-    /// AdaRound of a [O, K] weight matrix on its grid; returns the rounded weights (on the grid).
     /// A Gemm / MatMul over token sequences: bias correction leaves it alone.
     static func isTokenSequence(_ layer: Layer, output: Tensor) -> Bool {
         layer.node.opType != "Conv" && output.rank >= 3
@@ -363,6 +363,7 @@ public enum LayerReconstruction {
         return mask.integers().map { $0 != 0 }
     }
 
+    /// AdaRound of a [O, K] weight matrix on its grid; returns the rounded weights (on the grid).
     static func adaRound(_ w: [Float], scale: [Float], low: [Float], high: [Float], stats: LayerInputStatistics,
                          layout: LayerWeightLayout, options: Options) -> [Float] {
         let count = w.count
