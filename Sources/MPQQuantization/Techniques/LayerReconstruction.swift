@@ -162,9 +162,10 @@ public enum LayerReconstruction {
         // layer's input (the asymmetric target of the weight refinements).
         var referenceMeans: [String: [Double]] = [:], referenceCounts: [String: Int] = [:]
         let asymmetric = options.asymmetricReconstruction && (options.adaRound || options.rangeSearch)
-        var referenceParts: [String: [Tensor]] = [:], referenceInputs: [String: Tensor] = [:]
+        var referenceInputs: [String: Tensor] = [:]
         let referencedInputs = asymmetric ? layerInputs : []
         if options.biasCorrection || asymmetric {
+            var referenceParts: [String: [Tensor]] = [:]
             let session = try InferenceSession(graph: graph, options: sessionOptions)
             for batch in TechniqueData.batches(sample, size: 16) {
                 for (name, x) in batch where referencedInputs.contains(name) { referenceParts[name, default: []].append(x) }
@@ -218,11 +219,12 @@ public enum LayerReconstruction {
                 let gptq = options.gptq && layer.node.opType != "Conv"
                 let w = layer.layout.matrix(original.floats())
                 let reference = referenceInputs[layer.node.inputs[0]]
+                let tokenRows = rowMask(tokenMask, of: x)
                 if options.adaRound || options.rangeSearch || gptq,
                    let stats = try LayerInputStatistics(node: layer.node, layout: layer.layout, input: x,
                                                         maximumSamples: options.positions, seed: seed,
                                                         reference: reference, weights: reference == nil ? nil : w,
-                                                        tokenMask: rowMask(tokenMask, of: x)),
+                                                        tokenMask: tokenRows),
                    try TechniqueMath.elementGrid(p, shape: original.shape) != nil {
                     func error(_ q: QuantizationParameters) throws -> [Double] {
                         let wq = layer.layout.matrix(try original.fakeQuantized(q).floats())
@@ -251,7 +253,7 @@ public enum LayerReconstruction {
                         } else {
                             // AdaRound's K free choices per row fit the rows it sees: on Gemm / MatMul it takes
                             // every row (a transformer's padding too) and the symmetric target (see Options).
-                            let learned = layer.node.opType == "Conv" ? stats
+                            let learned = layer.node.opType == "Conv" || (stats.target == nil && tokenRows == nil) ? stats
                                 : try LayerInputStatistics(node: layer.node, layout: layer.layout, input: x,
                                                            maximumSamples: options.positions, seed: seed) ?? stats
                             let rounded = adaRound(w, scale: scale, low: low, high: high, stats: learned, layout: layer.layout, options: options)

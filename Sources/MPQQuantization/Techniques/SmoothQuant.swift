@@ -163,13 +163,37 @@ public enum SmoothQuant {
         return (graph, results)
     }
 
-    /// One weight reading the smoothed activation rows.
+    /// One weight reading the smoothed activation rows, with its FP32 product X W (the same for
+    /// every migration strength, so formed once).
     struct Reader {
         /// Activation rows [n, K] it reads (FP32).
-        var rows: [Float]
-        var weight: Tensor
+        let rows: [Float]
+        let weight: Tensor
         /// The weight's quantizer site: `reductionAxis` 0 for a [K, N] MatMul weight, 1 for an [N, K] (1x1 Conv) one.
-        var site: QuantizerPlacement.Site
+        let site: QuantizerPlacement.Site
+        /// X W, [n, N].
+        let reference: [Float]
+        /// Σ (X W)².
+        let signal: Double
+
+        init(rows: [Float], weight: Tensor, site: QuantizerPlacement.Site) {
+            self.rows = rows
+            self.weight = weight
+            self.site = site
+            reference = Self.product(rows, weight.floats(), reduction: weight.shape[site.reductionAxis != 0 ? 1 : 0], site: site)
+            signal = reference.reduce(0) { $0 + Double($1) * Double($1) }
+        }
+
+        /// X [n, K] times a weight laid out as `site` says, [n, N].
+        static func product(_ x: [Float], _ w: [Float], reduction k: Int, site: QuantizerPlacement.Site) -> [Float] {
+            let n = x.count / k, columns = w.count / k, transposed = site.reductionAxis != 0
+            var result = [Float](repeating: 0, count: n * columns)
+            x.withUnsafeBufferPointer { a in w.withUnsafeBufferPointer { b in result.withUnsafeMutableBufferPointer { c in
+                TechniqueMath.gemm(transB: transposed, m: n, n: columns, k: k, a.baseAddress!, lda: k, b.baseAddress!,
+                                   ldb: transposed ? k : columns, c.baseAddress!, ldc: columns)
+            } } }
+            return result
+        }
     }
 
     /// The migration strength from `alphas` (nil: none beats no smoothing) with the lowest relative quantized
@@ -189,14 +213,10 @@ public enum SmoothQuant {
                 return s.isFinite && s > 0 ? min(max(s, 1e-5), 1e5) : 1
             }
         }
+        let signal = readers.reduce(0) { $0 + $1.signal }
         func error(_ s: [Float]) throws -> Double {
-            var total = 0.0, signal = 0.0
-            for reader in readers {
-                let e = try smoothedProductError(rows: reader.rows, scales: s, weight: reader.weight, site: reader.site, config: config)
-                total += e.noise
-                signal += e.signal
-            }
-            return signal > 0 ? total / signal : total
+            let noise = try readers.reduce(0) { $0 + (try smoothedProductError(of: $1, scales: s, config: config)) }
+            return signal > 0 ? noise / signal : noise
         }
         let before = try error([Float](repeating: 1, count: k))
         var best: (alpha: Float?, scales: [Float], before: Double, after: Double) = (nil, [], before, before)
@@ -208,37 +228,21 @@ public enum SmoothQuant {
         return best
     }
 
-    /// Squared error and energy of X W against Q(X / s) Q(s W) for activation rows X [n, K] (K = s.count)
-    /// and a weight read as [K, N] (`site.reductionAxis` 0, a MatMul's) or [N, K] (1, a 1x1 Conv's), both
-    /// quantized with `config`'s formats (activations per tensor over the rows' min-max).
-    static func smoothedProductError(rows x: [Float], scales s: [Float], weight w: Tensor, site: QuantizerPlacement.Site,
-                                     config: QuantizationConfig) throws -> (noise: Double, signal: Double) {
-        let k = s.count, n = x.count / k, columns = w.count / k
-        let transposed = site.reductionAxis != 0
-        var xs = x
+    /// Σ (X W − Q(X / s) Q(s W))² for `reader`'s rows X [n, K] (K = s.count) and weight, both quantized
+    /// with `config`'s formats (activations per tensor over the rows' min-max).
+    static func smoothedProductError(of reader: Reader, scales s: [Float], config: QuantizationConfig) throws -> Double {
+        let k = s.count, n = reader.rows.count / k, columns = reader.weight.count / k
+        let transposed = reader.site.reductionAxis != 0
+        var xs = reader.rows
         for r in 0..<n { for j in 0..<k { xs[r * k + j] /= s[j] } }
         let xq = try fakeQuantizedActivation(xs, shape: [n, k], config: config)
-        let original = w.floats()
-        var ws = original
+        var ws = reader.weight.floats()
         for j in 0..<k { for c in 0..<columns { ws[transposed ? c * k + j : j * columns + c] *= s[j] } }
-        let wq = try fakeQuantizedWeight(Tensor(shape: w.shape, scalars: ws), site: site, config: config)
-        var reference = [Float](repeating: 0, count: n * columns), quantized = reference
-        let ldb = transposed ? k : columns
-        x.withUnsafeBufferPointer { a in original.withUnsafeBufferPointer { b in reference.withUnsafeMutableBufferPointer { c in
-            TechniqueMath.gemm(transB: transposed, m: n, n: columns, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: ldb,
-                               c.baseAddress!, ldc: columns)
-        } } }
-        xq.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in quantized.withUnsafeMutableBufferPointer { c in
-            TechniqueMath.gemm(transB: transposed, m: n, n: columns, k: k, a.baseAddress!, lda: k, b.baseAddress!, ldb: ldb,
-                               c.baseAddress!, ldc: columns)
-        } } }
-        var noise = 0.0, signal = 0.0
-        for i in 0..<(n * columns) {
-            let d = Double(reference[i] - quantized[i])
-            noise += d * d
-            signal += Double(reference[i]) * Double(reference[i])
-        }
-        return (noise, signal)
+        let wq = try fakeQuantizedWeight(Tensor(shape: reader.weight.shape, scalars: ws), site: reader.site, config: config)
+        let quantized = Reader.product(xq, wq, reduction: k, site: reader.site)
+        var noise = 0.0
+        for (r, q) in zip(reader.reference, quantized) { noise += Double(r - q) * Double(r - q) }
+        return noise
     }
 
     /// The index (0 or 1) of a Mul's constant float operand.
